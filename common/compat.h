@@ -16,10 +16,12 @@
 #define TERN_UNUSED __attribute__((unused))
 #define TERN_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-#ifndef TERN_NO_POISON
 /* Included before the poison so system headers that mention them still parse. */
 #include <stdio.h>
 #include <string.h>
+
+/* clang refuses to poison names FORTIFY_SOURCE defines as macros. */
+#if !defined(TERN_NO_POISON) && !(defined(__clang__) && defined(_FORTIFY_SOURCE))
 #pragma GCC poison strcpy strcat sprintf vsprintf gets
 #endif
 

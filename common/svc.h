@@ -1,0 +1,72 @@
+/*
+ * svc.h: the daemon skeleton every Tern daemon's main() sits on.
+ *
+ * svc_main() parses the common arguments, loads tern.conf, opens the log,
+ * adopts the listening sockets tern-master passed (fd 4 and up, count in
+ * TERN_LISTEN_FDS), loads the TLS server context when the config has a
+ * certificate, drops privileges to the configured user when started as root,
+ * reports readiness to the master on the status fd (fd 3), and runs the libuv
+ * loop.  Signals: SIGTERM/SIGINT = stop accepting and let open sessions drain
+ * up to drain_timeout, then exit; SIGHUP = reload tern.conf and reopen the
+ * log.  A daemon's main is a few lines: a struct svc_spec and svc_main().
+ *
+ * Common arguments: -r ROOT (or TERN_ROOT), -c FILE (tern.conf; default
+ * ROOT/conf/tern.conf), -o key=value (a per-service override, repeatable),
+ * -f (foreground debugging without a master: -l ADDR to listen yourself),
+ * -d (log level debug).  Unknown options go to spec->getopt.
+ */
+#ifndef TERN_SVC_H
+#define TERN_SVC_H
+
+#include <uv.h>
+
+#include "compat.h"
+
+struct svc;
+struct cfg;
+struct tls_ctx;
+
+struct svc_spec {
+	const char *name;		/* "imapd": log ident and process title */
+	const char *optstring;		/* the daemon's own getopt letters */
+	/* Returns -1 for a bad option (usage is printed). */
+	int (*getopt)(struct svc *svc, int opt, const char *arg);
+	/* Before the privilege drop: open what only root may. */
+	int (*pre_drop)(struct svc *svc, const char **error_r);
+	/* After the drop: connect to peers, allocate state. */
+	int (*init)(struct svc *svc, const char **error_r);
+	/* A new connection accepted on listener index (0-based). */
+	void (*on_accept)(struct svc *svc, uv_stream_t *client, int listener);
+	/* tern.conf was re-read (the new config is already in place). */
+	void (*on_reload)(struct svc *svc);
+	/* Stop was asked: close idle sessions, finish busy ones. */
+	void (*on_stop)(struct svc *svc);
+	/* Called once when the loop has ended, to free state. */
+	void (*deinit)(struct svc *svc);
+};
+
+int svc_main(int argc, char **argv, const struct svc_spec *spec);
+
+uv_loop_t *svc_loop(struct svc *svc);
+const struct cfg *svc_config(struct svc *svc);
+const char *svc_root(struct svc *svc);
+const char *svc_name(struct svc *svc);		/* service name from the table */
+void *svc_ctx(struct svc *svc);
+void svc_set_ctx(struct svc *svc, void *ctx);
+/* The value of -o key=value, or NULL. */
+const char *svc_override(struct svc *svc, const char *key);
+/* The server TLS context from tls_cert_file/tls_key_file, or NULL when the
+ * certificate is not configured or failed to load (the error was logged). */
+struct tls_ctx *svc_tls_server(struct svc *svc);
+
+/* Session accounting for the drain on stop: the loop ends when stopping and
+ * no session is open, or at the drain deadline. */
+void svc_session_opened(struct svc *svc);
+void svc_session_closed(struct svc *svc);
+size_t svc_sessions(struct svc *svc);
+int svc_stopping(struct svc *svc);
+
+/* Unique session id: 10 hex digits, different across processes and time. */
+void svc_new_id(char id[static 16]);
+
+#endif

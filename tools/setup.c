@@ -1,0 +1,322 @@
+/*
+ * setup.c: `ternctl setup`, which creates or completes an instance root.
+ *
+ * Layout: conf/ (tern.conf, services.conf, ssl/), data/, queue/{incoming,
+ * active,deferred,hold,corrupt}, log/, run/, backup/.  Existing files are
+ * never overwritten, so running it twice is safe.  As root it also creates
+ * the unprivileged account daemons run as (the user option, "tern") and
+ * gives it the folders it writes to; the TLS key is root:tern 0640.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "cfg.h"
+#include "services.h"
+#include "str.h"
+#include "ternctl.h"
+#include "tlsgen.h"
+
+extern char **environ;
+
+static const char *const dirs[] = {
+	"conf", "conf/ssl", "data", "queue", "queue/incoming", "queue/active",
+	"queue/deferred", "queue/hold", "queue/corrupt", "log", "run", "backup",
+};
+/* Folders the daemons write to after dropping privileges. */
+static const char *const daemon_dirs[] = {
+	"data", "queue", "queue/incoming", "queue/active", "queue/deferred",
+	"queue/hold", "queue/corrupt", "log", "backup",
+};
+/* Programs a default services.conf may name. */
+static const char *const known_programs[] = {
+	"tern-authd", "tern-stored", "tern-qmgr", "tern-lmtpd", "tern-smtpd",
+	"tern-proxyd", "tern-imapd", "tern-popd", "tern-webd",
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	struct str *s = str_new(128, 8192);
+	const char *p = path;
+	int r = 0;
+
+	while (r == 0 && *p != '\0') {
+		p += strspn(p, "/");
+		p += strcspn(p, "/");
+		str_clear(s);
+		if (str_append(s, path, (size_t)(p - path)) < 0)
+			r = -1;
+		else if (mkdir(str_c(s), mode) < 0 && errno != EEXIST)
+			r = -1;
+	}
+	str_free(&s);
+	return r;
+}
+
+/* Writes a new file durably (temp, fsync, rename, fsync dir); never
+ * replaces an existing one.  1 = written, 0 = existed, -1 = error. */
+static int write_new_file(const char *path, const struct str *text,
+			  mode_t mode)
+{
+	struct str *tmp = str_new(128, 8192);
+	char *dir, *slash;
+	int fd, r = -1;
+
+	if (access(path, F_OK) == 0) {
+		str_free(&tmp);
+		return 0;
+	}
+	if (str_printf(tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+		goto out;
+	fd = open(str_c(tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0)
+		goto out;
+	if (write(fd, str_c(text), str_len(text)) != (ssize_t)str_len(text) ||
+	    fsync(fd) < 0) {
+		close(fd);
+		unlink(str_c(tmp));
+		goto out;
+	}
+	close(fd);
+	/* link() instead of rename(): a file created meanwhile is kept. */
+	if (link(str_c(tmp), path) < 0) {
+		unlink(str_c(tmp));
+		if (errno == EEXIST) {
+			r = 0;
+			goto out;
+		}
+		goto out;
+	}
+	unlink(str_c(tmp));
+	dir = strdup(path);
+	if (dir != NULL && (slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+	free(dir);
+	r = 1;
+out:
+	str_free(&tmp);
+	return r;
+}
+
+static int run_useradd(const char *user, const char *home)
+{
+	char *const argv[] = {
+		"useradd", "--system", "--user-group", "--no-create-home",
+		"--home-dir", (char *)home, "--shell", "/usr/sbin/nologin",
+		"--comment", "Tern mail server", (char *)user, NULL,
+	};
+	pid_t pid;
+	int status;
+
+	if (posix_spawnp(&pid, "useradd", NULL, NULL, argv, environ) != 0)
+		return -1;
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		return -1;
+	return 0;
+}
+
+/* Creates the daemon account when missing and hands it its folders. */
+static int setup_user(struct ctl *ctl, const char *user)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || user[0] == '\0')
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		if (run_useradd(user, ctl->root) < 0) {
+			fprintf(stderr, "ternctl: cannot create user %s with "
+				"useradd\n", user);
+			return -1;
+		}
+		printf("created system user %s\n", user);
+		pw = getpwnam(user);
+		if (pw == NULL)
+			return -1;
+	}
+	for (size_t i = 0; i < TERN_NELEM(daemon_dirs); i++) {
+		char *p = ctl_path(ctl, daemon_dirs[i]);
+		int r = chown(p, pw->pw_uid, pw->pw_gid);
+
+		if (r < 0)
+			fprintf(stderr, "ternctl: chown %s: %s\n", p,
+				strerror(errno));
+		free(p);
+		if (r < 0)
+			return -1;
+	}
+	{
+		char *key = ctl_path(ctl, "conf/ssl/tern.key");
+		if (chown(key, 0, pw->pw_gid) < 0 || chmod(key, 0640) < 0)
+			fprintf(stderr, "ternctl: %s: %s\n", key,
+				strerror(errno));
+		free(key);
+	}
+	return 0;
+}
+
+static int setup_conf(struct ctl *ctl, unsigned port_base)
+{
+	const char *installed[TERN_NELEM(known_programs) + 1];
+	struct str *text = str_new(4096, 1 << 20);
+	size_t n = 0;
+	char *path;
+	int r;
+
+	if (cfg_write_default_conf(text) < 0)
+		goto fail;
+	path = ctl_path(ctl, "conf/tern.conf");
+	r = write_new_file(path, text, 0644);
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+	else
+		printf("%s: %s\n", path, r ? "created" : "kept as it is");
+	free(path);
+	if (r < 0)
+		goto fail;
+
+	for (size_t i = 0; i < TERN_NELEM(known_programs); i++) {
+		char *p = ctl_find_program(known_programs[i]);
+		if (p != NULL)
+			installed[n++] = known_programs[i];
+		free(p);
+	}
+	installed[n] = NULL;
+	str_clear(text);
+	if (services_write_default(text, port_base, installed) < 0)
+		goto fail;
+	path = ctl_path(ctl, "conf/services.conf");
+	r = write_new_file(path, text, 0644);
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+	else
+		printf("%s: %s\n", path, r ? "created" : "kept as it is");
+	free(path);
+	if (r < 0)
+		goto fail;
+	str_free(&text);
+	return 0;
+fail:
+	str_free(&text);
+	return -1;
+}
+
+static int setup_cert(struct ctl *ctl, const char *hostname)
+{
+	const char *names[] = { hostname, "localhost", NULL };
+	char *crt = ctl_path(ctl, "conf/ssl/tern.crt");
+	char *key = ctl_path(ctl, "conf/ssl/tern.key");
+	const char *error;
+	int r = 0;
+
+	if (access(crt, F_OK) == 0 || access(key, F_OK) == 0) {
+		printf("%s: kept as it is\n", crt);
+	} else if (tlsgen_selfsigned(crt, key, hostname,
+				     strcmp(hostname, "localhost") == 0 ?
+					     names + 1 : names,
+				     825, false, &error) < 0) {
+		fprintf(stderr, "ternctl: certificate: %s\n", error);
+		r = -1;
+	} else {
+		printf("%s: created (self-signed for %s; replace it with a "
+		       "real certificate, see docs/tls.md)\n", crt, hostname);
+	}
+	free(crt);
+	free(key);
+	return r;
+}
+
+int ctl_setup(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "port-base", required_argument, NULL, 'p' },
+		{ "hostname", required_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char host[256] = "";
+	unsigned long port_base = 0;
+	struct str *err = str_new(256, 8192);
+	struct cfg *cfg = NULL;
+	char *end, *conf;
+	int c, status = 1;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			errno = 0;
+			port_base = strtoul(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || optarg[0] == '-' ||
+			    port_base > TERN_PORT_BASE_MAX) {
+				fprintf(stderr, "ternctl: --port-base must be "
+					"0..%u\n", TERN_PORT_BASE_MAX);
+				goto out;
+			}
+			break;
+		case 'H':
+			str_lcpy(host, optarg, sizeof(host));
+			break;
+		default:
+			fprintf(stderr, "usage: ternctl setup [--port-base N] "
+				"[--hostname NAME]\n");
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "ternctl: unexpected argument '%s'\n",
+			argv[optind]);
+		goto out;
+	}
+	umask(022);
+	for (size_t i = 0; i < TERN_NELEM(dirs); i++) {
+		char *p = ctl_path(ctl, dirs[i]);
+		int r = mkdir_p(p, 0755);
+
+		if (r < 0)
+			fprintf(stderr, "ternctl: mkdir %s: %s\n", p,
+				strerror(errno));
+		free(p);
+		if (r < 0)
+			goto out;
+	}
+	if (setup_conf(ctl, (unsigned)port_base) < 0)
+		goto out;
+	conf = ctl_path(ctl, "conf/tern.conf");
+	if (cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err) < 0) {
+		fprintf(stderr, "ternctl: %s\n", str_c(err));
+		free(conf);
+		goto out;
+	}
+	free(conf);
+	if (host[0] == '\0') {
+		const char *h = cfg_str(cfg, OPT_MYHOSTNAME);
+		str_lcpy(host, h[0] != '\0' ? h : "localhost", sizeof(host));
+		if (h[0] == '\0' && gethostname(host, sizeof(host) - 1) < 0)
+			str_lcpy(host, "localhost", sizeof(host));
+	}
+	if (setup_cert(ctl, host) < 0 || setup_user(ctl, cfg_str(cfg, OPT_USER)) < 0)
+		goto out;
+	printf("instance root %s is ready: start it with ternctl -r %s start\n",
+	       ctl->root, ctl->root);
+	status = 0;
+out:
+	cfg_free(&cfg);
+	str_free(&err);
+	return status;
+}

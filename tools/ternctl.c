@@ -1,0 +1,148 @@
+/*
+ * ternctl: the administrator's one command.
+ *
+ *   ternctl [-r ROOT] COMMAND [ARGS]
+ *
+ * ROOT is the instance root: -r, else TERN_ROOT, else the install prefix.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "str.h"
+#include "ternctl.h"
+
+static const struct {
+	const char *name;
+	int (*run)(struct ctl *ctl, int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{ "setup", ctl_setup, "setup [--port-base N] [--hostname NAME]: "
+			      "create the instance root" },
+	{ "start", ctl_start, "start: start tern-master and every service" },
+	{ "stop", ctl_stop, "stop: stop every service and tern-master" },
+	{ "restart", ctl_restart, "restart: stop, then start" },
+	{ "reload", ctl_reload, "reload: re-read tern.conf and services.conf" },
+	{ "status", ctl_status, "status [--json]: services, pids, uptime, "
+				"restarts, listening addresses" },
+	{ "config", ctl_config, "config show [KEY] [--json] | config doc: "
+				"effective configuration, option reference" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: ternctl [-r ROOT] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < TERN_NELEM(commands); i++)
+		fprintf(f, "  %s\n", commands[i].help);
+	fprintf(f, "\nROOT: -r, else $TERN_ROOT, else %s\n", TERN_PREFIX);
+}
+
+char *ctl_path(const struct ctl *ctl, const char *rel)
+{
+	struct str *s = str_new(128, 8192);
+	char *r;
+
+	if (str_printf(s, "%s/%s", ctl->root, rel) < 0) {
+		fprintf(stderr, "ternctl: path too long\n");
+		exit(1);
+	}
+	r = strdup(str_c(s));
+	str_free(&s);
+	if (r == NULL)
+		abort();
+	return r;
+}
+
+char *ctl_find_program(const char *name)
+{
+	const char *dirs = getenv("TERN_LIBEXECDIR");
+	struct str *path = str_new(256, 8192);
+	char *r = NULL;
+
+	if (dirs == NULL || *dirs == '\0')
+		dirs = TERN_LIBEXECDIR;
+	while (*dirs != '\0' && r == NULL) {
+		size_t n = strcspn(dirs, ":");
+
+		str_clear(path);
+		if (str_append(path, dirs, n) == 0 &&
+		    str_printf(path, "/%s", name) == 0 &&
+		    access(str_c(path), X_OK) == 0)
+			r = strdup(str_c(path));
+		dirs += n;
+		if (*dirs == ':')
+			dirs++;
+	}
+	str_free(&path);
+	return r;
+}
+
+void ctl_warn(void *ctx, const char *msg)
+{
+	fprintf(stderr, "ternctl: warning: %s\n", msg);
+}
+
+int ctl_no_args(int argc, char **argv, const char *usage_text)
+{
+	if (argc > 1) {
+		fprintf(stderr, "ternctl: unexpected argument '%s'\nusage: "
+			"ternctl %s\n", argv[1], usage_text);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = { 0 };
+	const char *root = getenv("TERN_ROOT");
+	char abs[PATH_MAX];
+	int c;
+
+	while ((c = getopt(argc, argv, "+r:h")) != -1) {
+		switch (c) {
+		case 'r':
+			root = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (root == NULL || *root == '\0')
+		root = TERN_PREFIX;
+	/* The root may not exist before setup: make it absolute by hand. */
+	if (root[0] != '/') {
+		if (getcwd(abs, sizeof(abs)) == NULL ||
+		    strlen(abs) + 1 + strlen(root) >= sizeof(abs)) {
+			fprintf(stderr, "ternctl: cannot resolve %s\n", root);
+			return 1;
+		}
+		snprintf(abs + strlen(abs), sizeof(abs) - strlen(abs), "/%s",
+			 root);
+		root = abs;
+	}
+	ctl.root = root;
+	for (size_t i = 0; i < TERN_NELEM(commands); i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			int sub = optind;
+
+			optind = 0;	/* glibc: start over for the command */
+			return commands[i].run(&ctl, argc - sub, argv + sub);
+		}
+	}
+	fprintf(stderr, "ternctl: unknown command '%s'\n", argv[optind]);
+	usage(stderr);
+	return 2;
+}

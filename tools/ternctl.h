@@ -1,0 +1,34 @@
+/*
+ * ternctl.h: what ternctl's command files share.
+ *
+ * ternctl.c parses the global options and dispatches; setup.c creates an
+ * instance root; ctl_service.c starts, stops, reloads and reports on
+ * tern-master; ctl_config.c shows the configuration.  Each command returns
+ * the process exit status.
+ */
+#ifndef TERN_TERNCTL_H
+#define TERN_TERNCTL_H
+
+#include "compat.h"
+
+struct ctl {
+	const char *root;	/* absolute */
+	int json;
+};
+
+int ctl_setup(struct ctl *ctl, int argc, char **argv);
+int ctl_start(struct ctl *ctl, int argc, char **argv);
+int ctl_stop(struct ctl *ctl, int argc, char **argv);
+int ctl_restart(struct ctl *ctl, int argc, char **argv);
+int ctl_reload(struct ctl *ctl, int argc, char **argv);
+int ctl_status(struct ctl *ctl, int argc, char **argv);
+int ctl_config(struct ctl *ctl, int argc, char **argv);
+
+/* Shared helpers (ternctl.c). */
+char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */
+/* Finds a program in TERN_LIBEXECDIR (colon list) or the libexec folder. */
+char *ctl_find_program(const char *name);		/* NULL: not found */
+void ctl_warn(void *ctx, const char *msg);		/* cfg warnings */
+int ctl_no_args(int argc, char **argv, const char *usage);
+
+#endif

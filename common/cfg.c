@@ -16,6 +16,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "str.h"
+#include "xalloc.h"
 
 #define CFG_ERROR_MAX 8192
 #define CFG_QUOTE_MAX 120	/* bytes of a bad value quoted in messages */
@@ -60,33 +61,6 @@ struct cfg_loader {
 };
 
 /* ---- small helpers ---- */
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static char *xstrfmt(const char *fmt, ...) TERN_PRINTF(1, 2);
 static char *xstrfmt(const char *fmt, ...)

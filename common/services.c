@@ -15,6 +15,7 @@
 #include "cfg.h"
 #include "services.h"
 #include "str.h"
+#include "xalloc.h"
 
 #define ERROR_MAX 8192
 /* NAME TYPE LISTEN PROCS ENABLED, the options, COMMAND and its arguments */
@@ -45,33 +46,6 @@ static const char inet_form[] =
 	"and PORT 1 to 65535, comma-separated, e.g. 127.0.0.1:7143,[::1]:7143";
 
 /* ---- helpers ---- */
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 /*
  * Sets the error to "FILE:LINE: " + fmt and returns -1.  fmt knows only %s

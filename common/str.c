@@ -7,6 +7,7 @@
 
 #include "compat.h"
 #include "str.h"
+#include "xalloc.h"
 
 struct str {
 	char *data;
@@ -14,14 +15,6 @@ struct str {
 	size_t cap;	/* allocated bytes, including room for the NUL */
 	size_t max;
 };
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (q == NULL)
-		abort();
-	return q;
-}
 
 struct str *str_new(size_t initial, size_t max)
 {

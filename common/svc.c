@@ -16,9 +16,11 @@
 #include "cfg.h"
 #include "ipc.h"
 #include "log.h"
+#include "paths.h"
 #include "str.h"
 #include "svc.h"
 #include "tls.h"
+#include "xalloc.h"
 
 #define SVC_LISTEN_FD_FIRST 4
 #define SVC_STATUS_FD 3
@@ -42,7 +44,8 @@ struct svc {
 	uv_loop_t *loop;
 	struct cfg *cfg;
 	char *root;
-	char *conf_path;
+	const char *conf_path;
+	char *conf_alloc;
 	const char *name;
 	const char *overrides[SVC_OVERRIDES_MAX];
 	size_t noverrides;
@@ -176,15 +179,11 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	if (server->type == UV_TCP) {
-		uv_tcp_t *t = malloc(sizeof(*t));
-		if (t == NULL)
-			abort();
+		uv_tcp_t *t = xmalloc(sizeof(*t));
 		uv_tcp_init(svc->loop, t);
 		client = (uv_stream_t *)t;
 	} else {
-		uv_pipe_t *p = malloc(sizeof(*p));
-		if (p == NULL)
-			abort();
+		uv_pipe_t *p = xmalloc(sizeof(*p));
 		uv_pipe_init(svc->loop, p, 0);
 		client = (uv_stream_t *)p;
 	}
@@ -438,7 +437,7 @@ static int svc_parse_args(struct svc *svc, int argc, char **argv)
 		switch (c) {
 		case 'r':
 			free(svc->root);
-			svc->root = strdup(optarg);
+			svc->root = xstrdup(optarg);
 			break;
 		case 'c':
 			svc->conf_path = optarg;
@@ -470,17 +469,13 @@ static int svc_parse_args(struct svc *svc, int argc, char **argv)
 static void svc_init_root(struct svc *svc)
 {
 	const char *env = getenv("TERN_ROOT");
-	static char conf[4096];
 
 	if (svc->root == NULL)
-		svc->root = strdup(env != NULL && *env != '\0' ? env :
+		svc->root = xstrdup(env != NULL && *env != '\0' ? env :
 							TERN_PREFIX);
-	if (svc->root == NULL)
-		abort();
-	if (svc->conf_path == NULL) {
-		snprintf(conf, sizeof(conf), "%s/conf/tern.conf", svc->root);
-		svc->conf_path = conf;
-	}
+	if (svc->conf_path == NULL)
+		svc->conf_path = svc->conf_alloc =
+			path_join(svc->root, "conf/tern.conf");
 }
 
 static int svc_start(struct svc *svc, const char **error_r)
@@ -547,6 +542,7 @@ int svc_main(int argc, char **argv, const struct svc_spec *spec)
 	tls_ctx_free(&svc->tls);
 	cfg_free(&svc->cfg);
 	free(svc->root);
+	free(svc->conf_alloc);
 	log_close();
 	return status;
 }

@@ -25,7 +25,7 @@
 
 static unsigned control_clients;
 
-static const struct ipc_field_spec no_fields[] = { { NULL } };
+static const struct ipc_field_spec no_fields[] = { { .name = NULL } };
 
 static void control_reply(struct ipc_chan *chan, uint32_t id, const char *type,
 			  const char *message)

@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "listen.h"
 #include "str.h"
+#include "xalloc.h"
 
 struct listener {
 	struct listener *next;
@@ -33,10 +34,8 @@ struct listen_pool {
 
 struct listen_pool *listen_pool_new(void)
 {
-	struct listen_pool *pool = calloc(1, sizeof(*pool));
+	struct listen_pool *pool = xcalloc(1, sizeof(*pool));
 
-	if (pool == NULL)
-		abort();
 	return pool;
 }
 
@@ -69,15 +68,6 @@ void listen_pool_free(struct listen_pool **pool)
 	}
 	free(*pool);
 	*pool = NULL;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
 }
 
 static const char *pool_err(struct listen_pool *pool, const char *addr,
@@ -253,9 +243,7 @@ int listen_pool_get(struct listen_pool *pool, enum listen_kind kind,
 			break;
 	}
 	if (l == NULL) {
-		l = calloc(1, sizeof(*l));
-		if (l == NULL)
-			abort();
+		l = xcalloc(1, sizeof(*l));
 		l->kind = kind;
 		l->addr = xstrdup(addr);
 		r = kind == LISTEN_INET ?

@@ -27,8 +27,10 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "paths.h"
 #include "services.h"
 #include "str.h"
+#include "xalloc.h"
 
 extern char **environ;
 
@@ -41,20 +43,6 @@ uint64_t master_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static char *path_join(const char *root, const char *rel)
-{
-	struct str *s = str_new(128, 8192);
-	char *r;
-
-	if (str_printf(s, "%s/%s", root, rel) < 0)
-		log_fatal(NULL, "path too long: %s/%s", root, rel);
-	r = strdup(str_c(s));
-	str_free(&s);
-	if (r == NULL)
-		abort();
-	return r;
 }
 
 static void cfg_warn_log(void *ctx, const char *msg)
@@ -188,9 +176,7 @@ static char **base_env(void)
 
 	while (environ[n] != NULL)
 		n++;
-	env = calloc(n + 1, sizeof(*env));
-	if (env == NULL)
-		abort();
+	env = xcalloc(n + 1, sizeof(*env));
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(environ[i], "TERN_", 5) == 0 &&
 		    strncmp(environ[i], "TERN_LIBEXECDIR=", 16) != 0)

@@ -29,8 +29,10 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "paths.h"
 #include "services.h"
 #include "str.h"
+#include "xalloc.h"
 
 #define RT_PROCS_MAX 256
 #define RT_EXITS_MAX 1000	/* crash_loop_limit's maximum */
@@ -93,15 +95,6 @@ struct svc_rt {
 static void rt_schedule(struct svc_rt *rt, uint64_t delay_ms);
 static void rt_spawn_missing(struct svc_rt *rt);
 static void rt_maybe_free(struct svc_rt *rt);
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static uint64_t cfg_ms(struct master *m, enum cfg_opt opt)
 {
@@ -307,44 +300,18 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 		rt_maybe_free(rt);
 }
 
-/* Finds argv[0]: as given when it has a '/', else in TERN_LIBEXECDIR (a
- * colon-separated list, for running from a build tree) or the compiled-in
- * libexec folder, else PATH (left to execvp). */
+/* Finds argv[0]: as given when absolute, under the root when relative with
+ * a '/', else among Tern's programs (paths.h), else in PATH (execvp). */
 static char *resolve_program(const char *root, const char *prog)
 {
-	const char *dirs = getenv("TERN_LIBEXECDIR");
-	struct str *path;
-	char *r;
+	char *found;
 
 	if (prog[0] == '/')
 		return xstrdup(prog);
-	path = str_new(256, 8192);
-	if (strchr(prog, '/') != NULL) {
-		if (str_printf(path, "%s/%s", root, prog) < 0)
-			log_panic(NULL, "path too long");
-		r = xstrdup(str_c(path));
-		str_free(&path);
-		return r;
-	}
-	if (dirs == NULL || *dirs == '\0')
-		dirs = TERN_LIBEXECDIR;
-	while (*dirs != '\0') {
-		size_t n = strcspn(dirs, ":");
-
-		str_clear(path);
-		if (str_append(path, dirs, n) == 0 &&
-		    str_printf(path, "/%s", prog) == 0 &&
-		    access(str_c(path), X_OK) == 0) {
-			r = xstrdup(str_c(path));
-			str_free(&path);
-			return r;
-		}
-		dirs += n;
-		if (*dirs == ':')
-			dirs++;
-	}
-	str_free(&path);
-	return xstrdup(prog);
+	if (strchr(prog, '/') != NULL)
+		return path_join(root, prog);
+	found = path_find_program(prog);
+	return found != NULL ? found : xstrdup(prog);
 }
 
 static char **build_env(struct svc_rt *rt, unsigned index)
@@ -355,9 +322,7 @@ static char **build_env(struct svc_rt *rt, unsigned index)
 
 	while (rt->m->base_env[n] != NULL)
 		n++;
-	env = calloc(n + 8, sizeof(*env));
-	if (env == NULL)
-		abort();
+	env = xcalloc(n + 8, sizeof(*env));
 	for (i = 0; i < n; i++)
 		env[i] = rt->m->base_env[i];
 #define ENV_ADD(...)                                                    \
@@ -397,13 +362,11 @@ static int proc_spawn(struct svc_rt *rt, unsigned index)
 {
 	uv_stdio_container_t stdio[4 + LISTEN_FDS_MAX];
 	uv_process_options_t opt = { 0 };
-	struct proc *p = calloc(1, sizeof(*p));
+	struct proc *p = xcalloc(1, sizeof(*p));
 	int sv[2] = { -1, -1 }, r, nstdio = 3;
 	char *file;
 	char **env;
 
-	if (p == NULL)
-		abort();
 	p->rt = rt;
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
@@ -670,10 +633,8 @@ static void rt_maybe_free(struct svc_rt *rt)
 
 static struct svc_rt *rt_new(struct master *m, const struct service *def)
 {
-	struct svc_rt *rt = calloc(1, sizeof(*rt));
+	struct svc_rt *rt = xcalloc(1, sizeof(*rt));
 
-	if (rt == NULL)
-		abort();
 	rt->m = m;
 	rt->def = def;
 	rt->name = xstrdup(def->name);

@@ -19,6 +19,7 @@
 #include "str.h"
 #include "svc.h"
 #include "tls.h"
+#include "xalloc.h"
 
 #define ECHO_LINE_MAX 1024
 
@@ -124,11 +125,9 @@ static const struct conn_ops echo_ops = {
 
 static void echo_accept(struct svc *svc, uv_stream_t *client, int listener)
 {
-	struct echo_session *s = calloc(1, sizeof(*s));
+	struct echo_session *s = xcalloc(1, sizeof(*s));
 	const char *error;
 
-	if (s == NULL)
-		abort();
 	s->svc = svc;
 	svc_new_id(s->id);
 	s->lr = linereader_new(ECHO_LINE_MAX);

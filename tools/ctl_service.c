@@ -22,6 +22,7 @@
 #include "ipc.h"
 #include "ipcclient.h"
 #include "json.h"
+#include "paths.h"
 #include "services.h"
 #include "str.h"
 #include "ternctl.h"
@@ -528,11 +529,10 @@ int ctl_start(struct ctl *ctl, int argc, char **argv)
 		cfg_free(&cfg);
 		return r < 0 ? 1 : 0;
 	}
-	program = ctl_find_program("tern-master");
+	program = path_find_program("tern-master");
 	if (program == NULL) {
 		fprintf(stderr, "ternctl: tern-master not found in %s\n",
-			getenv("TERN_LIBEXECDIR") ? getenv("TERN_LIBEXECDIR") :
-						      TERN_LIBEXECDIR);
+			path_libexec_dirs());
 		cfg_free(&cfg);
 		return 1;
 	}

@@ -22,10 +22,12 @@
 
 #include "compat.h"
 #include "cfg.h"
+#include "paths.h"
 #include "services.h"
 #include "str.h"
 #include "ternctl.h"
 #include "tlsgen.h"
+#include "xalloc.h"
 
 extern char **environ;
 
@@ -98,7 +100,7 @@ static int write_new_file(const char *path, const struct str *text,
 		goto out;
 	}
 	unlink(str_c(tmp));
-	dir = strdup(path);
+	dir = xstrdup(path);
 	if (dir != NULL && (slash = strrchr(dir, '/')) != NULL) {
 		*slash = '\0';
 		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -193,7 +195,7 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 		goto fail;
 
 	for (size_t i = 0; i < TERN_NELEM(known_programs); i++) {
-		char *p = ctl_find_program(known_programs[i]);
+		char *p = path_find_program(known_programs[i]);
 		if (p != NULL)
 			installed[n++] = known_programs[i];
 		free(p);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "paths.h"
 #include "str.h"
 #include "ternctl.h"
 
@@ -43,42 +44,7 @@ static void usage(FILE *f)
 
 char *ctl_path(const struct ctl *ctl, const char *rel)
 {
-	struct str *s = str_new(128, 8192);
-	char *r;
-
-	if (str_printf(s, "%s/%s", ctl->root, rel) < 0) {
-		fprintf(stderr, "ternctl: path too long\n");
-		exit(1);
-	}
-	r = strdup(str_c(s));
-	str_free(&s);
-	if (r == NULL)
-		abort();
-	return r;
-}
-
-char *ctl_find_program(const char *name)
-{
-	const char *dirs = getenv("TERN_LIBEXECDIR");
-	struct str *path = str_new(256, 8192);
-	char *r = NULL;
-
-	if (dirs == NULL || *dirs == '\0')
-		dirs = TERN_LIBEXECDIR;
-	while (*dirs != '\0' && r == NULL) {
-		size_t n = strcspn(dirs, ":");
-
-		str_clear(path);
-		if (str_append(path, dirs, n) == 0 &&
-		    str_printf(path, "/%s", name) == 0 &&
-		    access(str_c(path), X_OK) == 0)
-			r = strdup(str_c(path));
-		dirs += n;
-		if (*dirs == ':')
-			dirs++;
-	}
-	str_free(&path);
-	return r;
+	return path_join(ctl->root, rel);
 }
 
 void ctl_warn(void *ctx, const char *msg)

@@ -26,8 +26,6 @@ int ctl_config(struct ctl *ctl, int argc, char **argv);
 
 /* Shared helpers (ternctl.c). */
 char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */
-/* Finds a program in TERN_LIBEXECDIR (colon list) or the libexec folder. */
-char *ctl_find_program(const char *name);		/* NULL: not found */
 void ctl_warn(void *ctx, const char *msg);		/* cfg warnings */
 int ctl_no_args(int argc, char **argv, const char *usage);
 

@@ -5,6 +5,7 @@ set -u
 src=${TERN_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${TERN_TOP_BUILDDIR:-$src}
 export TERN_TOP_SRCDIR="$src" TERN_TOP_BUILDDIR="$build"
+export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$build/tests/integration"
 # Debian's interpreter: the first python3 on PATH may lack pytest.
 # shellcheck disable=SC2086

@@ -239,3 +239,30 @@ def test_children_stop_when_master_dies(instance):
     # The stale pid file and sockets do not prevent a new start.
     instance.ctl("start")
     assert echo_roundtrip(instance.port_base) == "ECHO hello"
+
+
+def test_external_program_supervised(make_instance):
+    """An external server (here Python's http.server) as a service: ready
+    when its port answers, restarted when killed, stopped last."""
+    def services(base):
+        return echod_services(base) + (
+            f"web proc - 1 yes ready=tcp:127.0.0.1:{base + 3} external=yes "
+            f"/usr/bin/python3 -m http.server --bind 127.0.0.1 {base + 3}\n")
+    inst = make_instance(services=services)
+    web = inst.service("web")
+    assert web["state"] == "running" and web["external"]
+    with connect(inst.port_base + 3) as s:
+        s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.0 200")
+    old = web["pids"][0]
+    os.kill(old, signal.SIGKILL)
+    inst.wait_for(lambda: inst.service("web")["pids"] not in ([], [old])
+                  and inst.service("web")["state"] == "running",
+                  what="web restarted")
+    assert inst.service("web")["restarts"] == 1
+    new = inst.service("web")["pids"][0]
+    inst.ctl("stop")
+    assert not process_alive(new)
+    log = inst.log_text()
+    # Tern's daemons stop before the external server does.
+    assert log.rindex("service echo: pid") < log.rindex("service web: pid")

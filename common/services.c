@@ -941,8 +941,8 @@ int services_write_default(struct str *out, unsigned port_base,
 		goto out;
 	str_clear(cmd);
 	if (str_printf(cmd, "ready=tcp:127.0.0.1:%u external=yes "
-		       "/usr/bin/memcached -l 127.0.0.1 -p %u -U 0", memcached,
-		       memcached) < 0 ||
+		       "/usr/bin/memcached -u tern -l 127.0.0.1 -p %u -U 0",
+		       memcached, memcached) < 0 ||
 	    write_service(out, port_base, "#", "memcached", "proc", "-", "1",
 			  str_c(cmd)) < 0)
 		goto out;

@@ -266,3 +266,20 @@ def test_external_program_supervised(make_instance):
     log = inst.log_text()
     # Tern's daemons stop before the external server does.
     assert log.rindex("service echo: pid") < log.rindex("service web: pid")
+
+
+def test_restart_and_status_when_stopped(instance):
+    old = instance.master_pid()
+    p = instance.ctl("restart")
+    assert "stopped" in p.stdout
+    new = instance.master_pid()
+    assert new is not None and new != old
+    assert instance.service("echo")["state"] == "running"
+    instance.ctl("stop")
+    p = instance.ctl("status", "--json", check=False)
+    assert p.returncode == 1
+    import json
+    data = json.loads(p.stdout)
+    assert data["master"]["running"] is False and data["services"] == []
+    p = instance.ctl("stop")
+    assert "not running" in p.stdout

@@ -125,6 +125,43 @@ int str_set(struct str *s, const void *p, size_t n)
 	return str_append(s, p, n);
 }
 
+int str_vsetf(struct str *s, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	va_list ap2;
+	int n;
+
+	if (s == NULL)
+		return -1;
+	str_clear(s);
+	va_copy(ap2, ap);
+	if (str_vprintf(s, fmt, ap2) < 0) {
+		/* Too long for s: keep what fits. */
+		n = vsnprintf(buf, sizeof(buf), fmt, ap);
+		if (n > 0) {
+			size_t len = (size_t)n < sizeof(buf) ? (size_t)n :
+							      sizeof(buf) - 1;
+			if (len > s->max)
+				len = s->max;
+			str_clear(s);
+			if (str_append(s, buf, len) < 0)
+				str_clear(s);
+		}
+	}
+	va_end(ap2);
+	return -1;
+}
+
+int str_setf(struct str *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_vsetf(s, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 const char *str_c(const struct str *s)
 {
 	return s->data;

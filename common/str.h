@@ -36,6 +36,11 @@ int str_vprintf(struct str *s, const char *fmt, va_list ap) TERN_PRINTF(2, 0)
 
 /* Replaces the contents (same rules as append). */
 int str_set(struct str *s, const void *p, size_t n) TERN_WUR;
+/* Replaces the contents with a formatted message, cut to fit the maximum:
+ * for error strings.  NULL s is allowed (nothing happens).  Returns -1, so
+ * that "return str_setf(error, ...);" reports a failure in one line. */
+int str_setf(struct str *s, const char *fmt, ...) TERN_PRINTF(2, 3);
+int str_vsetf(struct str *s, const char *fmt, va_list ap) TERN_PRINTF(2, 0);
 
 const char *str_c(const struct str *s);
 char *str_data(struct str *s);

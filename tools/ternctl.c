@@ -32,6 +32,13 @@ static const struct {
 				"restarts, listening addresses" },
 	{ "config", ctl_config, "config show [KEY] [--json] | config doc: "
 				"effective configuration, option reference" },
+	{ "domain", ctl_domain, "domain add|list|show|set|del: mail domains" },
+	{ "account", ctl_account, "account add|list|show|passwd|set|del: "
+				  "mail accounts" },
+	{ "alias", ctl_alias, "alias add|del|list: addresses that forward" },
+	{ "list", ctl_list, "list add|del|show|list, list member add|del: "
+			    "distribution lists" },
+	{ "cos", ctl_cos, "cos add|set|del|list|show: classes of service" },
 };
 
 static void usage(FILE *f)

@@ -23,6 +23,12 @@ int ctl_restart(struct ctl *ctl, int argc, char **argv);
 int ctl_reload(struct ctl *ctl, int argc, char **argv);
 int ctl_status(struct ctl *ctl, int argc, char **argv);
 int ctl_config(struct ctl *ctl, int argc, char **argv);
+/* ctl_dir.c: directory provisioning. */
+int ctl_domain(struct ctl *ctl, int argc, char **argv);
+int ctl_account(struct ctl *ctl, int argc, char **argv);
+int ctl_alias(struct ctl *ctl, int argc, char **argv);
+int ctl_list(struct ctl *ctl, int argc, char **argv);
+int ctl_cos(struct ctl *ctl, int argc, char **argv);
 
 /* Shared helpers (ternctl.c). */
 char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */

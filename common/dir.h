@@ -1,0 +1,267 @@
+/*
+ * dir.h: the directory interface: domains, accounts, aliases, distribution
+ * lists, classes of service, recipient resolution and authentication.
+ *
+ * One interface, several backends: the embedded SQLite backend
+ * (dir_sqlite.c, the default: data/directory.db in WAL mode) and later
+ * LDAP.  tern-authd is the only daemon that opens the directory; ternctl
+ * writes through the same backend code; every other daemon asks tern-authd
+ * (authclient.h).  Records returned by the getters are owned by the caller
+ * and freed with the matching *_free().
+ *
+ * Addresses: "local@domain".  Domains are stored in their IDNA A-label form
+ * (xn--...), lower case; local parts compare case-insensitively (stored
+ * lower case).  dir_address_normalize() is the one place that does this.
+ * Plus-addressing: "user+tag@domain" resolves like "user@domain", with the
+ * tag reported separately.
+ *
+ * Errors: every call returns a dir_status; on anything but DIR_OK a
+ * one-line message for the administrator is in error (when non-NULL).
+ * DIR_TEMPFAIL means "try again later" (database busy or unreachable): the
+ * callers turn it into 4xx replies, never bounces.
+ */
+#ifndef TERN_DIR_H
+#define TERN_DIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compat.h"
+#include "str.h"
+
+#define DIR_ADDRESS_MAX 320	/* 64 + 1 + 255 */
+#define DIR_NAME_MAX 256	/* display names, cos names, mail hosts */
+#define DIR_LIST_DEPTH_MAX 16	/* nested lists followed at most */
+#define DIR_EXPAND_MAX 10000	/* addresses one resolution may yield */
+
+enum dir_status {
+	DIR_OK = 0,
+	DIR_NOTFOUND,		/* no such domain/account/alias/list/cos */
+	DIR_EXISTS,		/* the name is taken */
+	DIR_INVALID,		/* bad input: malformed address, bad value */
+	DIR_REFUSED,		/* not allowed now (domain not empty, ...) */
+	DIR_AUTHFAIL,		/* wrong password, or no such account */
+	DIR_TEMPFAIL,		/* backend unavailable or busy: retry */
+};
+
+const char *dir_status_name(enum dir_status st);
+
+enum dir_account_status {
+	DIR_ACCOUNT_ACTIVE = 0,
+	DIR_ACCOUNT_LOCKED,	/* no login, mail still delivered */
+	DIR_ACCOUNT_CLOSED,	/* no login, mail refused */
+};
+
+const char *dir_account_status_name(enum dir_account_status st);
+int dir_account_status_parse(const char *name, enum dir_account_status *r)
+	TERN_WUR;
+
+struct dir_cos {
+	char *name;
+	uint64_t quota;			/* bytes, 0 = unlimited */
+	uint64_t max_message_size;	/* bytes, 0 = the server's limit */
+	uint32_t max_recipients;	/* per message, 0 = the server's limit */
+};
+
+struct dir_domain {
+	char *name;		/* A-label, lower case */
+	char *cos;		/* default class of service for new accounts */
+	char *catchall;		/* address receiving unknown local parts, or NULL */
+	uint64_t default_quota;	/* bytes, 0 = from the cos */
+	uint32_t accounts;	/* count, filled by get and list */
+};
+
+struct dir_account {
+	int64_t id;		/* stable, never reused */
+	char *address;		/* normalized */
+	char *display_name;
+	char *password_hash;	/* "$argon2id$..." or "$6$..."; NULL = no login */
+	uint64_t quota;		/* bytes, 0 = from the cos (see effective) */
+	uint64_t quota_effective;
+	enum dir_account_status status;
+	char *mailhost;		/* the mailbox server holding it */
+	char *cos;
+	int64_t created;	/* unix time */
+};
+
+struct dir_alias {
+	char *address;		/* the alias */
+	char *target;		/* an account, a list or an external address */
+};
+
+struct dir_list_info {
+	char *address;
+	char **members;		/* NULL-terminated: accounts, lists, externals */
+	size_t nmembers;
+};
+
+/* Where mail for one address goes, after aliases, lists and catch-all. */
+enum dir_target_kind {
+	DIR_TARGET_ACCOUNT,	/* a local account: deliver to its mailhost */
+	DIR_TARGET_EXTERNAL,	/* an address in no local domain: relay */
+};
+
+struct dir_target {
+	enum dir_target_kind kind;
+	char *address;		/* the account's or the external address */
+	char *mailhost;		/* accounts only */
+	enum dir_account_status status;	/* accounts only */
+	int64_t account_id;	/* accounts only */
+};
+
+struct dir_resolution {
+	bool local_domain;	/* the address's domain is one of ours */
+	char *detail;		/* the "+tag" of user+tag@, or NULL */
+	struct dir_target *targets;	/* unique, in first-seen order */
+	size_t ntargets;
+};
+
+struct dir;
+
+/* ---- opening ---- */
+
+/* The embedded backend: path to the SQLite file, created with the schema
+ * when missing.  readonly: never write (tern-authd opens it so). */
+enum dir_status dir_open_sqlite(const char *path, bool readonly,
+				struct dir **dir_r, struct str *error)
+	TERN_WUR;
+void dir_close(struct dir **dir);
+
+/* A number that changes whenever anything in the directory changes, from
+ * any process: caches compare it (tern-authd polls it) to invalidate. */
+enum dir_status dir_serial(struct dir *dir, uint64_t *serial_r,
+			   struct str *error) TERN_WUR;
+
+/* ---- addresses and passwords (no backend needed) ---- */
+
+/* Lower-cases the local part, converts the domain to its A-label; checks
+ * the syntax (dot-atom local part, up to 64 bytes; a valid domain).  With
+ * detail_r, splits "user+tag" into "user" and "tag" (NULL when none). */
+enum dir_status dir_address_normalize(const char *in, struct str *out,
+				      char **detail_r, struct str *error)
+	TERN_WUR;
+enum dir_status dir_domain_normalize(const char *in, struct str *out,
+				     struct str *error) TERN_WUR;
+/* argon2id with a random 16-byte salt, in the PHC string format. */
+enum dir_status dir_password_hash(const char *password, struct str *out,
+				  struct str *error) TERN_WUR;
+/* true when password matches an argon2id, argon2i or SHA512-crypt hash.
+ * Constant-time for a given hash. */
+bool dir_password_verify(const char *password, const char *hash);
+
+/* ---- classes of service ---- */
+
+enum dir_status dir_cos_add(struct dir *dir, const struct dir_cos *cos,
+			    struct str *error) TERN_WUR;
+enum dir_status dir_cos_set(struct dir *dir, const struct dir_cos *cos,
+			    struct str *error) TERN_WUR;
+enum dir_status dir_cos_del(struct dir *dir, const char *name,
+			    struct str *error) TERN_WUR;
+enum dir_status dir_cos_get(struct dir *dir, const char *name,
+			    struct dir_cos **cos_r, struct str *error) TERN_WUR;
+enum dir_status dir_cos_list(struct dir *dir, struct dir_cos ***list_r,
+			     size_t *count_r, struct str *error) TERN_WUR;
+void dir_cos_free(struct dir_cos **cos);
+/* Frees an array from dir_cos_list() with its records. */
+void dir_cos_array_free(struct dir_cos ***list, size_t count);
+
+/* ---- domains ---- */
+
+enum dir_status dir_domain_add(struct dir *dir, const struct dir_domain *dom,
+			       struct str *error) TERN_WUR;
+/* Changes cos, catchall and default_quota of an existing domain. */
+enum dir_status dir_domain_set(struct dir *dir, const struct dir_domain *dom,
+			       struct str *error) TERN_WUR;
+/* DIR_REFUSED while the domain still has accounts, aliases or lists. */
+enum dir_status dir_domain_del(struct dir *dir, const char *name,
+			       struct str *error) TERN_WUR;
+enum dir_status dir_domain_get(struct dir *dir, const char *name,
+			       struct dir_domain **dom_r, struct str *error)
+	TERN_WUR;
+enum dir_status dir_domain_list(struct dir *dir, struct dir_domain ***list_r,
+				size_t *count_r, struct str *error) TERN_WUR;
+void dir_domain_free(struct dir_domain **dom);
+/* Frees an array from dir_domain_list() with its records. */
+void dir_domain_array_free(struct dir_domain ***list, size_t count);
+
+/* ---- accounts ---- */
+
+/* acct->address must be in an existing domain and free (not an account,
+ * alias or list).  id and created are filled in. */
+enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
+				struct str *error) TERN_WUR;
+/* Replaces display_name, quota, status, mailhost, cos and (when not NULL)
+ * password_hash of the account named by acct->address. */
+enum dir_status dir_account_set(struct dir *dir,
+				const struct dir_account *acct,
+				struct str *error) TERN_WUR;
+enum dir_status dir_account_del(struct dir *dir, const char *address,
+				struct str *error) TERN_WUR;
+enum dir_status dir_account_get(struct dir *dir, const char *address,
+				struct dir_account **acct_r,
+				struct str *error) TERN_WUR;
+/* domain NULL = all domains. */
+enum dir_status dir_account_list(struct dir *dir, const char *domain,
+				 struct dir_account ***list_r,
+				 size_t *count_r, struct str *error) TERN_WUR;
+void dir_account_free(struct dir_account **acct);
+/* Frees an array from dir_account_list() with its records. */
+void dir_account_array_free(struct dir_account ***list, size_t count);
+
+/* ---- aliases ---- */
+
+enum dir_status dir_alias_add(struct dir *dir, const char *address,
+			      const char *target, struct str *error) TERN_WUR;
+enum dir_status dir_alias_del(struct dir *dir, const char *address,
+			      struct str *error) TERN_WUR;
+enum dir_status dir_alias_list(struct dir *dir, const char *domain,
+			       struct dir_alias ***list_r, size_t *count_r,
+			       struct str *error) TERN_WUR;
+void dir_alias_free(struct dir_alias **alias);
+/* Frees an array from dir_alias_list() with its records. */
+void dir_alias_array_free(struct dir_alias ***list, size_t count);
+
+/* ---- distribution lists ---- */
+
+enum dir_status dir_list_add(struct dir *dir, const char *address,
+			     struct str *error) TERN_WUR;
+enum dir_status dir_list_del(struct dir *dir, const char *address,
+			     struct str *error) TERN_WUR;
+enum dir_status dir_list_member_add(struct dir *dir, const char *list,
+				    const char *member, struct str *error)
+	TERN_WUR;
+enum dir_status dir_list_member_del(struct dir *dir, const char *list,
+				    const char *member, struct str *error)
+	TERN_WUR;
+enum dir_status dir_list_get(struct dir *dir, const char *address,
+			     struct dir_list_info **list_r, struct str *error)
+	TERN_WUR;
+enum dir_status dir_list_list(struct dir *dir, const char *domain,
+			      struct dir_list_info ***list_r, size_t *count_r,
+			      struct str *error) TERN_WUR;
+void dir_list_info_free(struct dir_list_info **list);
+/* Frees an array from dir_list_list() with its records. */
+void dir_list_info_array_free(struct dir_list_info ***list, size_t count);
+
+/* ---- mail routing and login ---- */
+
+/* Resolves a recipient: plus-addressing, aliases, lists (nested, each
+ * address once, loops cut), catch-all.  DIR_NOTFOUND when the domain is
+ * ours and nothing matches; for other domains local_domain is false and
+ * the one target is the external address. */
+enum dir_status dir_resolve(struct dir *dir, const char *address,
+			    struct dir_resolution **res_r, struct str *error)
+	TERN_WUR;
+void dir_resolution_free(struct dir_resolution **res);
+
+/* DIR_OK with the account when the password is right and the account may
+ * log in (active); DIR_AUTHFAIL otherwise (the same answer for a wrong
+ * password and an unknown account); DIR_REFUSED for a locked or closed
+ * account with the right password. */
+enum dir_status dir_authenticate(struct dir *dir, const char *address,
+				 const char *password,
+				 struct dir_account **acct_r,
+				 struct str *error) TERN_WUR;
+
+#endif

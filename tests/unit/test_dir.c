@@ -1,0 +1,904 @@
+/* test_dir.c: the directory (dir.h) on the embedded SQLite backend, each
+ * test on a fresh database in its own temporary folder. */
+#include "config.h"
+
+#include <argon2.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "compat.h"
+#include "dir.h"
+#include "str.h"
+
+/* openssl passwd -6 -salt ternsalt 'correct horse' */
+#define SHA512_HASH "$6$ternsalt$HFhOcyztjhONQM9BDtIV103a4.LHB0oJBAq/SW7Soi4" \
+	"N4DSpIEgjY/o8ekhEcTQAHg4JVVIODuPJPoSbbIPWG0"
+
+struct fx {
+	char tmp[64];
+	char path[128];
+	struct dir *d;
+	struct str *err;
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->tmp, sizeof(f->tmp), "/tmp/tern-test-dir-XXXXXX");
+	assert_non_null(mkdtemp(f->tmp));
+	snprintf(f->path, sizeof(f->path), "%s/directory.db", f->tmp);
+	f->err = str_new(256, 4096);
+	assert_int_equal(dir_open_sqlite(f->path, false, &f->d, f->err),
+			 DIR_OK);
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	char p[192];
+
+	dir_close(&f->d);
+	assert_null(f->d);
+	str_free(&f->err);
+	for (const char *const *s = (const char *const[]){ "", "-wal", "-shm",
+							   NULL }; *s; s++) {
+		snprintf(p, sizeof(p), "%s%s", f->path, *s);
+		unlink(p);
+	}
+	rmdir(f->tmp);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static void add_domain(struct fx *f, const char *name)
+{
+	struct dir_domain dom = { .name = (char *)name };
+
+	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
+}
+
+static int64_t add_account(struct fx *f, const char *address,
+			   const char *hash)
+{
+	struct dir_account a = { .address = (char *)address,
+				 .password_hash = (char *)hash,
+				 .mailhost = "mail1.example.com" };
+
+	assert_int_equal(dir_account_add(f->d, &a, f->err), DIR_OK);
+	assert_true(a.id > 0);
+	assert_true(a.created > 0);
+	return a.id;
+}
+
+static void add_list(struct fx *f, const char *list, const char *members[])
+{
+	assert_int_equal(dir_list_add(f->d, list, f->err), DIR_OK);
+	for (size_t i = 0; members != NULL && members[i] != NULL; i++)
+		assert_int_equal(dir_list_member_add(f->d, list, members[i],
+						     f->err), DIR_OK);
+}
+
+static void expect_error(struct fx *f, enum dir_status got,
+			 enum dir_status want, const char *needle)
+{
+	if (got != want)
+		fail_msg("status %s, want %s (%s)", dir_status_name(got),
+			 dir_status_name(want), str_c(f->err));
+	if (needle != NULL && strstr(str_c(f->err), needle) == NULL)
+		fail_msg("'%s' not in '%s'", needle, str_c(f->err));
+}
+
+static uint64_t serial(struct dir *d)
+{
+	uint64_t s = 0;
+
+	assert_int_equal(dir_serial(d, &s, NULL), DIR_OK);
+	return s;
+}
+
+/* The resolution's targets as "address" or "address:status" lines. */
+static void expect_targets(struct dir_resolution *res, const char *want)
+{
+	struct str *s = str_new(256, 65536);
+
+	for (size_t i = 0; i < res->ntargets; i++) {
+		const struct dir_target *t = &res->targets[i];
+
+		assert_int_equal(str_printf(s, "%s%s%s", i ? " " : "",
+					    t->kind == DIR_TARGET_EXTERNAL ?
+					    "ext:" : "", t->address), 0);
+		if (t->kind == DIR_TARGET_ACCOUNT) {
+			assert_string_equal(t->mailhost, "mail1.example.com");
+			assert_true(t->account_id > 0);
+		}
+	}
+	assert_string_equal(str_c(s), want);
+	str_free(&s);
+}
+
+/* ---- names and normalization ---- */
+
+static void test_status_names(void **state)
+{
+	enum dir_account_status st;
+
+	assert_string_equal(dir_status_name(DIR_TEMPFAIL), "temporary failure");
+	assert_string_equal(dir_status_name(DIR_OK), "ok");
+	assert_string_equal(dir_account_status_name(DIR_ACCOUNT_LOCKED),
+			    "locked");
+	assert_int_equal(dir_account_status_parse("closed", &st), 0);
+	assert_int_equal(st, DIR_ACCOUNT_CLOSED);
+	assert_int_equal(dir_account_status_parse("Closed", &st), -1);
+	assert_int_equal(dir_account_status_parse("", &st), -1);
+}
+
+static void test_normalize(void **state)
+{
+	static const char *const bad[] = {
+		"", "bob", "@example.com", "bob@", "bob@@example.com",
+		".bob@example.com", "bob.@example.com", "b..ob@example.com",
+		"b ob@example.com", "\"bob\"@example.com", "bob@exa mple.com",
+		"bob@-example.com", "bob@example-.com", "bob@exa..mple.com",
+		"bob@exa_mple.com", "bob@[192.0.2.1]", "bob@example.com.",
+		"b\x01ob@example.com", "bob@xn--zz.example", "bøb@example.com",
+	};
+	struct str *out = str_new(64, DIR_ADDRESS_MAX);
+	struct str *err = str_new(64, 4096);
+	char local[80], buf[400];
+	char *detail = NULL;
+
+	assert_int_equal(dir_address_normalize("Bob.Smith@Example.COM", out,
+					       NULL, err), DIR_OK);
+	assert_string_equal(str_c(out), "bob.smith@example.com");
+	assert_int_equal(dir_address_normalize("bob@Bücher.example", out,
+					       NULL, err), DIR_OK);
+	assert_string_equal(str_c(out), "bob@xn--bcher-kva.example");
+	assert_int_equal(dir_domain_normalize("Bücher.example", out, err),
+			 DIR_OK);
+	assert_string_equal(str_c(out), "xn--bcher-kva.example");
+	assert_int_equal(dir_domain_normalize("XN--BCHER-KVA.example", out,
+					      err), DIR_OK);
+	assert_string_equal(str_c(out), "xn--bcher-kva.example");
+	assert_int_equal(dir_address_normalize("o'neil+x!#$%&*/=?^_`{|}~-@a.b",
+					       out, NULL, err), DIR_OK);
+
+	/* plus-addressing */
+	assert_int_equal(dir_address_normalize("Bob+Tag@example.com", out,
+					       &detail, err), DIR_OK);
+	assert_string_equal(str_c(out), "bob@example.com");
+	assert_string_equal(detail, "tag");
+	free(detail);
+	assert_int_equal(dir_address_normalize("bob+a+b@example.com", out,
+					       &detail, err), DIR_OK);
+	assert_string_equal(str_c(out), "bob@example.com");
+	assert_string_equal(detail, "a+b");
+	free(detail);
+	assert_int_equal(dir_address_normalize("bob@example.com", out,
+					       &detail, err), DIR_OK);
+	assert_null(detail);
+	assert_int_equal(dir_address_normalize("+tag@example.com", out,
+					       &detail, err), DIR_OK);
+	assert_string_equal(str_c(out), "+tag@example.com");
+	assert_null(detail);
+	assert_int_equal(dir_address_normalize("bob+tag@example.com", out,
+					       NULL, err), DIR_OK);
+	assert_string_equal(str_c(out), "bob+tag@example.com");
+
+	for (size_t i = 0; i < TERN_NELEM(bad); i++) {
+		str_clear(err);
+		if (dir_address_normalize(bad[i], out, &detail, err) !=
+		    DIR_INVALID)
+			fail_msg("accepted '%s'", bad[i]);
+		assert_null(detail);
+		assert_true(str_len(err) > 0);
+	}
+
+	/* lengths: local part 64, label 63, domain 255 */
+	memset(local, 'a', 64);
+	local[64] = '\0';
+	snprintf(buf, sizeof(buf), "%s@example.com", local);
+	assert_int_equal(dir_address_normalize(buf, out, NULL, err), DIR_OK);
+	snprintf(buf, sizeof(buf), "%sa@example.com", local);
+	assert_int_equal(dir_address_normalize(buf, out, NULL, err),
+			 DIR_INVALID);
+	memset(local, 'b', 63);
+	local[63] = '\0';
+	snprintf(buf, sizeof(buf), "%s.example", local);
+	assert_int_equal(dir_domain_normalize(buf, out, err), DIR_OK);
+	snprintf(buf, sizeof(buf), "%sb.example", local);
+	assert_int_equal(dir_domain_normalize(buf, out, err), DIR_INVALID);
+	snprintf(buf, sizeof(buf), "%s.%s.%s.%s", local, local, local, local);
+	assert_int_equal(strlen(buf), 255);
+	assert_int_equal(dir_domain_normalize(buf, out, err), DIR_OK);
+	snprintf(buf, sizeof(buf), "%s.%s.%s.%s.a", local, local, local,
+		 local);
+	assert_int_equal(dir_domain_normalize(buf, out, err), DIR_INVALID);
+	str_free(&out);
+	str_free(&err);
+}
+
+/* ---- passwords ---- */
+
+static void test_passwords(void **state)
+{
+	struct str *h = str_new(128, 1024), *h2 = str_new(128, 1024);
+	char enc[256];
+	const unsigned char salt[16] = "0123456789abcdef";
+
+	assert_int_equal(dir_password_hash("s3cret pw", h, NULL), DIR_OK);
+	assert_memory_equal(str_c(h), "$argon2id$v=19$m=32768,t=3,p=1$", 31);
+	assert_true(dir_password_verify("s3cret pw", str_c(h)));
+	assert_false(dir_password_verify("s3cret pX", str_c(h)));
+	assert_false(dir_password_verify("", str_c(h)));
+	/* a random salt each time */
+	assert_int_equal(dir_password_hash("s3cret pw", h2, NULL), DIR_OK);
+	assert_string_not_equal(str_c(h), str_c(h2));
+	assert_int_equal(dir_password_hash("", h2, NULL), DIR_INVALID);
+
+	assert_true(dir_password_verify("correct horse", SHA512_HASH));
+	assert_false(dir_password_verify("correct horsE", SHA512_HASH));
+	assert_false(dir_password_verify("correct horse", "$6$ternsalt$x"));
+
+	assert_int_equal(argon2i_hash_encoded(2, 1024, 1, "old pw", 6, salt,
+					      sizeof(salt), 32, enc,
+					      sizeof(enc)), ARGON2_OK);
+	assert_true(dir_password_verify("old pw", enc));
+	assert_false(dir_password_verify("old px", enc));
+
+	assert_false(dir_password_verify("x", "x"));
+	assert_false(dir_password_verify("x", ""));
+	assert_false(dir_password_verify("x", "$1$abc$def"));
+	assert_false(dir_password_verify("x", NULL));
+	str_free(&h);
+	str_free(&h2);
+}
+
+/* ---- classes of service ---- */
+
+static void test_cos(void **state)
+{
+	struct fx *f = *state;
+	struct dir_cos gold = { .name = "gold", .quota = 10ULL << 30,
+				.max_message_size = 50 << 20,
+				.max_recipients = 500 };
+	struct dir_cos bad = { .name = "no spaces" };
+	struct dir_cos **list;
+	struct dir_cos *c;
+	struct dir_domain dom = { .name = "example.com", .cos = "gold" };
+	size_t n;
+
+	assert_int_equal(dir_cos_get(f->d, "default", &c, f->err), DIR_OK);
+	assert_int_equal(c->quota, 0);
+	dir_cos_free(&c);
+	assert_null(c);
+	assert_int_equal(dir_cos_add(f->d, &gold, f->err), DIR_OK);
+	expect_error(f, dir_cos_add(f->d, &gold, f->err), DIR_EXISTS,
+		     "cos gold exists already");
+	expect_error(f, dir_cos_add(f->d, &bad, f->err), DIR_INVALID, "cos");
+	assert_int_equal(dir_cos_get(f->d, "gold", &c, f->err), DIR_OK);
+	assert_int_equal(c->quota, 10ULL << 30);
+	assert_int_equal(c->max_message_size, 50 << 20);
+	assert_int_equal(c->max_recipients, 500);
+	c->max_recipients = 100;
+	assert_int_equal(dir_cos_set(f->d, c, f->err), DIR_OK);
+	dir_cos_free(&c);
+	assert_int_equal(dir_cos_get(f->d, "gold", &c, f->err), DIR_OK);
+	assert_int_equal(c->max_recipients, 100);
+	dir_cos_free(&c);
+	expect_error(f, dir_cos_get(f->d, "silver", &c, f->err), DIR_NOTFOUND,
+		     "cos silver does not exist");
+	assert_null(c);
+	bad.name = "silver";
+	expect_error(f, dir_cos_set(f->d, &bad, f->err), DIR_NOTFOUND,
+		     "silver");
+	assert_int_equal(dir_cos_list(f->d, &list, &n, f->err), DIR_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0]->name, "default");
+	assert_string_equal(list[1]->name, "gold");
+	dir_cos_array_free(&list, n);
+	assert_null(list);
+
+	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
+	expect_error(f, dir_cos_del(f->d, "gold", f->err), DIR_REFUSED,
+		     "cos gold is still used by 1 domain and 0 accounts");
+	expect_error(f, dir_cos_del(f->d, "default", f->err), DIR_REFUSED,
+		     "default");
+	expect_error(f, dir_cos_del(f->d, "silver", f->err), DIR_NOTFOUND,
+		     "silver");
+	assert_int_equal(dir_domain_del(f->d, "example.com", f->err), DIR_OK);
+	assert_int_equal(dir_cos_del(f->d, "gold", f->err), DIR_OK);
+	expect_error(f, dir_cos_get(f->d, "gold", &c, f->err), DIR_NOTFOUND,
+		     NULL);
+}
+
+/* ---- domains ---- */
+
+static void test_domains(void **state)
+{
+	struct fx *f = *state;
+	struct dir_domain dom = { .name = "Bücher.example" };
+	struct dir_domain **list;
+	struct dir_domain *d;
+	size_t n;
+
+	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
+	dom.name = "xn--bcher-kva.EXAMPLE";
+	expect_error(f, dir_domain_add(f->d, &dom, f->err), DIR_EXISTS,
+		     "domain xn--bcher-kva.example exists already");
+	dom.name = "bad domain";
+	expect_error(f, dir_domain_add(f->d, &dom, f->err), DIR_INVALID,
+		     "invalid domain");
+	dom.name = "example.org";
+	dom.cos = "nosuch";
+	expect_error(f, dir_domain_add(f->d, &dom, f->err), DIR_NOTFOUND,
+		     "cos nosuch does not exist");
+	dom.cos = NULL;
+	dom.catchall = "nobody@bücher.example";
+	expect_error(f, dir_domain_add(f->d, &dom, f->err), DIR_NOTFOUND,
+		     "nobody@xn--bcher-kva.example does not exist");
+	dom.catchall = "postmaster@elsewhere.example";
+	dom.default_quota = 1 << 30;
+	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
+	add_domain(f, "example.com");
+	add_account(f, "a@example.com", NULL);
+	add_account(f, "b@example.com", NULL);
+
+	assert_int_equal(dir_domain_list(f->d, &list, &n, f->err), DIR_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0]->name, "example.com");
+	assert_int_equal(list[0]->accounts, 2);
+	assert_string_equal(list[1]->name, "example.org");
+	assert_string_equal(list[1]->catchall, "postmaster@elsewhere.example");
+	assert_int_equal(list[1]->default_quota, 1 << 30);
+	assert_string_equal(list[1]->cos, "default");
+	assert_string_equal(list[2]->name, "xn--bcher-kva.example");
+	dir_domain_array_free(&list, n);
+
+	assert_int_equal(dir_domain_get(f->d, "EXAMPLE.org", &d, f->err),
+			 DIR_OK);
+	free(d->catchall);
+	d->catchall = NULL;
+	d->default_quota = 0;
+	assert_int_equal(dir_domain_set(f->d, d, f->err), DIR_OK);
+	dir_domain_free(&d);
+	assert_int_equal(dir_domain_get(f->d, "example.org", &d, f->err),
+			 DIR_OK);
+	assert_null(d->catchall);
+	assert_int_equal(d->default_quota, 0);
+	dir_domain_free(&d);
+	expect_error(f, dir_domain_get(f->d, "nosuch.example", &d, f->err),
+		     DIR_NOTFOUND, "domain nosuch.example does not exist");
+	dom.name = "nosuch.example";
+	dom.catchall = NULL;
+	expect_error(f, dir_domain_set(f->d, &dom, f->err), DIR_NOTFOUND,
+		     "nosuch.example");
+
+	assert_int_equal(dir_alias_add(f->d, "x@example.com", "a@example.com",
+				       f->err), DIR_OK);
+	expect_error(f, dir_domain_del(f->d, "example.com", f->err),
+		     DIR_REFUSED, "domain example.com still has 2 accounts, "
+		     "1 alias and 0 lists: delete them first");
+	assert_int_equal(dir_domain_get(f->d, "example.com", &d, f->err),
+			 DIR_OK);
+	dir_domain_free(&d);
+	expect_error(f, dir_domain_del(f->d, "nosuch.example", f->err),
+		     DIR_NOTFOUND, NULL);
+	assert_int_equal(dir_domain_del(f->d, "bücher.example", f->err),
+			 DIR_OK);
+	assert_int_equal(dir_domain_list(f->d, &list, &n, f->err), DIR_OK);
+	assert_int_equal(n, 2);
+	dir_domain_array_free(&list, n);
+}
+
+/* ---- accounts ---- */
+
+static void test_accounts(void **state)
+{
+	struct fx *f = *state;
+	struct dir_account a = { .address = "Carol@Example.com",
+				 .display_name = "Carol C",
+				 .status = DIR_ACCOUNT_ACTIVE };
+	struct dir_cos gold = { .name = "gold", .quota = 5 << 20 };
+	struct dir_account **list;
+	struct dir_account *g;
+	int64_t id1, id2;
+	size_t n;
+
+	add_domain(f, "example.com");
+	add_domain(f, "example.net");
+	assert_int_equal(dir_cos_add(f->d, &gold, f->err), DIR_OK);
+	assert_int_equal(dir_account_add(f->d, &a, f->err), DIR_OK);
+	id1 = a.id;
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_EXISTS,
+		     "account carol@example.com exists already");
+	a.address = "carol@nosuch.example";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_NOTFOUND,
+		     "domain nosuch.example does not exist");
+	a.address = "not an address";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_INVALID,
+		     "invalid address");
+	a.address = "dave@example.com";
+	a.password_hash = "plaintext";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_INVALID,
+		     "hash");
+	a.password_hash = NULL;
+	a.cos = "nosuch";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_NOTFOUND,
+		     "cos nosuch does not exist");
+	a.cos = NULL;
+	a.mailhost = "bad host!";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_INVALID,
+		     "mail host");
+	a.mailhost = NULL;
+	assert_int_equal(dir_list_add(f->d, "team@example.com", f->err),
+			 DIR_OK);
+	a.address = "team@example.com";
+	expect_error(f, dir_account_add(f->d, &a, f->err), DIR_EXISTS,
+		     "list team@example.com exists already");
+
+	assert_int_equal(dir_account_get(f->d, "CAROL@example.com", &g,
+					 f->err), DIR_OK);
+	assert_int_equal(g->id, id1);
+	assert_string_equal(g->address, "carol@example.com");
+	assert_string_equal(g->display_name, "Carol C");
+	assert_null(g->password_hash);
+	assert_string_equal(g->mailhost, "localhost");
+	assert_string_equal(g->cos, "default");
+	assert_int_equal(g->quota_effective, 0);
+	/* effective quota: the cos, then the domain default, then its own */
+	free(g->cos);
+	g->cos = strdup("gold");
+	assert_int_equal(dir_account_set(f->d, g, f->err), DIR_OK);
+	dir_account_free(&g);
+	assert_int_equal(dir_account_get(f->d, "carol@example.com", &g,
+					 f->err), DIR_OK);
+	assert_int_equal(g->quota_effective, 5 << 20);
+	g->quota = 7 << 20;
+	g->status = DIR_ACCOUNT_LOCKED;
+	free(g->mailhost);
+	g->mailhost = strdup("Mail2.Example.com");
+	g->password_hash = strdup(SHA512_HASH);
+	assert_int_equal(dir_account_set(f->d, g, f->err), DIR_OK);
+	dir_account_free(&g);
+	assert_null(g);
+	assert_int_equal(dir_account_get(f->d, "carol@example.com", &g,
+					 f->err), DIR_OK);
+	assert_int_equal(g->quota_effective, 7 << 20);
+	assert_int_equal(g->status, DIR_ACCOUNT_LOCKED);
+	assert_string_equal(g->mailhost, "mail2.example.com");
+	assert_string_equal(g->password_hash, SHA512_HASH);
+	/* NULL password_hash keeps the stored one */
+	free(g->password_hash);
+	g->password_hash = NULL;
+	assert_int_equal(dir_account_set(f->d, g, f->err), DIR_OK);
+	dir_account_free(&g);
+	assert_int_equal(dir_account_get(f->d, "carol@example.com", &g,
+					 f->err), DIR_OK);
+	assert_string_equal(g->password_hash, SHA512_HASH);
+	free(g->address);
+	g->address = strdup("nobody@example.com");
+	expect_error(f, dir_account_set(f->d, g, f->err), DIR_NOTFOUND,
+		     "account nobody@example.com does not exist");
+	dir_account_free(&g);
+
+	id2 = add_account(f, "erin@example.net", NULL);
+	assert_true(id2 > id1);
+	assert_int_equal(dir_account_list(f->d, NULL, &list, &n, f->err),
+			 DIR_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0]->address, "carol@example.com");
+	dir_account_array_free(&list, n);
+	assert_int_equal(dir_account_list(f->d, "example.net", &list, &n,
+					  f->err), DIR_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0]->address, "erin@example.net");
+	dir_account_array_free(&list, n);
+	expect_error(f, dir_account_list(f->d, "nosuch.example", &list, &n,
+					 f->err), DIR_NOTFOUND, "nosuch");
+
+	/* ids are never reused */
+	assert_int_equal(dir_account_del(f->d, "erin@example.net", f->err),
+			 DIR_OK);
+	expect_error(f, dir_account_del(f->d, "erin@example.net", f->err),
+		     DIR_NOTFOUND, "account erin@example.net does not exist");
+	assert_true(add_account(f, "erin@example.net", NULL) > id2);
+	expect_error(f, dir_account_get(f->d, "x@example.com", &g, f->err),
+		     DIR_NOTFOUND, NULL);
+	assert_null(g);
+}
+
+/* ---- aliases and lists ---- */
+
+static void test_aliases(void **state)
+{
+	struct fx *f = *state;
+	struct dir_alias **list;
+	size_t n;
+
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", NULL);
+	assert_int_equal(dir_alias_add(f->d, "Postmaster@example.com",
+				       "bob@example.com", f->err), DIR_OK);
+	assert_int_equal(dir_alias_add(f->d, "fwd@example.com",
+				       "Someone@Elsewhere.example", f->err),
+			 DIR_OK);
+	expect_error(f, dir_alias_add(f->d, "postmaster@example.com",
+				      "bob@example.com", f->err),
+		     DIR_EXISTS, "alias postmaster@example.com exists already");
+	expect_error(f, dir_alias_add(f->d, "bob@example.com",
+				      "fwd@example.com", f->err),
+		     DIR_EXISTS, "account bob@example.com exists already");
+	expect_error(f, dir_alias_add(f->d, "x@example.com", "x@example.com",
+				      f->err), DIR_INVALID, "itself");
+	expect_error(f, dir_alias_add(f->d, "x@example.com",
+				      "nobody@example.com", f->err),
+		     DIR_NOTFOUND, "nobody@example.com does not exist");
+	expect_error(f, dir_alias_add(f->d, "x@nosuch.example",
+				      "bob@example.com", f->err),
+		     DIR_NOTFOUND, "domain nosuch.example does not exist");
+	expect_error(f, dir_alias_add(f->d, "x@example.com", "bad", f->err),
+		     DIR_INVALID, NULL);
+	assert_int_equal(dir_alias_list(f->d, "example.com", &list, &n,
+					f->err), DIR_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0]->address, "fwd@example.com");
+	assert_string_equal(list[0]->target, "someone@elsewhere.example");
+	assert_string_equal(list[1]->address, "postmaster@example.com");
+	assert_string_equal(list[1]->target, "bob@example.com");
+	dir_alias_array_free(&list, n);
+	assert_int_equal(dir_alias_del(f->d, "fwd@example.com", f->err),
+			 DIR_OK);
+	expect_error(f, dir_alias_del(f->d, "fwd@example.com", f->err),
+		     DIR_NOTFOUND, "alias fwd@example.com does not exist");
+	expect_error(f, dir_alias_del(f->d, "bob@example.com", f->err),
+		     DIR_NOTFOUND, NULL);
+	assert_int_equal(dir_alias_list(f->d, NULL, &list, &n, f->err),
+			 DIR_OK);
+	assert_int_equal(n, 1);
+	dir_alias_array_free(&list, n);
+}
+
+static void test_lists(void **state)
+{
+	struct fx *f = *state;
+	struct dir_list_info **all;
+	struct dir_list_info *l;
+	size_t n;
+
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", NULL);
+	add_account(f, "amy@example.com", NULL);
+	add_list(f, "team@example.com", (const char *[]){ "bob@example.com",
+		 "Amy@example.com", "ext@elsewhere.example", NULL });
+	add_list(f, "empty@example.com", NULL);
+	expect_error(f, dir_list_add(f->d, "team@example.com", f->err),
+		     DIR_EXISTS, "list team@example.com exists already");
+	expect_error(f, dir_list_add(f->d, "bob@example.com", f->err),
+		     DIR_EXISTS, "account bob@example.com exists already");
+	expect_error(f, dir_list_member_add(f->d, "team@example.com",
+					    "bob@example.com", f->err),
+		     DIR_EXISTS, "already a member");
+	expect_error(f, dir_list_member_add(f->d, "team@example.com",
+					    "team@example.com", f->err),
+		     DIR_INVALID, "itself");
+	expect_error(f, dir_list_member_add(f->d, "nolist@example.com",
+					    "bob@example.com", f->err),
+		     DIR_NOTFOUND, "list nolist@example.com does not exist");
+	expect_error(f, dir_list_member_add(f->d, "team@example.com",
+					    "ghost@example.com", f->err),
+		     DIR_NOTFOUND, "ghost@example.com does not exist");
+	expect_error(f, dir_list_member_del(f->d, "team@example.com",
+					    "ghost@example.com", f->err),
+		     DIR_NOTFOUND, "not a member");
+
+	assert_int_equal(dir_list_get(f->d, "TEAM@example.com", &l, f->err),
+			 DIR_OK);
+	assert_string_equal(l->address, "team@example.com");
+	assert_int_equal(l->nmembers, 3);
+	assert_string_equal(l->members[0], "amy@example.com");
+	assert_string_equal(l->members[1], "bob@example.com");
+	assert_string_equal(l->members[2], "ext@elsewhere.example");
+	assert_null(l->members[3]);
+	dir_list_info_free(&l);
+	assert_null(l);
+	expect_error(f, dir_list_get(f->d, "bob@example.com", &l, f->err),
+		     DIR_NOTFOUND, "list bob@example.com does not exist");
+
+	/* deleting an account takes it out of its lists */
+	assert_int_equal(dir_account_del(f->d, "amy@example.com", f->err),
+			 DIR_OK);
+	assert_int_equal(dir_list_member_del(f->d, "team@example.com",
+					     "ext@elsewhere.example", f->err),
+			 DIR_OK);
+	assert_int_equal(dir_list_list(f->d, "example.com", &all, &n, f->err),
+			 DIR_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(all[0]->address, "empty@example.com");
+	assert_int_equal(all[0]->nmembers, 0);
+	assert_non_null(all[0]->members);
+	assert_null(all[0]->members[0]);
+	assert_int_equal(all[1]->nmembers, 1);
+	assert_string_equal(all[1]->members[0], "bob@example.com");
+	dir_list_info_array_free(&all, n);
+	assert_null(all);
+	assert_int_equal(dir_list_del(f->d, "empty@example.com", f->err),
+			 DIR_OK);
+	expect_error(f, dir_list_del(f->d, "empty@example.com", f->err),
+		     DIR_NOTFOUND, "list empty@example.com does not exist");
+}
+
+/* ---- resolution ---- */
+
+static struct dir_resolution *resolve_ok(struct fx *f, const char *address)
+{
+	struct dir_resolution *res = NULL;
+	enum dir_status st = dir_resolve(f->d, address, &res, f->err);
+
+	if (st != DIR_OK)
+		fail_msg("resolve %s: %s: %s", address, dir_status_name(st),
+			 str_c(f->err));
+	return res;
+}
+
+static void test_resolve(void **state)
+{
+	struct fx *f = *state;
+	struct dir_resolution *res;
+	struct dir_domain *dom;
+	char a[64], b[64];
+
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", NULL);
+	add_account(f, "amy@example.com", NULL);
+	add_account(f, "old@example.com", NULL);
+
+	res = resolve_ok(f, "Bob@Example.com");
+	assert_true(res->local_domain);
+	assert_null(res->detail);
+	expect_targets(res, "bob@example.com");
+	assert_int_equal(res->targets[0].kind, DIR_TARGET_ACCOUNT);
+	assert_int_equal(res->targets[0].status, DIR_ACCOUNT_ACTIVE);
+	dir_resolution_free(&res);
+	assert_null(res);
+
+	/* plus-addressing */
+	res = resolve_ok(f, "bob+Lists@example.com");
+	assert_string_equal(res->detail, "lists");
+	expect_targets(res, "bob@example.com");
+	dir_resolution_free(&res);
+
+	/* alias chains */
+	assert_int_equal(dir_alias_add(f->d, "a1@example.com",
+				       "bob@example.com", f->err), DIR_OK);
+	assert_int_equal(dir_alias_add(f->d, "a2@example.com",
+				       "a1@example.com", f->err), DIR_OK);
+	res = resolve_ok(f, "a2+x@example.com");
+	assert_string_equal(res->detail, "x");
+	expect_targets(res, "bob@example.com");
+	dir_resolution_free(&res);
+
+	/* nested lists, each address once, loops cut */
+	add_list(f, "inner@example.com", (const char *[]){ "amy@example.com",
+		 "bob@example.com", "far@elsewhere.example", NULL });
+	add_list(f, "outer@example.com", (const char *[]){ "a2@example.com",
+		 "inner@example.com", "old@example.com", NULL });
+	assert_int_equal(dir_list_member_add(f->d, "inner@example.com",
+					     "outer@example.com", f->err),
+			 DIR_OK);
+	res = resolve_ok(f, "outer@example.com");
+	expect_targets(res, "bob@example.com amy@example.com "
+		       "ext:far@elsewhere.example old@example.com");
+	assert_int_equal(res->targets[2].kind, DIR_TARGET_EXTERNAL);
+	assert_null(res->targets[2].mailhost);
+	dir_resolution_free(&res);
+
+	/* a closed account comes back with its status */
+	{
+		struct dir_account *o;
+
+		assert_int_equal(dir_account_get(f->d, "old@example.com", &o,
+						 f->err), DIR_OK);
+		o->status = DIR_ACCOUNT_CLOSED;
+		assert_int_equal(dir_account_set(f->d, o, f->err), DIR_OK);
+		dir_account_free(&o);
+	}
+	res = resolve_ok(f, "old@example.com");
+	assert_int_equal(res->targets[0].status, DIR_ACCOUNT_CLOSED);
+	dir_resolution_free(&res);
+
+	/* unknown local part; then the catch-all */
+	expect_error(f, dir_resolve(f->d, "nobody@example.com", &res, f->err),
+		     DIR_NOTFOUND, "nobody@example.com does not exist");
+	assert_null(res);
+	assert_int_equal(dir_domain_get(f->d, "example.com", &dom, f->err),
+			 DIR_OK);
+	dom->catchall = strdup("inner@example.com");
+	assert_int_equal(dir_domain_set(f->d, dom, f->err), DIR_OK);
+	dir_domain_free(&dom);
+	res = resolve_ok(f, "nobody+tag@example.com");
+	assert_true(res->local_domain);
+	expect_targets(res, "amy@example.com bob@example.com "
+		       "ext:far@elsewhere.example old@example.com");
+	dir_resolution_free(&res);
+
+	/* external domains */
+	res = resolve_ok(f, "Someone+Tag@Elsewhere.example");
+	assert_false(res->local_domain);
+	expect_targets(res, "ext:someone+tag@elsewhere.example");
+	dir_resolution_free(&res);
+
+	/* an empty list, and too deep a chain, lead nowhere */
+	add_list(f, "empty@example.com", NULL);
+	expect_error(f, dir_resolve(f->d, "empty@example.com", &res, f->err),
+		     DIR_NOTFOUND, "no recipient");
+	snprintf(b, sizeof(b), "bob@example.com");
+	for (int i = 0; i < DIR_LIST_DEPTH_MAX + 2; i++) {
+		snprintf(a, sizeof(a), "chain%d@example.com", i);
+		assert_int_equal(dir_alias_add(f->d, a, b, f->err), DIR_OK);
+		snprintf(b, sizeof(b), "%s", a);
+	}
+	res = resolve_ok(f, "chain5@example.com");
+	expect_targets(res, "bob@example.com");
+	dir_resolution_free(&res);
+	expect_error(f, dir_resolve(f->d, a, &res, f->err), DIR_NOTFOUND,
+		     "no recipient");
+	expect_error(f, dir_resolve(f->d, "bad address", &res, f->err),
+		     DIR_INVALID, NULL);
+}
+
+/* ---- login ---- */
+
+static void test_authenticate(void **state)
+{
+	struct fx *f = *state;
+	struct str *h = str_new(128, 1024);
+	struct dir_account *a = NULL;
+
+	add_domain(f, "example.com");
+	assert_int_equal(dir_password_hash("pw one", h, NULL), DIR_OK);
+	add_account(f, "bob@example.com", str_c(h));
+	add_account(f, "old@example.com", SHA512_HASH);
+	add_account(f, "nopw@example.com", NULL);
+
+	assert_int_equal(dir_authenticate(f->d, "Bob@example.com", "pw one",
+					  &a, f->err), DIR_OK);
+	assert_string_equal(a->address, "bob@example.com");
+	dir_account_free(&a);
+	assert_int_equal(dir_authenticate(f->d, "old@example.com",
+					  "correct horse", NULL, f->err),
+			 DIR_OK);
+	expect_error(f, dir_authenticate(f->d, "bob@example.com", "pw two", &a,
+					 f->err), DIR_AUTHFAIL, NULL);
+	assert_null(a);
+	expect_error(f, dir_authenticate(f->d, "ghost@example.com", "pw one",
+					 &a, f->err), DIR_AUTHFAIL, NULL);
+	expect_error(f, dir_authenticate(f->d, "nopw@example.com", "", &a,
+					 f->err), DIR_AUTHFAIL, NULL);
+	expect_error(f, dir_authenticate(f->d, "not an address", "x", &a,
+					 f->err), DIR_AUTHFAIL, NULL);
+
+	assert_int_equal(dir_account_get(f->d, "bob@example.com", &a, f->err),
+			 DIR_OK);
+	a->status = DIR_ACCOUNT_LOCKED;
+	free(a->password_hash);
+	a->password_hash = NULL;
+	assert_int_equal(dir_account_set(f->d, a, f->err), DIR_OK);
+	dir_account_free(&a);
+	expect_error(f, dir_authenticate(f->d, "bob@example.com", "pw one", &a,
+					 f->err), DIR_REFUSED, "locked");
+	expect_error(f, dir_authenticate(f->d, "bob@example.com", "pw two", &a,
+					 f->err), DIR_AUTHFAIL, NULL);
+	assert_null(a);
+	str_free(&h);
+}
+
+/* ---- several connections ---- */
+
+static void test_serial_two_connections(void **state)
+{
+	struct fx *f = *state;
+	struct dir *ro = NULL, *rw2 = NULL;
+	struct dir_domain dom = { .name = "example.com" };
+	struct dir_domain *got;
+	uint64_t s0, s1;
+
+	assert_int_equal(dir_open_sqlite(f->path, true, &ro, f->err), DIR_OK);
+	assert_int_equal(dir_open_sqlite(f->path, false, &rw2, f->err),
+			 DIR_OK);
+	s0 = serial(ro);
+	assert_int_equal(serial(f->d), s0);
+	add_domain(f, "example.com");
+	s1 = serial(ro);
+	assert_true(s1 > s0);
+	assert_int_equal(serial(rw2), s1);
+	assert_int_equal(dir_domain_get(ro, "example.com", &got, f->err),
+			 DIR_OK);
+	dir_domain_free(&got);
+	add_account(f, "bob@example.com", NULL);
+	assert_true(serial(ro) > s1);
+	s1 = serial(ro);
+	/* failed writes change nothing */
+	expect_error(f, dir_domain_add(rw2, &dom, f->err), DIR_EXISTS, NULL);
+	assert_int_equal(serial(ro), s1);
+	/* the read-only connection refuses to write */
+	dom.name = "example.org";
+	expect_error(f, dir_domain_add(ro, &dom, f->err), DIR_REFUSED,
+		     "read-only");
+	assert_int_equal(dir_domain_add(rw2, &dom, f->err), DIR_OK);
+	assert_true(serial(ro) > s1);
+	assert_int_equal(dir_domain_get(f->d, "example.org", &got, f->err),
+			 DIR_OK);
+	dir_domain_free(&got);
+	dir_close(&ro);
+	dir_close(&rw2);
+	assert_null(ro);
+}
+
+static void test_open_errors(void **state)
+{
+	struct fx *f = *state;
+	struct dir *d = NULL;
+	char p[192];
+
+	snprintf(p, sizeof(p), "%s/missing.db", f->tmp);
+	expect_error(f, dir_open_sqlite(p, true, &d, f->err), DIR_TEMPFAIL,
+		     "missing.db");
+	assert_null(d);
+	snprintf(p, sizeof(p), "%s/no/such/dir.db", f->tmp);
+	expect_error(f, dir_open_sqlite(p, false, &d, f->err), DIR_TEMPFAIL,
+		     NULL);
+	assert_null(d);
+}
+
+/* A writer holding the lock longer than the busy timeout: DIR_TEMPFAIL. */
+static void test_busy_is_tempfail(void **state)
+{
+	struct fx *f = *state;
+	struct dir_domain dom = { .name = "example.com" };
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+			 SQLITE_OK);
+	expect_error(f, dir_domain_add(f->d, &dom, f->err), DIR_TEMPFAIL,
+		     "busy");
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status_names),
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_passwords),
+		T(test_cos),
+		T(test_domains),
+		T(test_accounts),
+		T(test_aliases),
+		T(test_lists),
+		T(test_resolve),
+		T(test_authenticate),
+		T(test_serial_two_connections),
+		T(test_open_errors),
+		T(test_busy_is_tempfail),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,294 @@
+/*
+ * job.c: tern-authd's directory work on the libuv thread pool.
+ *
+ * Every SQLite call and every password check runs in a work function here,
+ * never on the loop thread.  The one directory handle is shared by the pool
+ * threads under dir_lock; password verification (argon2, the slow part)
+ * runs outside the lock, so checks proceed in parallel.  An unknown account
+ * is checked against a dummy hash so that it costs the same time as a
+ * wrong password.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "compat.h"
+#include "authd.h"
+#include "log.h"
+#include "svc.h"
+#include "xalloc.h"
+
+static void set_error(struct str *error, const char *msg)
+{
+	if (str_set(error, msg, strlen(msg)) < 0)
+		str_clear(error);
+}
+
+/* ---- the dummy hash ---- */
+
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char *dummy_hash;
+
+static void dummy_make(void)
+{
+	struct str *out = str_new(128, 1024), *err = str_new(64, 512);
+	unsigned char r[24];
+	char pw[sizeof(r) * 2 + 1];
+
+	/* A password nobody knows: the hash must only cost the same time. */
+	if (getentropy(r, sizeof(r)) < 0)
+		memset(r, 0x5a, sizeof(r));
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(pw + 2 * i, 3, "%02x", r[i]);
+	if (dir_password_hash(pw, out, err) == DIR_OK)
+		dummy_hash = xstrdup(str_c(out));
+	explicit_bzero(pw, sizeof(pw));
+	str_free(&out);
+	str_free(&err);
+}
+
+/* ---- work functions (pool threads) ---- */
+
+/* Opens the directory when it is not open; call with dir_lock held. */
+static enum dir_status dir_open_locked(struct authd *ad, struct str *error)
+{
+	if (ad->dir != NULL)
+		return DIR_OK;
+	return dir_open_sqlite(ad->dir_path, true, &ad->dir, error);
+}
+
+
+static void work_lookup(struct authd_job *job)
+{
+	struct authd *ad = job->ad;
+
+	pthread_mutex_lock(&ad->dir_lock);
+	if (dir_open_locked(ad, job->error) != DIR_OK) {
+		job->status = DIR_TEMPFAIL;
+	} else if (job->kind == JOB_LOOKUP) {
+		job->status = dir_account_get(ad->dir, job->key,
+					      &job->value.account, job->error);
+	} else if (job->kind == JOB_RESOLVE) {
+		job->status = dir_resolve(ad->dir, job->key,
+					  &job->value.resolution, job->error);
+	} else {
+		struct dir_domain *dom = NULL;
+
+		job->status = dir_domain_get(ad->dir, job->key, &dom,
+					     job->error);
+		dir_domain_free(&dom);
+	}
+	pthread_mutex_unlock(&ad->dir_lock);
+	job->value.status = job->status;
+	job->value.exists = job->status == DIR_OK;
+	if (job->value.account != NULL &&
+	    job->value.account->password_hash != NULL) {
+		char *h = job->value.account->password_hash;
+
+		explicit_bzero(h, strlen(h));
+		free(h);
+		job->value.account->password_hash = NULL;
+	}
+}
+
+/* The verdict for a password check, as dir_authenticate() gives it. */
+static void work_auth(struct authd_job *job)
+{
+	struct authd *ad = job->ad;
+	struct dir_account *acct = NULL;
+	enum dir_status st = DIR_INVALID;
+	bool ok;
+
+	pthread_once(&dummy_once, dummy_make);
+	if (job->key != NULL) {
+		pthread_mutex_lock(&ad->dir_lock);
+		if (dir_open_locked(ad, job->error) != DIR_OK) {
+			st = DIR_TEMPFAIL;
+		} else {
+			st = dir_account_get(ad->dir, job->key, &acct,
+					     job->error);
+		}
+		pthread_mutex_unlock(&ad->dir_lock);
+	}
+	if (st == DIR_TEMPFAIL) {
+		job->status = DIR_TEMPFAIL;
+		return;
+	}
+	if (st == DIR_OK && acct->password_hash != NULL) {
+		ok = dir_password_verify(job->password, acct->password_hash);
+		job->reason = "password";
+	} else {
+		(void)dir_password_verify(job->password, dummy_hash);
+		ok = false;
+		job->reason = st == DIR_OK ? "nologin" :
+			      st == DIR_INVALID ? "invalid" : "unknown";
+	}
+	explicit_bzero(job->password, strlen(job->password));
+	if (acct != NULL && acct->password_hash != NULL) {
+		explicit_bzero(acct->password_hash,
+			       strlen(acct->password_hash));
+		free(acct->password_hash);
+		acct->password_hash = NULL;
+	}
+	if (!ok) {
+		job->status = DIR_AUTHFAIL;
+		dir_account_free(&acct);
+		return;
+	}
+	job->status = acct->status == DIR_ACCOUNT_ACTIVE ? DIR_OK :
+							   DIR_REFUSED;
+	job->reason = dir_account_status_name(acct->status);
+	job->value.status = DIR_OK;
+	job->value.account = acct;
+}
+
+static void job_work(uv_work_t *w)
+{
+	struct authd_job *job = w->data;
+
+	if (job->kind == JOB_AUTH)
+		work_auth(job);
+	else if (job->key == NULL)
+		job->status = DIR_INVALID;
+	else
+		work_lookup(job);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+	struct authd_job *job = w->data;
+
+	if (status == UV_ECANCELED) {
+		job->status = DIR_TEMPFAIL;
+		set_error(job->error, "cancelled");
+	}
+	authd_server_job_done(job);
+}
+
+void authd_job_start(struct authd_job *job)
+{
+	int r;
+
+	job->work.data = job;
+	r = uv_queue_work(job->ad->loop, &job->work, job_work, job_after);
+	if (r < 0)
+		log_panic(NULL, "uv_queue_work: %s", uv_strerror(r));
+}
+
+/* ---- the directory handle ---- */
+
+void authd_dir_open(struct authd *ad)
+{
+	struct str *error = str_new(128, AUTHD_ERROR_MAX);
+
+	pthread_mutex_lock(&ad->dir_lock);
+	if (dir_open_locked(ad, error) != DIR_OK ||
+	    dir_serial(ad->dir, &ad->serial, error) != DIR_OK) {
+		log_warn(NULL, "directory %s not available (retrying): %s",
+			 ad->dir_path, str_c(error));
+		ad->dir_down = true;
+	} else {
+		ad->have_serial = true;
+		log_info(NULL, "directory %s open (serial %llu)",
+			 ad->dir_path, (unsigned long long)ad->serial);
+	}
+	pthread_mutex_unlock(&ad->dir_lock);
+	str_free(&error);
+}
+
+void authd_dir_close(struct authd *ad)
+{
+	pthread_mutex_lock(&ad->dir_lock);
+	dir_close(&ad->dir);
+	pthread_mutex_unlock(&ad->dir_lock);
+}
+
+/* ---- the serial poll ---- */
+
+struct poll_job {
+	uv_work_t work;
+	struct authd *ad;
+	enum dir_status status;
+	uint64_t serial;
+	struct str *error;
+};
+
+static void poll_work(uv_work_t *w)
+{
+	struct poll_job *p = w->data;
+	struct authd *ad = p->ad;
+
+	pthread_mutex_lock(&ad->dir_lock);
+	p->status = dir_open_locked(ad, p->error);
+	if (p->status == DIR_OK)
+		p->status = dir_serial(ad->dir, &p->serial, p->error);
+	pthread_mutex_unlock(&ad->dir_lock);
+}
+
+static void poll_after(uv_work_t *w, int status)
+{
+	struct poll_job *p = w->data;
+	struct authd *ad = p->ad;
+
+	ad->poll_busy = false;
+	if (status == 0 && p->status != DIR_OK && !ad->dir_down) {
+		log_warn(NULL, "directory %s not available: %s",
+			 ad->dir_path, str_c(p->error));
+		ad->dir_down = true;
+	} else if (status == 0 && p->status == DIR_OK) {
+		if (ad->dir_down)
+			log_info(NULL, "directory %s available again",
+				 ad->dir_path);
+		ad->dir_down = false;
+		if (!ad->have_serial || p->serial != ad->serial) {
+			log_debug(NULL, "directory serial %llu: cache "
+				  "cleared (%zu entries)",
+				  (unsigned long long)p->serial,
+				  cache_entries(ad->cache));
+			cache_clear(ad->cache);
+			ad->serial = p->serial;
+			ad->have_serial = true;
+		}
+	}
+	str_free(&p->error);
+	free(p);
+}
+
+static void poll_tick(uv_timer_t *t)
+{
+	struct authd *ad = t->data;
+	struct poll_job *p;
+	uint64_t now = uv_now(ad->loop);
+
+	if (now - ad->last_expire >= AUTHD_EXPIRE_MS) {
+		anvil_expire(ad->anvil, now);
+		ad->last_expire = now;
+	}
+	if (ad->poll_busy || ad->stopping)
+		return;
+	p = xcalloc(1, sizeof(*p));
+	p->ad = ad;
+	p->error = str_new(128, AUTHD_ERROR_MAX);
+	p->work.data = p;
+	ad->poll_busy = true;
+	if (uv_queue_work(ad->loop, &p->work, poll_work, poll_after) < 0) {
+		ad->poll_busy = false;
+		str_free(&p->error);
+		free(p);
+	}
+}
+
+void authd_poll_start(struct authd *ad)
+{
+	uv_timer_init(ad->loop, &ad->poll_timer);
+	ad->poll_timer.data = ad;
+	ad->last_expire = uv_now(ad->loop);
+	uv_timer_start(&ad->poll_timer, poll_tick, AUTHD_POLL_MS,
+		       AUTHD_POLL_MS);
+}
+
+void authd_poll_stop(struct authd *ad)
+{
+	if (!uv_is_closing((uv_handle_t *)&ad->poll_timer))
+		uv_close((uv_handle_t *)&ad->poll_timer, NULL);
+}

@@ -1,0 +1,122 @@
+/*
+ * stored.h: the parts of tern-stored and how they meet.
+ *
+ * session.c (loop thread): accepts clients on the "stored" listener, runs
+ * the IPC channel (hello "tern-stored" version 1), checks each request
+ * against its schema and hands it to the writer as a struct store_op; when
+ * the op comes back it sends the replies.
+ * commit.c (writer thread): group commit.  It takes every pending op (up to
+ * store_batch_max), makes the new blobs durable, runs all ops in one SQLite
+ * transaction, commits, and only then returns the ops to the loop; after
+ * that it removes the blob files whose last reference went.
+ * ops.c (writer thread): what each request does and its reply frames
+ * (docs/protocols/stored.md).
+ */
+#ifndef TERN_STORED_H
+#define TERN_STORED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "compat.h"
+#include "blob.h"
+#include "ipc.h"
+#include "meta.h"
+#include "str.h"
+
+#define STORED_PROTO "tern-stored"
+#define STORED_PROTO_VERSION 1
+
+struct store_session;
+struct store_request;
+
+/* One request on its way through the writer and back. */
+struct store_op {
+	struct store_op *next;
+	const struct store_request *def;
+	struct ipc_msg *req;		/* checked against def's schema */
+	struct store_session *session;	/* NULL once the client left */
+	int64_t received;		/* time(NULL) at receipt */
+	/* spooled message (deliver, append), writer thread */
+	const char *spool;		/* the file field, or NULL */
+	char hex[BLOB_HEX_LEN + 1];
+	uint64_t size;
+	int spool_failed;		/* the file could not be taken */
+	char *envelope;			/* IMAP ENVELOPE, or NULL */
+	char *bodystructure;		/* IMAP BODYSTRUCTURE, or NULL */
+	/* replies, built by the writer thread; the last is ok or error */
+	struct ipc_msg **replies;
+	size_t nreplies, cap;
+};
+
+/* --- session.c and main.c ------------------------------------------ */
+
+struct svc;
+
+/* The daemon's state (main.c). */
+struct stored {
+	struct svc *svc;
+	struct commit *commit;
+	struct store_session *sessions;	/* open ones */
+	size_t nsessions;		/* allocated ones, open or not */
+	size_t frame_max;
+	unsigned requests_max;		/* in flight per client */
+};
+
+/* Takes over an accepted unix stream (svc on_accept). */
+void session_accept(struct stored *d, uv_stream_t *client);
+/* commit_done_cb: sends the op's replies, frees it. */
+void session_op_done(struct store_op *op, void *ctx);
+/* Closes idle sessions; busy ones close once answered. */
+void sessions_stop(struct stored *d);
+/* The last session is gone while stopping: the writer may stop. */
+void stored_sessions_gone(struct stored *d);
+
+/* --- ops.c ---------------------------------------------------------- */
+
+struct store_ctx {
+	struct meta *meta;
+	struct blob_store *blobs;
+	unsigned fetch_max;
+	struct str *error;
+};
+
+/* The request definition for a type, or NULL when unknown. */
+const struct store_request *ops_find(const char *type);
+const struct ipc_field_spec *ops_schema(const struct store_request *def);
+/* The name of the spooled-file field of the request, or NULL. */
+const char *ops_spool_field(const struct store_request *def);
+/* Runs the op inside the open transaction (in its own savepoint). */
+void ops_exec(struct store_ctx *ctx, struct store_op *op);
+/* Replaces the op's replies by one error frame. */
+void ops_fail(struct store_op *op, const char *code, const char *message);
+void op_free(struct store_op **op);
+
+/* --- commit.c ------------------------------------------------------- */
+
+struct commit;
+
+struct commit_settings {
+	const char *meta_path;
+	const char *store_dir;
+	unsigned batch_max;	/* ops per transaction */
+	unsigned fetch_max;	/* messages per fetch answer */
+};
+
+/* Called on the loop thread for each finished op (owns it). */
+typedef void commit_done_cb(struct store_op *op, void *ctx);
+
+/* Starts the writer thread, which opens the store and recovers it; waits
+ * for that to finish. */
+int commit_start(uv_loop_t *loop, const struct commit_settings *set,
+		 commit_done_cb *done, void *ctx, struct commit **c_r,
+		 struct str *error) TERN_WUR;
+void commit_submit(struct commit *c, struct store_op *op);
+/* Ops submitted and not yet handed back. */
+size_t commit_in_flight(const struct commit *c);
+/* Finishes the queued ops, stops the thread, closes the loop handle (the
+ * memory goes in its close callback); *c = NULL. */
+void commit_stop(struct commit **c);
+
+#endif

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -66,11 +67,34 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Whether pid is a live tern-master: not gone, not a zombie waiting for
+ * its parent, not a reused pid. */
+static bool master_alive(pid_t pid)
+{
+	char stat_path[64], st[512], *rp;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || kill(pid, 0) < 0)
+		return false;
+	snprintf(stat_path, sizeof(stat_path), "/proc/%ld/stat", (long)pid);
+	fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;	/* no /proc: trust kill() */
+	n = read(fd, st, sizeof(st) - 1);
+	close(fd);
+	st[n > 0 ? n : 0] = '\0';
+	rp = strrchr(st, ')');
+	if (rp == NULL || strstr(st, "(tern-master)") == NULL)
+		return false;
+	return !(rp[1] == ' ' && rp[2] == 'Z');
+}
+
 /* The pid in run/master.pid when that process is alive, else 0. */
 static pid_t master_pid(struct ctl *ctl)
 {
 	char *path = ctl_path(ctl, "run/master.pid");
-	char buf[32] = "", stat_path[64], st[512];
+	char buf[32] = "";
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 	long pid;
@@ -82,22 +106,7 @@ static pid_t master_pid(struct ctl *ctl)
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	pid = strtol(buf, NULL, 10);
-	if (pid <= 0 || kill((pid_t)pid, 0) < 0)
-		return 0;
-	/* A zombie waiting for its parent is gone for our purposes. */
-	snprintf(stat_path, sizeof(stat_path), "/proc/%ld/stat", pid);
-	fd = open(stat_path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, st, sizeof(st) - 1);
-		close(fd);
-		st[n > 0 ? n : 0] = '\0';
-		char *rp = strrchr(st, ')');
-		if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z')
-			return 0;
-		if (rp == NULL || strstr(st, "(tern-master)") == NULL)
-			return 0;	/* the pid was reused */
-	}
-	return (pid_t)pid;
+	return master_alive((pid_t)pid) ? (pid_t)pid : 0;
 }
 
 static struct ipc_client *master_connect(struct ctl *ctl, const char **error_r)
@@ -585,9 +594,11 @@ int ctl_stop(struct ctl *ctl, int argc, char **argv)
 		kill(pid, SIGTERM);
 	}
 	ipc_msg_free(&reply);
-	while (master_pid(ctl) != 0 && now_ms() < deadline)
-		sleep_ms(50);
-	if (master_pid(ctl) != 0) {
+	/* The process itself, not its pid file: the master removes the file
+	 * just before it exits. */
+	while (master_alive(pid) && now_ms() < deadline)
+		sleep_ms(20);
+	if (master_alive(pid)) {
 		fprintf(stderr, "ternctl: tern-master (pid %ld) did not stop; "
 			"killing its process group\n", (long)pid);
 		kill(-pid, SIGKILL);

@@ -17,12 +17,10 @@
 
 static int config_show_json(const struct cfg *cfg, const char *key)
 {
-	struct str *out = str_new(8192, 16 << 20);
-	struct json *j = json_new(out, JSON_PRETTY);
+	struct str *out;
+	struct json *j = ctl_json_start(&out);
 	struct cfg_item item;
-	const char *error;
 	size_t pos = 0;
-	int r;
 
 	json_array_begin(j);
 	while (cfg_iter(cfg, &pos, &item)) {
@@ -38,14 +36,7 @@ static int config_show_json(const struct cfg *cfg, const char *key)
 		json_object_end(j);
 	}
 	json_array_end(j);
-	r = json_finish(j, &error);
-	json_free(&j);
-	if (r == 0)
-		printf("%s\n", str_c(out));
-	else
-		fprintf(stderr, "ternctl: json: %s\n", error);
-	str_free(&out);
-	return r;
+	return ctl_json_done(&j, &out);
 }
 
 static int config_show(struct ctl *ctl, int argc, char **argv)
@@ -87,7 +78,7 @@ static int config_show(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	}
 	if (ctl->json) {
-		status = config_show_json(cfg, key) < 0 ? 1 : 0;
+		status = config_show_json(cfg, key);
 		goto out;
 	}
 	if (cfg_show(cfg, key, out, err) < 0) {

@@ -255,27 +255,6 @@ static const char *size_text(struct str *buf, uint64_t v, const char *zero)
 	return str_c(buf);
 }
 
-/* Prints and frees a finished JSON document. */
-static int json_done(struct json **j, struct str **out)
-{
-	const char *error;
-	int r = json_finish(*j, &error);
-
-	if (r == 0)
-		printf("%s\n", str_c(*out));
-	else
-		fprintf(stderr, "ternctl: json: %s\n", error);
-	json_free(j);
-	str_free(out);
-	return r < 0 ? 1 : 0;
-}
-
-static struct json *json_start(struct str **out)
-{
-	*out = str_new(4096, 256 << 20);
-	return json_new(*out, JSON_PRETTY);
-}
-
 static const char *or_none(const char *s)
 {
 	return s != NULL && s[0] != '\0' ? s : "none";
@@ -331,13 +310,13 @@ static int domain_list(struct dctx *d)
 	if (dir_domain_list(d->dir, &list, &n, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		json_array_begin(j);
 		for (size_t i = 0; i < n; i++)
 			domain_json(j, list[i]);
 		json_array_end(j);
 		dir_domain_array_free(&list, n);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	buf = str_new(32, 64);
 	for (size_t i = 0; i < n; i++)
@@ -360,10 +339,10 @@ static int domain_show(struct dctx *d)
 	if (dir_domain_get(d->dir, d->o.args[0], &dom, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		domain_json(j, dom);
 		dir_domain_free(&dom);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	buf = str_new(32, 64);
 	printf("name: %s\n", dom->name);
@@ -633,13 +612,13 @@ static int account_list(struct dctx *d)
 	if (dir_account_list(d->dir, domain, &list, &n, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		json_array_begin(j);
 		for (size_t i = 0; i < n; i++)
 			account_json(j, list[i]);
 		json_array_end(j);
 		dir_account_array_free(&list, n);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	buf = str_new(32, 64);
 	for (size_t i = 0; i < n; i++)
@@ -668,10 +647,10 @@ static int account_show(struct dctx *d)
 	if (dir_account_get(d->dir, d->o.args[0], &a, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		account_json(j, a);
 		dir_account_free(&a);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	t = (time_t)a->created;
 	if (gmtime_r(&t, &tm) == NULL ||
@@ -834,7 +813,7 @@ static int alias_list(struct dctx *d)
 	if (dir_alias_list(d->dir, domain, &list, &n, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		json_array_begin(j);
 		for (size_t i = 0; i < n; i++) {
 			json_object_begin(j);
@@ -844,7 +823,7 @@ static int alias_list(struct dctx *d)
 		}
 		json_array_end(j);
 		dir_alias_array_free(&list, n);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	for (size_t i = 0; i < n; i++)
 		printf("%s -> %s\n", list[i]->address, list[i]->target);
@@ -913,10 +892,10 @@ static int list_show(struct dctx *d)
 	if (dir_list_get(d->dir, d->o.args[0], &l, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		list_json(j, l);
 		dir_list_info_free(&l);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	printf("list: %s\nmembers: %zu\n", l->address, l->nmembers);
 	for (size_t i = 0; i < l->nmembers; i++)
@@ -936,13 +915,13 @@ static int list_list(struct dctx *d)
 	if (dir_list_list(d->dir, domain, &list, &n, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		json_array_begin(j);
 		for (size_t i = 0; i < n; i++)
 			list_json(j, list[i]);
 		json_array_end(j);
 		dir_list_info_array_free(&list, n);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	for (size_t i = 0; i < n; i++)
 		printf("%s members=%zu\n", list[i]->address,
@@ -1084,13 +1063,13 @@ static int cos_list(struct dctx *d)
 	if (dir_cos_list(d->dir, &list, &n, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		json_array_begin(j);
 		for (size_t i = 0; i < n; i++)
 			cos_json(j, list[i]);
 		json_array_end(j);
 		dir_cos_array_free(&list, n);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	for (size_t i = 0; i < n; i++)
 		cos_print(list[i]);
@@ -1107,10 +1086,10 @@ static int cos_show(struct dctx *d)
 	if (dir_cos_get(d->dir, d->o.args[0], &c, d->err) != DIR_OK)
 		return fail(d);
 	if (d->o.seen & O_JSON) {
-		j = json_start(&out);
+		j = ctl_json_start(&out);
 		cos_json(j, c);
 		dir_cos_free(&c);
-		return json_done(&j, &out);
+		return ctl_json_done(&j, &out);
 	}
 	cos_print(c);
 	dir_cos_free(&c);

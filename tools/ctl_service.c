@@ -273,10 +273,8 @@ static void status_print_text(struct ctl *ctl, const struct status *st)
 
 static int status_print_json(const struct status *st, int running)
 {
-	struct str *out = str_new(4096, 16 << 20);
-	struct json *j = json_new(out, JSON_PRETTY);
-	const char *error;
-	int r;
+	struct str *out;
+	struct json *j = ctl_json_start(&out);
 
 	json_object_begin(j);
 	json_key(j, "master");
@@ -319,14 +317,7 @@ static int status_print_json(const struct status *st, int running)
 	}
 	json_array_end(j);
 	json_object_end(j);
-	r = json_finish(j, &error);
-	json_free(&j);
-	if (r == 0)
-		printf("%s\n", str_c(out));
-	else
-		fprintf(stderr, "ternctl: json: %s\n", error);
-	str_free(&out);
-	return r;
+	return ctl_json_done(&j, &out);
 }
 
 int ctl_status(struct ctl *ctl, int argc, char **argv)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "json.h"
 #include "paths.h"
 #include "str.h"
 #include "ternctl.h"
@@ -57,6 +58,26 @@ char *ctl_path(const struct ctl *ctl, const char *rel)
 void ctl_warn(void *ctx, const char *msg)
 {
 	fprintf(stderr, "ternctl: warning: %s\n", msg);
+}
+
+struct json *ctl_json_start(struct str **out)
+{
+	*out = str_new(4096, 256 << 20);
+	return json_new(*out, JSON_PRETTY);
+}
+
+int ctl_json_done(struct json **j, struct str **out)
+{
+	const char *error;
+	int r = json_finish(*j, &error);
+
+	if (r == 0)
+		printf("%s\n", str_c(*out));
+	else
+		fprintf(stderr, "ternctl: json: %s\n", error);
+	json_free(j);
+	str_free(out);
+	return r < 0 ? 1 : 0;
 }
 
 int ctl_no_args(int argc, char **argv, const char *usage_text)

@@ -11,6 +11,9 @@
 
 #include "compat.h"
 
+struct json;
+struct str;
+
 struct ctl {
 	const char *root;	/* absolute */
 	int json;
@@ -34,5 +37,9 @@ int ctl_cos(struct ctl *ctl, int argc, char **argv);
 char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */
 void ctl_warn(void *ctx, const char *msg);		/* cfg warnings */
 int ctl_no_args(int argc, char **argv, const char *usage);
+/* --json output: start a pretty document in a new *out; done prints it
+ * (or the error) and frees both; returns the exit status (0 or 1). */
+struct json *ctl_json_start(struct str **out);
+int ctl_json_done(struct json **j, struct str **out);
 
 #endif

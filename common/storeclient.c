@@ -444,6 +444,47 @@ int store_expunge(struct store_client *c, const struct store_account *a,
 	return 0;
 }
 
+struct pair_ctx {
+	store_pair_cb *cb;
+	void *ctx;
+};
+
+static int copied_frame(struct ipc_msg *m, void *ctx)
+{
+	struct pair_ctx *pc = ctx;
+	unsigned n = ipc_msg_count(m, "uid");
+
+	if (!ipc_msg_type_is(m, "copied") || ipc_msg_count(m, "new_uid") != n)
+		return -1;
+	for (unsigned i = 0; pc->cb != NULL && i < n; i++)
+		if (pc->cb((uint32_t)int_or(m, "uid", i, 0),
+			   (uint32_t)int_or(m, "new_uid", i, 0), pc->ctx) < 0)
+			return -1;
+	return 0;
+}
+
+int store_copy(struct store_client *c, const struct store_account *a,
+	       const char *folder, const char *uids, const char *to, int move,
+	       store_pair_cb *pair, void *ctx,
+	       struct store_copy_result *res_r, const char **error_r)
+{
+	struct ipc_msg *req = request(move ? "move" : "copy", a), *ok;
+	struct pair_ctx pc = { pair, ctx };
+
+	ipc_msg_add_cstr(req, "folder", folder);
+	ipc_msg_add_cstr(req, "uids", uids);
+	ipc_msg_add_cstr(req, "to", to);
+	if (run(c, req, copied_frame, &pc, &ok, error_r) < 0)
+		return -1;
+	res_r->count = (uint32_t)int_or(ok, "count", 0, 0);
+	res_r->uidvalidity = (uint32_t)int_or(ok, "uidvalidity", 0, 0);
+	res_r->highestmodseq = (uint64_t)int_or(ok, "highestmodseq", 0, 0);
+	res_r->src_highestmodseq =
+		(uint64_t)int_or(ok, "src_highestmodseq", 0, 0);
+	ipc_msg_free(&ok);
+	return 0;
+}
+
 int store_quota_get(struct store_client *c, const struct store_account *a,
 		    struct store_quota *q_r, const char **error_r)
 {

@@ -152,6 +152,20 @@ int store_expunge(struct store_client *c, const struct store_account *a,
 		  void *ctx, uint64_t *highestmodseq_r, const char **error_r)
 	TERN_WUR;
 
+/* copy (move 0) or move the messages of uids from folder to `to` (same
+ * account); pair sees each (source UID, new UID) for UIDPLUS COPYUID.
+ * Error codes "notarget" (no such target: TRYCREATE), "overquota". */
+struct store_copy_result {
+	uint32_t count, uidvalidity;	/* uidvalidity of the target */
+	uint64_t highestmodseq, src_highestmodseq;
+};
+typedef int store_pair_cb(uint32_t uid, uint32_t new_uid, void *ctx);
+int store_copy(struct store_client *c, const struct store_account *a,
+	       const char *folder, const char *uids, const char *to, int move,
+	       store_pair_cb *pair, void *ctx,
+	       struct store_copy_result *res_r, const char **error_r)
+	TERN_WUR;
+
 int store_quota_get(struct store_client *c, const struct store_account *a,
 		    struct store_quota *q_r, const char **error_r) TERN_WUR;
 int store_quota_set(struct store_client *c, const struct store_account *a,

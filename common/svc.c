@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -17,6 +15,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "paths.h"
+#include "privs.h"
 #include "str.h"
 #include "svc.h"
 #include "tls.h"
@@ -240,36 +239,16 @@ static int svc_adopt_listeners(struct svc *svc, const char **error_r)
 
 static int svc_drop_privileges(struct svc *svc, const char **error_r)
 {
-	const char *user = cfg_str(svc->cfg, OPT_USER);
-	static char buf[300];
-	struct passwd *pw;
+	static char buf[512];
+	struct str *err = str_new(128, sizeof(buf) - 1);
+	int r = privs_drop(cfg_str(svc->cfg, OPT_USER), err);
 
-	if (geteuid() != 0 || user[0] == '\0')
-		return 0;
-	pw = getpwnam(user);
-	if (pw == NULL) {
-		snprintf(buf, sizeof(buf),
-			 "user '%s' does not exist: create it (ternctl setup "
-			 "does) or set user = in tern.conf", user);
+	if (r < 0) {
+		str_lcpy(buf, str_c(err), sizeof(buf));
 		*error_r = buf;
-		return -1;
 	}
-	if (pw->pw_uid == 0) {
-		*error_r = "user in tern.conf must not be root";
-		return -1;
-	}
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
-	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		snprintf(buf, sizeof(buf), "cannot switch to user %s: %s",
-			 user, strerror(errno));
-		*error_r = buf;
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		*error_r = "privileges could be regained after the drop";
-		return -1;
-	}
-	return 0;
+	str_free(&err);
+	return r;
 }
 
 static void svc_report_ready(struct svc *svc)

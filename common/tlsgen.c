@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "compat.h"
+#include "fsutil.h"
 #include "str.h"
 #include "tlsgen.h"
 
@@ -237,94 +238,26 @@ static X509 *tlsgen_build(EVP_PKEY *key, const char *common_name,
 	return x;
 }
 
-static int tlsgen_fsync_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	struct str *dir = str_new(64, PATH_MAX);
-	int fd, r = -1;
-
-	if (slash == NULL)
-		r = str_append_c(dir, ".");
-	else if (slash == path)
-		r = str_append_c(dir, "/");
-	else
-		r = str_append(dir, path, (size_t)(slash - path));
-	if (r == 0) {
-		fd = open(str_c(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		r = fd < 0 ? -1 : fsync(fd);
-		if (fd >= 0)
-			close(fd);
-	}
-	str_free(&dir);
-	return r;
-}
-
-static int tlsgen_write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Temporary file, fsync, rename or link, fsync of the directory. */
+/* Durably (fsutil.h): temporary file, fsync, rename (or link when not
+ * overwriting), fsync of the directory. */
 static int tlsgen_write_file(const char *path, BIO *pem, mode_t mode,
 			     bool overwrite, const char **error_r)
 {
-	struct str *tmp = str_new(64, PATH_MAX);
+	struct str *err = str_new(128, sizeof(tlsgen_errbuf) - 1);
 	char *data;
 	long len = BIO_get_mem_data(pem, &data);
-	int fd = -1, r = -1;
+	int r = -1;
 
-	if (str_printf(tmp, "%s.tmp.XXXXXX", path) < 0) {
-		errno = ENAMETOOLONG;
+	if (len < 0) {
+		errno = EINVAL;
 		*error_r = tlsgen_error(true, "cannot write %s", path);
-		goto out;
+	} else if ((r = fsutil_write_file(path, data, (size_t)len, mode,
+					  overwrite ? FSUTIL_REPLACE : 0,
+					  err)) < 0) {
+		ERR_clear_error();
+		*error_r = tlsgen_error(false, "%s", str_c(err));
 	}
-	fd = mkostemp(str_data(tmp), O_CLOEXEC);
-	if (fd < 0) {
-		*error_r = tlsgen_error(true, "cannot create a temporary file "
-					"next to %s", path);
-		goto out;
-	}
-	if (fchmod(fd, mode) < 0 || len < 0 ||
-	    tlsgen_write_all(fd, data, (size_t)len) < 0 || fsync(fd) < 0) {
-		*error_r = tlsgen_error(true, "cannot write %s", str_c(tmp));
-		goto out_unlink;
-	}
-	r = close(fd);
-	fd = -1;
-	if (r < 0) {
-		*error_r = tlsgen_error(true, "cannot write %s", str_c(tmp));
-		goto out_unlink;
-	}
-	r = overwrite ? rename(str_c(tmp), path) : link(str_c(tmp), path);
-	if (r < 0) {
-		*error_r = tlsgen_error(true, "cannot create %s", path);
-		goto out_unlink;
-	}
-	if (!overwrite)
-		unlink(str_c(tmp));
-	if (tlsgen_fsync_dir(path) < 0) {
-		*error_r = tlsgen_error(true, "cannot sync the directory of %s",
-					path);
-		r = -1;
-	}
-	goto out;
-out_unlink:
-	r = -1;
-	if (fd >= 0)
-		close(fd);
-	unlink(str_c(tmp));
-out:
-	str_free(&tmp);
+	str_free(&err);
 	return r;
 }
 

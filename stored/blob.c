@@ -4,15 +4,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "compat.h"
 #include "blob.h"
+#include "fsutil.h"
 #include "str.h"
 #include "xalloc.h"
 
@@ -24,40 +26,10 @@ struct blob_store {
 	char *dir;
 	char *tmp;
 	char *intent;
+	int lock_fd;			/* flock'ed DIR/lock */
 	char *sync[BLOB_SYNC_MAX];	/* directories to fsync */
 	size_t nsync;
 };
-
-static int blob_fail(struct str *error, const char *fmt, ...)
-	TERN_PRINTF(2, 3);
-
-static int blob_fail(struct str *error, const char *fmt, ...)
-{
-	va_list ap;
-
-	str_clear(error);
-	va_start(ap, fmt);
-	if (str_vprintf(error, fmt, ap) < 0)
-		str_clear(error);
-	va_end(ap);
-	return -1;
-}
-
-static int fsync_path(const char *path, struct str *error)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return blob_fail(error, "open %s: %s", path, strerror(errno));
-	if (fsync(fd) < 0) {
-		int e = errno;
-
-		close(fd);
-		return blob_fail(error, "fsync %s: %s", path, strerror(e));
-	}
-	close(fd);
-	return 0;
-}
 
 /* mkdir that reports whether it created the directory. */
 static int mkdir_once(const char *path, int *created_r, struct str *error)
@@ -69,7 +41,7 @@ static int mkdir_once(const char *path, int *created_r, struct str *error)
 	}
 	if (errno == EEXIST)
 		return 0;
-	return blob_fail(error, "mkdir %s: %s", path, strerror(errno));
+	return str_setf(error, "mkdir %s: %s", path, strerror(errno));
 }
 
 static char *join(const char *a, const char *b)
@@ -84,6 +56,25 @@ static char *join(const char *a, const char *b)
 	return r;
 }
 
+/* The one-writer lock; kept open (and locked) until the store is freed. */
+static int store_lock(struct blob_store *bs, struct str *error)
+{
+	char *path = join(bs->dir, "lock");
+	int r = 0;
+
+	bs->lock_fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0640);
+	if (bs->lock_fd < 0)
+		r = str_setf(error, "open %s: %s", path, strerror(errno));
+	else if (flock(bs->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		r = str_setf(error, errno == EWOULDBLOCK ?
+			     "the store %s is in use by another process "
+			     "(tern-stored is running)%s" :
+			     "lock %s: %s", bs->dir,
+			     errno == EWOULDBLOCK ? "" : strerror(errno));
+	free(path);
+	return r;
+}
+
 int blob_store_open(const char *dir, struct blob_store **bs_r,
 		    struct str *error)
 {
@@ -93,18 +84,20 @@ int blob_store_open(const char *dir, struct blob_store **bs_r,
 	if (mkdir_once(dir, &created, error) < 0)
 		return -1;
 	bs = xcalloc(1, sizeof(*bs));
+	bs->lock_fd = -1;
 	bs->dir = xstrdup(dir);
 	bs->tmp = join(dir, "tmp");
 	bs->intent = join(dir, "intent");
-	if (mkdir_once(bs->tmp, &created, error) < 0)
+	if (store_lock(bs, error) < 0 ||
+	    mkdir_once(bs->tmp, &created, error) < 0)
 		goto fail;
 	fd = open(bs->intent, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) {
-		blob_fail(error, "open %s: %s", bs->intent, strerror(errno));
+		str_setf(error, "open %s: %s", bs->intent, strerror(errno));
 		goto fail;
 	}
 	close(fd);
-	if (fsync_path(bs->dir, error) < 0)
+	if (fsutil_sync_dir(bs->dir, error) < 0)
 		goto fail;
 	*bs_r = bs;
 	return 0;
@@ -124,6 +117,8 @@ void blob_store_free(struct blob_store **bsp)
 	free(bs->dir);
 	free(bs->tmp);
 	free(bs->intent);
+	if (bs->lock_fd >= 0)
+		close(bs->lock_fd);
 	free(bs);
 	*bsp = NULL;
 }
@@ -163,12 +158,12 @@ int blob_spool_check(const struct blob_store *bs, const char *path,
 	const char *name;
 
 	if (strncmp(path, bs->tmp, n) != 0 || path[n] != '/')
-		return blob_fail(error, "spool file is not in %s/", bs->tmp);
+		return str_setf(error, "spool file is not in %s/", bs->tmp);
 	name = path + n + 1;
 	if (*name == '\0' || *name == '.' || strlen(name) > 255 ||
 	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			 "0123456789._-") != strlen(name))
-		return blob_fail(error, "bad spool file name");
+		return str_setf(error, "bad spool file name");
 	return 0;
 }
 
@@ -184,18 +179,18 @@ static int hash_fd(int fd, char hex_r[BLOB_HEX_LEN + 1], uint64_t *size_r,
 	int r = -1;
 
 	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		blob_fail(error, "SHA-256 unavailable");
+		str_setf(error, "SHA-256 unavailable");
 		goto done;
 	}
 	while ((n = read(fd, buf, BLOB_READ_CHUNK)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			blob_fail(error, "read: %s", strerror(errno));
+			str_setf(error, "read: %s", strerror(errno));
 			goto done;
 		}
 		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-			blob_fail(error, "SHA-256 failed");
+			str_setf(error, "SHA-256 failed");
 			goto done;
 		}
 		if (cb != NULL)
@@ -203,7 +198,7 @@ static int hash_fd(int fd, char hex_r[BLOB_HEX_LEN + 1], uint64_t *size_r,
 		size += (uint64_t)n;
 	}
 	if (EVP_DigestFinal_ex(md, out, NULL) != 1) {
-		blob_fail(error, "SHA-256 failed");
+		str_setf(error, "SHA-256 failed");
 		goto done;
 	}
 	for (size_t i = 0; i < sizeof(out); i++) {
@@ -229,17 +224,17 @@ int blob_prepare(const char *spool_path, char hex_r[BLOB_HEX_LEN + 1],
 	fd = open(spool_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
 				      O_NONBLOCK);
 	if (fd < 0)
-		return blob_fail(error, "open %s: %s", spool_path,
-				 strerror(errno));
+		return str_setf(error, "open %s: %s", spool_path,
+				strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 		close(fd);
-		return blob_fail(error, "%s: not a regular file with one link",
-				 spool_path);
+		return str_setf(error, "%s: not a regular file with one link",
+				spool_path);
 	}
 	r = hash_fd(fd, hex_r, size_r, cb, ctx, error);
 	if (r == 0 && fsync(fd) < 0)
-		r = blob_fail(error, "fsync %s: %s", spool_path,
-			      strerror(errno));
+		r = str_setf(error, "fsync %s: %s", spool_path,
+			     strerror(errno));
 	close(fd);
 	return r;
 }
@@ -288,14 +283,14 @@ int blob_install(struct blob_store *bs, const char *spool_path,
 
 	*installed_r = 0;
 	if (!blob_hex_valid(hex) || blob_path(bs, hex, dest) < 0) {
-		blob_fail(error, "bad blob name");
+		str_setf(error, "bad blob name");
 		goto done;
 	}
 	if (access(str_c(dest), F_OK) == 0) {
 		/* Same content already stored: the spooled copy goes. */
 		if (unlink(spool_path) < 0 && errno != ENOENT) {
-			blob_fail(error, "unlink %s: %s", spool_path,
-				  strerror(errno));
+			str_setf(error, "unlink %s: %s", spool_path,
+				 strerror(errno));
 			goto done;
 		}
 		r = 0;
@@ -304,7 +299,7 @@ int blob_install(struct blob_store *bs, const char *spool_path,
 	if (make_shards(bs, hex, error) < 0)
 		goto done;
 	if (rename(spool_path, str_c(dest)) < 0) {
-		blob_fail(error, "rename %s: %s", spool_path, strerror(errno));
+		str_setf(error, "rename %s: %s", spool_path, strerror(errno));
 		goto done;
 	}
 	str_truncate(dest, str_len(dest) - BLOB_HEX_LEN - 1);
@@ -322,7 +317,7 @@ int blob_sync_dirs(struct blob_store *bs, struct str *error)
 
 	/* Deepest first: a new shard is synced before its parent. */
 	for (size_t i = bs->nsync; i-- > 0;) {
-		if (r == 0 && fsync_path(bs->sync[i], error) < 0)
+		if (r == 0 && fsutil_sync_dir(bs->sync[i], error) < 0)
 			r = -1;
 		free(bs->sync[i]);
 	}
@@ -336,10 +331,10 @@ int blob_remove(struct blob_store *bs, const char *hex, struct str *error)
 	int r = 0;
 
 	if (!blob_hex_valid(hex) || blob_path(bs, hex, p) < 0)
-		r = blob_fail(error, "bad blob name");
+		r = str_setf(error, "bad blob name");
 	else if (unlink(str_c(p)) < 0 && errno != ENOENT)
-		r = blob_fail(error, "unlink %s: %s", str_c(p),
-			      strerror(errno));
+		r = str_setf(error, "unlink %s: %s", str_c(p),
+			     strerror(errno));
 	str_free(&p);
 	return r;
 }
@@ -359,11 +354,10 @@ int blob_intent_write(struct blob_store *bs, const char *const *hex,
 		      size_t n, struct str *error)
 {
 	struct str *buf;
-	size_t off = 0;
 	int fd, r = 0;
 
 	if (n > BLOB_INTENT_MAX)
-		return blob_fail(error, "too many new blobs in one batch");
+		return str_setf(error, "too many new blobs in one batch");
 	buf = str_new((BLOB_HEX_LEN + 1) * (n + 1),
 		      (BLOB_HEX_LEN + 1) * (BLOB_INTENT_MAX + 1));
 	for (size_t i = 0; i < n; i++)
@@ -371,25 +365,16 @@ int blob_intent_write(struct blob_store *bs, const char *const *hex,
 			abort();
 	fd = open(bs->intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0) {
-		r = blob_fail(error, "open %s: %s", bs->intent,
-			      strerror(errno));
+		r = str_setf(error, "open %s: %s", bs->intent,
+			     strerror(errno));
 		goto done;
 	}
-	while (off < str_len(buf)) {
-		ssize_t w = write(fd, str_c(buf) + off, str_len(buf) - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			r = blob_fail(error, "write %s: %s", bs->intent,
-				      strerror(errno));
-			break;
-		}
-		off += (size_t)w;
-	}
+	if (fsutil_write_all(fd, str_c(buf), str_len(buf)) < 0)
+		r = str_setf(error, "write %s: %s", bs->intent,
+			     strerror(errno));
 	if (r == 0 && fsync(fd) < 0)
-		r = blob_fail(error, "fsync %s: %s", bs->intent,
-			      strerror(errno));
+		r = str_setf(error, "fsync %s: %s", bs->intent,
+			     strerror(errno));
 	close(fd);
 done:
 	str_free(&buf);
@@ -405,16 +390,16 @@ int blob_intent_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 
 	if (f == NULL)
 		return errno == ENOENT ? 0 :
-		       blob_fail(error, "open %s: %s", bs->intent,
-				 strerror(errno));
+		       str_setf(error, "open %s: %s", bs->intent,
+				strerror(errno));
 	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
 		if (strlen(line) != BLOB_HEX_LEN + 1 ||
 		    line[BLOB_HEX_LEN] != '\n')
 			continue;	/* torn write: never acted upon */
 		line[BLOB_HEX_LEN] = '\0';
 		if (blob_hex_valid(line) && cb(line, ctx) < 0)
-			r = blob_fail(error, "intent scan stopped at %s",
-				      line);
+			r = str_setf(error, "intent scan stopped at %s",
+				     line);
 	}
 	fclose(f);
 	return r;
@@ -433,11 +418,11 @@ static int scan_leaf(const char *path, blob_hex_cb *cb, void *ctx,
 	int r = 0;
 
 	if (d == NULL)
-		return blob_fail(error, "opendir %s: %s", path,
-				 strerror(errno));
+		return str_setf(error, "opendir %s: %s", path,
+				strerror(errno));
 	while (r == 0 && (e = readdir(d)) != NULL)
 		if (blob_hex_valid(e->d_name) && cb(e->d_name, ctx) < 0)
-			r = blob_fail(error, "blob scan stopped");
+			r = str_setf(error, "blob scan stopped");
 	closedir(d);
 	return r;
 }
@@ -452,8 +437,8 @@ int blob_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 
 	if (top == NULL) {
 		str_free(&p);
-		return blob_fail(error, "opendir %s: %s", bs->dir,
-				 strerror(errno));
+		return str_setf(error, "opendir %s: %s", bs->dir,
+				strerror(errno));
 	}
 	while (r == 0 && (a = readdir(top)) != NULL) {
 		if (!is_shard(a->d_name))
@@ -475,6 +460,40 @@ int blob_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 		closedir(mid);
 	}
 	closedir(top);
+	str_free(&p);
+	return r;
+}
+
+int blob_spool_stale(struct blob_store *bs, int64_t max_age, int remove,
+		     blob_spool_cb *cb, void *ctx, struct str *error)
+{
+	DIR *d = opendir(bs->tmp);
+	struct str *p = str_new(256, 8192);
+	time_t now = time(NULL);
+	struct dirent *e;
+	struct stat st;
+	int r = 0;
+
+	if (d == NULL) {
+		str_free(&p);
+		return str_setf(error, "opendir %s: %s", bs->tmp,
+				strerror(errno));
+	}
+	while (r == 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		str_clear(p);
+		if (str_printf(p, "%s/%s", bs->tmp, e->d_name) < 0 ||
+		    lstat(str_c(p), &st) < 0 || !S_ISREG(st.st_mode) ||
+		    now - st.st_mtime <= max_age)
+			continue;
+		if (cb != NULL && cb(str_c(p), now - st.st_mtime, ctx) < 0)
+			r = str_setf(error, "spool scan stopped");
+		else if (remove && unlink(str_c(p)) < 0 && errno != ENOENT)
+			r = str_setf(error, "unlink %s: %s", str_c(p),
+				     strerror(errno));
+	}
+	closedir(d);
 	str_free(&p);
 	return r;
 }

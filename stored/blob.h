@@ -20,7 +20,15 @@
  * that the metadata does not know is an orphan of an uncommitted batch and
  * is removed.  Nothing here fsyncs less than that rule needs.
  *
- * Callers: the writer thread of tern-stored only (every function blocks).
+ * One writer: blob_store_open() takes an exclusive lock (flock) on
+ * DIR/lock, held until blob_store_free(), so a second tern-stored or a
+ * `ternctl store check` cannot work on a store that is in use.
+ *
+ * Spool hygiene: files a crashed client left in DIR/tmp are removed when
+ * older than a day (blob_spool_stale(), at start and by store check).
+ *
+ * Callers: the writer thread of tern-stored and `ternctl store check`
+ * (every function blocks).
  */
 #ifndef TERN_BLOB_H
 #define TERN_BLOB_H
@@ -36,7 +44,10 @@
 
 struct blob_store;
 
-/* Opens (and creates, mode 0750) dir, dir/tmp and dir/intent. */
+#define BLOB_SPOOL_STALE_SECS (24 * 60 * 60)
+
+/* Opens (and creates, mode 0750) dir, dir/tmp and dir/intent, and locks
+ * the store; fails when another process holds the lock. */
 int blob_store_open(const char *dir, struct blob_store **bs_r,
 		    struct str *error) TERN_WUR;
 void blob_store_free(struct blob_store **bs);
@@ -85,6 +96,12 @@ int blob_intent_write(struct blob_store *bs, const char *const *hex,
 typedef int blob_hex_cb(const char *hex, void *ctx);
 int blob_intent_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 		     struct str *error) TERN_WUR;
+
+/* Calls cb for each plain file in DIR/tmp not modified for more than
+ * max_age seconds; removes it too when remove is set (after cb). */
+typedef int blob_spool_cb(const char *path, int64_t age, void *ctx);
+int blob_spool_stale(struct blob_store *bs, int64_t max_age, int remove,
+		     blob_spool_cb *cb, void *ctx, struct str *error) TERN_WUR;
 
 /* Calls cb for every blob file under DIR (for checks and tests). */
 int blob_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,

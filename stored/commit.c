@@ -14,7 +14,8 @@
  * Nothing is acknowledged before step 4 has returned.  When the commit
  * fails, every op of the batch is answered with an error.  At start the
  * writer opens the store and recovers from a crash: hashes in the intent
- * file without a row are removed, and so are unreferenced blobs.
+ * file without a row are removed, and so are unreferenced blobs and spool
+ * files older than a day.
  */
 #include "config.h"
 
@@ -100,6 +101,13 @@ static int reclaim(struct commit *c)
 	return 0;
 }
 
+static int stale_spool(const char *path, int64_t age, void *ctx)
+{
+	log_info(NULL, "removing stale spool file %s (%lld s old)", path,
+		 (long long)age);
+	return 0;
+}
+
 static int writer_open(struct commit *c)
 {
 	struct str *error = c->start_error;
@@ -108,6 +116,10 @@ static int writer_open(struct commit *c)
 		return -1;
 	if (meta_open(c->meta_path, &c->ctx.meta, error) < 0)
 		return -1;
+	if (blob_spool_stale(c->ctx.blobs, BLOB_SPOOL_STALE_SECS, 1,
+			     stale_spool, NULL, error) < 0)
+		log_warn(NULL, "spool cleanup: %s", str_c(error));
+	str_clear(error);
 	if (blob_intent_scan(c->ctx.blobs, recover_intent, c, error) < 0 ||
 	    reclaim(c) < 0) {
 		if (str_len(error) == 0 &&

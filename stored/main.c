@@ -18,6 +18,7 @@
 #include "compat.h"
 #include "cfg.h"
 #include "log.h"
+#include "notify.h"
 #include "stored.h"
 #include "str.h"
 #include "svc.h"
@@ -72,6 +73,9 @@ static int stored_init(struct svc *svc, const char **error_r)
 	d->frame_max = (size_t)cfg_size(cfg, OPT_IPC_FRAME_MAX);
 	d->requests_max = (unsigned)cfg_int(cfg,
 					    OPT_STORE_CLIENT_REQUESTS_MAX);
+	d->notify_backlog_max = (size_t)cfg_size(cfg,
+						 OPT_STORE_NOTIFY_BACKLOG_MAX);
+	d->hub = notify_hub_new();
 	svc_set_ctx(svc, d);
 	r = make_parent(set.meta_path, error);
 	if (r == 0)
@@ -115,8 +119,10 @@ static void stored_deinit(struct svc *svc)
 {
 	struct stored *d = svc_ctx(svc);
 
-	if (d != NULL)
-		commit_stop(&d->commit);
+	if (d == NULL)
+		return;
+	commit_stop(&d->commit);
+	notify_hub_free(&d->hub);
 }
 
 static const struct svc_spec stored_spec = {

@@ -55,6 +55,7 @@ enum meta_status {
 	META_EOVERQUOTA = -4,	/* would pass the account's quota */
 	META_EINVALID = -5,	/* bad name, or not allowed (INBOX rename) */
 	META_ENOTEMPTY = -6,	/* folder has child folders */
+	META_ENOTARGET = -7,	/* copy/move: no such target folder */
 };
 
 struct meta;
@@ -216,6 +217,32 @@ int meta_expunge(struct meta *m, int64_t account, const char *folder,
 		 const struct meta_uidset *set, meta_uid_cb *cb, void *ctx,
 		 uint64_t *highestmodseq_r, struct str *error) TERN_WUR;
 
+/* What a copy or move did (UIDPLUS COPYUID, CONDSTORE). */
+struct meta_copy_result {
+	uint32_t uidvalidity;		/* of the target */
+	uint64_t highestmodseq;		/* of the target, afterwards */
+	uint64_t src_highestmodseq;	/* of the source, afterwards */
+	uint32_t count;			/* messages copied */
+};
+
+/* Copies the messages of set from folder `from` to folder `to` of the same
+ * account, in UID order: each gets the target's next UID and one new
+ * MODSEQ of the target (shared by the call), and keeps its flags,
+ * keywords, internal date, size, blob and cached envelope and body
+ * structure.  Copy: each blob gains a reference and the quota usage grows
+ * (META_EOVERQUOTA, nothing copied, when it would pass the limit).  Move
+ * (move != 0): the source messages are expunged in the same transaction
+ * (remembered for QRESYNC with one new MODSEQ of the source); references
+ * and usage do not change.  cb sees each (source UID, new UID) pair.
+ * META_ENOTFOUND: no source folder; META_ENOTARGET: no target folder;
+ * META_EINVALID: a move within one folder.  A set that matches nothing is
+ * no error (count 0, nothing changes). */
+typedef int meta_copy_cb(uint32_t uid, uint32_t new_uid, void *ctx);
+int meta_copy(struct meta *m, int64_t account, const char *from,
+	      const char *to, const struct meta_uidset *set, int move,
+	      meta_copy_cb *cb, void *ctx, struct meta_copy_result *res_r,
+	      struct str *error) TERN_WUR;
+
 /* UIDs expunged with a MODSEQ above since (QRESYNC VANISHED). */
 int meta_vanished(struct meta *m, int64_t account, const char *folder,
 		  uint64_t since, meta_uid_cb *cb, void *ctx,
@@ -244,5 +271,51 @@ int meta_blobs_forget_unreferenced(struct meta *m, struct str *error)
 /* Every blob row (for checks and tests). */
 int meta_blobs_all(struct meta *m, meta_blob_cb *cb, void *ctx,
 		   struct str *error) TERN_WUR;
+
+/* --- consistency (ternctl store check, with tern-stored stopped) --- */
+
+/* Every blob the metadata knows (a row, or a message naming it): the
+ * row's reference count (-1 without a row) and the messages naming it. */
+typedef int meta_blob_use_cb(const char *hex, int64_t refcount,
+			     int64_t messages, void *ctx);
+int meta_check_blobs(struct meta *m, meta_blob_use_cb *cb, void *ctx,
+		     struct str *error) TERN_WUR;
+/* Sets a blob's reference count (adding the row with size if absent). */
+int meta_blob_set_refs(struct meta *m, const char *hex, int64_t refs,
+		       uint64_t size, struct str *error) TERN_WUR;
+
+/* A message naming a blob. */
+struct meta_blob_user {
+	int64_t account;
+	const char *address;
+	const char *folder;
+	uint32_t uid;
+	uint64_t size;
+};
+typedef int meta_blob_user_cb(const struct meta_blob_user *u, void *ctx);
+int meta_blob_users(struct meta *m, const char *hex, meta_blob_user_cb *cb,
+		    void *ctx, struct str *error) TERN_WUR;
+/* The blob's file is lost: expunges every message naming it (each with a
+ * new MODSEQ of its folder, remembered for QRESYNC; usage drops) and
+ * leaves the row unreferenced. */
+int meta_blob_drop(struct meta *m, const char *hex, struct str *error)
+	TERN_WUR;
+
+/* An account's recorded quota usage and what its messages add up to. */
+struct meta_usage {
+	int64_t account;
+	const char *address;
+	uint64_t used, messages;		/* recorded */
+	uint64_t real_used, real_messages;	/* summed */
+};
+typedef int meta_usage_cb(const struct meta_usage *u, void *ctx);
+/* Every account (only that one when account > 0). */
+int meta_check_usage(struct meta *m, int64_t account, meta_usage_cb *cb,
+		     void *ctx, struct str *error) TERN_WUR;
+int meta_usage_set(struct meta *m, int64_t account, uint64_t used,
+		   uint64_t messages, struct str *error) TERN_WUR;
+/* The id of the account with this address; META_ENOTFOUND when none. */
+int meta_account_find(struct meta *m, const char *address, int64_t *id_r,
+		      struct str *error) TERN_WUR;
 
 #endif

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <time.h>
@@ -64,14 +63,16 @@ enum stmt_id {
 	S_ACCT_GET, S_ACCT_INSERT, S_ACCT_ADDRESS, S_ACCT_UIDV_SET,
 	S_FOLDER_INSERT, S_FOLDER_LIST, S_FOLDER_GET, S_FOLDER_CHILDREN,
 	S_FOLDER_SET_NAME, S_FOLDER_DELETE, S_FOLDER_SUBSCRIBE,
-	S_FOLDER_BUMP, S_FOLDER_NEXT_UID, S_FOLDER_STATUS,
+	S_FOLDER_BUMP, S_FOLDER_NEXT_UID, S_FOLDER_TAKE_UIDS, S_FOLDER_STATUS,
 	S_MSG_INSERT, S_MSG_RANGE, S_MSG_FLAGS_RANGE, S_MSG_SET_FLAGS,
 	S_MSG_DELETED_RANGE, S_MSG_DELETE, S_MSG_OF_FOLDER,
-	S_MSG_DELETE_FOLDER,
+	S_MSG_DELETE_FOLDER, S_MSG_COPY_RANGE,
 	S_EXP_INSERT, S_EXP_DELETE_FOLDER, S_EXP_SINCE,
 	S_BLOB_REGISTER, S_BLOB_REF, S_BLOB_GET, S_BLOB_UNREF, S_BLOB_FORGET,
 	S_BLOB_ALL,
 	S_QUOTA_GET, S_QUOTA_ADD, S_QUOTA_SET,
+	S_CHECK_BLOBS, S_BLOB_SET_REFS, S_BLOB_USERS, S_CHECK_USAGE,
+	S_USAGE_SET, S_ACCT_FIND,
 	S_COUNT
 };
 
@@ -110,6 +111,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_FOLDER_NEXT_UID] = "UPDATE folders SET uidnext = uidnext + 1,"
 			      " highestmodseq = highestmodseq + 1"
 			      " WHERE id = ?1",
+	[S_FOLDER_TAKE_UIDS] = "UPDATE folders SET uidnext = uidnext + ?2,"
+			       " highestmodseq = highestmodseq + 1"
+			       " WHERE id = ?1",
 	[S_FOLDER_STATUS] = "SELECT count(*), coalesce(sum(size), 0),"
 			    " coalesce(sum((flags & 1) = 0), 0)"
 			    " FROM messages WHERE folder_id = ?1",
@@ -135,6 +139,10 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_MSG_OF_FOLDER] = "SELECT uid, size, blob FROM messages"
 			    " WHERE folder_id = ?1",
 	[S_MSG_DELETE_FOLDER] = "DELETE FROM messages WHERE folder_id = ?1",
+	[S_MSG_COPY_RANGE] = "SELECT uid, flags, keywords, internal_date, size,"
+			     " blob, envelope, bodystructure FROM messages"
+			     " WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3"
+			     " ORDER BY uid",
 	[S_EXP_INSERT] = "INSERT OR REPLACE INTO expunged (folder_id, uid,"
 			 " modseq) VALUES (?1, ?2, ?3)",
 	[S_EXP_DELETE_FOLDER] = "DELETE FROM expunged WHERE folder_id = ?1",
@@ -154,6 +162,32 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_QUOTA_ADD] = "UPDATE accounts SET quota_used = quota_used + ?2,"
 			" quota_messages = quota_messages + ?3 WHERE id = ?1",
 	[S_QUOTA_SET] = "UPDATE accounts SET quota_limit = ?2 WHERE id = ?1",
+	[S_CHECK_BLOBS] = "SELECT b.sha256, b.refcount,"
+			  " (SELECT count(*) FROM messages m"
+			  "  WHERE m.blob = b.sha256) FROM blobs b"
+			  " UNION ALL SELECT m.blob, -1, count(*)"
+			  " FROM messages m WHERE m.blob NOT IN"
+			  " (SELECT sha256 FROM blobs) GROUP BY m.blob",
+	[S_BLOB_SET_REFS] = "INSERT INTO blobs (sha256, size, refcount)"
+			    " VALUES (?1, ?3, ?2) ON CONFLICT (sha256)"
+			    " DO UPDATE SET refcount = ?2",
+	[S_BLOB_USERS] = "SELECT a.id, a.address, f.name, m.uid, m.size"
+			 " FROM messages m JOIN folders f ON f.id = m.folder_id"
+			 " JOIN accounts a ON a.id = f.account_id"
+			 " WHERE m.blob = ?1 ORDER BY a.id, f.name, m.uid",
+	[S_CHECK_USAGE] = "SELECT a.id, a.address, a.quota_used,"
+			  " a.quota_messages,"
+			  " (SELECT coalesce(sum(m.size), 0) FROM messages m"
+			  "  JOIN folders f ON f.id = m.folder_id"
+			  "  WHERE f.account_id = a.id),"
+			  " (SELECT count(*) FROM messages m"
+			  "  JOIN folders f ON f.id = m.folder_id"
+			  "  WHERE f.account_id = a.id)"
+			  " FROM accounts a WHERE ?1 = 0 OR a.id = ?1"
+			  " ORDER BY a.id",
+	[S_USAGE_SET] = "UPDATE accounts SET quota_used = ?2,"
+			" quota_messages = ?3 WHERE id = ?1",
+	[S_ACCT_FIND] = "SELECT id FROM accounts WHERE address = ?1",
 };
 
 static const struct {
@@ -181,20 +215,9 @@ struct folder_row {
 
 /* ---- errors and statements ---- */
 
-static int meta_fail(struct str *error, const char *fmt, ...)
-	TERN_PRINTF(2, 3);
-
-static int meta_fail(struct str *error, const char *fmt, ...)
-{
-	va_list ap;
-
-	str_clear(error);
-	va_start(ap, fmt);
-	if (str_vprintf(error, fmt, ap) < 0)
-		str_clear(error);
-	va_end(ap);
-	return META_EINTERNAL;
-}
+/* Sets the error text and returns META_EINTERNAL (str_setf returns -1). */
+#define meta_fail str_setf
+_Static_assert(META_EINTERNAL == -1, "meta_fail returns str_setf's -1");
 
 static int db_fail(struct meta *m, struct str *error)
 {
@@ -1317,6 +1340,212 @@ int meta_expunge(struct meta *m, int64_t account, const char *folder,
 	return r;
 }
 
+/* One message read for a copy or move. */
+struct copy_row {
+	uint32_t uid;
+	unsigned flags;
+	int64_t date, size;
+	char blob[65];
+	char *keywords, *envelope, *bodystructure;
+};
+
+static char *dup_null(const char *text)
+{
+	return text != NULL ? xstrdup(text) : NULL;
+}
+
+static void copy_rows_free(struct copy_row *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].keywords);
+		free(v[i].envelope);
+		free(v[i].bodystructure);
+	}
+	free(v);
+}
+
+static int cmp_copy_row(const void *a, const void *b)
+{
+	uint32_t x = ((const struct copy_row *)a)->uid;
+	uint32_t y = ((const struct copy_row *)b)->uid;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The messages of set in UID order, each once (ranges may overlap). */
+static int collect_copy_rows(struct meta *m, int64_t folder_id,
+			     const struct meta_uidset *set,
+			     struct copy_row **v_r, size_t *n_r,
+			     struct str *error)
+{
+	struct copy_row *v = NULL;
+	size_t n = 0, kept = 0;
+	int r = SQLITE_DONE;
+
+	for (size_t i = 0; r == SQLITE_DONE && i < set->n; i++) {
+		sqlite3_stmt *s = st(m, S_MSG_COPY_RANGE);
+
+		sqlite3_bind_int64(s, 1, folder_id);
+		sqlite3_bind_int64(s, 2, set->r[i].lo);
+		sqlite3_bind_int64(s, 3, set->r[i].hi);
+		while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+			v = xrealloc(v, (n + 1) * sizeof(*v));
+			v[n].uid = (uint32_t)sqlite3_column_int64(s, 0);
+			v[n].flags = (unsigned)sqlite3_column_int(s, 1);
+			v[n].keywords = xstrdup(col_text(s, 2));
+			v[n].date = sqlite3_column_int64(s, 3);
+			v[n].size = sqlite3_column_int64(s, 4);
+			str_lcpy(v[n].blob, col_text(s, 5), sizeof(v[n].blob));
+			v[n].envelope = dup_null(col_text_null(s, 6));
+			v[n].bodystructure = dup_null(col_text_null(s, 7));
+			n++;
+		}
+		sqlite3_reset(s);
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_copy_row);
+	for (size_t i = 0; i < n; i++) {
+		if (kept > 0 && v[kept - 1].uid == v[i].uid) {
+			free(v[i].keywords);
+			free(v[i].envelope);
+			free(v[i].bodystructure);
+			continue;
+		}
+		v[kept++] = v[i];
+	}
+	*v_r = v;
+	*n_r = kept;
+	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+/* Copy only: the new references and the quota charge, checked first. */
+static int copy_charge(struct meta *m, int64_t account,
+		       const struct copy_row *v, size_t n, struct str *error)
+{
+	struct meta_quota q;
+	uint64_t total = 0;
+	sqlite3_stmt *s;
+
+	for (size_t i = 0; i < n; i++)
+		total += (uint64_t)v[i].size;
+	if (meta_quota_get(m, account, &q, error) < 0)
+		return META_EINTERNAL;
+	if (q.limit > 0 && q.used + total > q.limit)
+		return META_EOVERQUOTA;
+	for (size_t i = 0; i < n; i++) {
+		s = st(m, S_BLOB_REF);
+		bind_text(s, 1, v[i].blob);
+		sqlite3_bind_int64(s, 2, 1);
+		if (st_exec(m, s, error) < 0)
+			return META_EINTERNAL;
+	}
+	s = st(m, S_QUOTA_ADD);
+	sqlite3_bind_int64(s, 1, account);
+	sqlite3_bind_int64(s, 2, (int64_t)total);
+	sqlite3_bind_int64(s, 3, (int64_t)n);
+	return st_exec(m, s, error);
+}
+
+/* Move only: the source rows go, remembered as expunged. */
+static int move_remove(struct meta *m, int64_t account, const char *from,
+		       struct folder_row *src, const struct copy_row *v,
+		       size_t n, struct str *error)
+{
+	sqlite3_stmt *s;
+	int r = folder_bump(m, account, from, src, error);
+
+	for (size_t i = 0; r == META_OK && i < n; i++) {
+		s = st(m, S_MSG_DELETE);
+		sqlite3_bind_int64(s, 1, src->id);
+		sqlite3_bind_int64(s, 2, v[i].uid);
+		r = st_exec(m, s, error);
+		if (r < 0)
+			break;
+		s = st(m, S_EXP_INSERT);
+		sqlite3_bind_int64(s, 1, src->id);
+		sqlite3_bind_int64(s, 2, v[i].uid);
+		sqlite3_bind_int64(s, 3, (int64_t)src->highestmodseq);
+		r = st_exec(m, s, error);
+	}
+	return r;
+}
+
+/* Inserts the rows into the target: UIDs from its uidnext, one MODSEQ. */
+static int copy_insert(struct meta *m, struct folder_row *dst,
+		       const struct copy_row *v, size_t n, meta_copy_cb *cb,
+		       void *ctx, struct str *error)
+{
+	struct folder_row row = *dst;
+	sqlite3_stmt *s = st(m, S_FOLDER_TAKE_UIDS);
+	int r;
+
+	sqlite3_bind_int64(s, 1, dst->id);
+	sqlite3_bind_int64(s, 2, (int64_t)n);
+	if (st_exec(m, s, error) < 0)
+		return META_EINTERNAL;
+	for (size_t i = 0; i < n; i++) {
+		struct meta_new_message nm = {
+			.blob = v[i].blob,
+			.size = (uint64_t)v[i].size,
+			.flags = v[i].flags,
+			.keywords = v[i].keywords,
+			.internal_date = v[i].date,
+			.envelope = v[i].envelope,
+			.bodystructure = v[i].bodystructure,
+		};
+
+		row.uidnext = dst->uidnext + (uint32_t)i;
+		r = message_insert(m, &row, &nm, error);
+		if (r < 0)
+			return r;
+		if (cb != NULL && cb(v[i].uid, row.uidnext, ctx) < 0)
+			return meta_fail(error, "stopped by the caller");
+	}
+	dst->uidnext += (uint32_t)n;
+	dst->highestmodseq++;
+	return META_OK;
+}
+
+int meta_copy(struct meta *m, int64_t account, const char *from,
+	      const char *to, const struct meta_uidset *set, int move,
+	      meta_copy_cb *cb, void *ctx, struct meta_copy_result *res_r,
+	      struct str *error)
+{
+	struct folder_row src, dst;
+	struct copy_row *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if (move && strcmp(from, to) == 0)
+		return META_EINVALID;
+	r = folder_find(m, account, from, &src, error);
+	if (r < 0)
+		return r;
+	r = folder_find(m, account, to, &dst, error);
+	if (r < 0)
+		return r == META_ENOTFOUND ? META_ENOTARGET : r;
+	r = collect_copy_rows(m, src.id, set, &v, &n, error);
+	if (r == META_OK && n > 0 &&
+	    (uint64_t)dst.uidnext + n >= UINT32_MAX - 1)
+		r = meta_fail(error, "folder %s: UIDs exhausted", to);
+	if (r == META_OK && n > 0 && !move)
+		r = copy_charge(m, account, v, n, error);
+	if (r == META_OK && n > 0)
+		r = copy_insert(m, &dst, v, n, cb, ctx, error);
+	if (r == META_OK && n > 0 && move)
+		r = move_remove(m, account, from, &src, v, n, error);
+	copy_rows_free(v, n);
+	if (r < 0)
+		return r;
+	if (!move && strcmp(from, to) == 0)
+		src = dst;
+	res_r->uidvalidity = dst.uidvalidity;
+	res_r->highestmodseq = dst.highestmodseq;
+	res_r->src_highestmodseq = src.highestmodseq;
+	res_r->count = (uint32_t)n;
+	return META_OK;
+}
+
 int meta_vanished(struct meta *m, int64_t account, const char *folder,
 		  uint64_t since, meta_uid_cb *cb, void *ctx,
 		  struct str *error)
@@ -1389,4 +1618,158 @@ int meta_blobs_all(struct meta *m, meta_blob_cb *cb, void *ctx,
 		   struct str *error)
 {
 	return blobs_each(m, st(m, S_BLOB_ALL), cb, ctx, error);
+}
+
+/* ---- consistency ---- */
+
+int meta_check_blobs(struct meta *m, meta_blob_use_cb *cb, void *ctx,
+		     struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_CHECK_BLOBS);
+	int r;
+
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cb(col_text(s, 0), sqlite3_column_int64(s, 1),
+		       sqlite3_column_int64(s, 2), ctx) < 0) {
+			sqlite3_reset(s);
+			return meta_fail(error, "stopped by the caller");
+		}
+	}
+	sqlite3_reset(s);
+	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+int meta_blob_set_refs(struct meta *m, const char *hex, int64_t refs,
+		       uint64_t size, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_BLOB_SET_REFS);
+
+	bind_text(s, 1, hex);
+	sqlite3_bind_int64(s, 2, refs);
+	sqlite3_bind_int64(s, 3, (int64_t)size);
+	return st_exec(m, s, error);
+}
+
+int meta_blob_users(struct meta *m, const char *hex, meta_blob_user_cb *cb,
+		    void *ctx, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_BLOB_USERS);
+	struct meta_blob_user u;
+	int r;
+
+	sqlite3_bind_text(s, 1, hex, -1, SQLITE_TRANSIENT);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		u.account = sqlite3_column_int64(s, 0);
+		u.address = col_text(s, 1);
+		u.folder = col_text(s, 2);
+		u.uid = (uint32_t)sqlite3_column_int64(s, 3);
+		u.size = (uint64_t)sqlite3_column_int64(s, 4);
+		if (cb(&u, ctx) < 0) {
+			sqlite3_reset(s);
+			return meta_fail(error, "stopped by the caller");
+		}
+	}
+	sqlite3_reset(s);
+	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+/* One message of a lost blob, collected before it is expunged. */
+struct lost {
+	int64_t account;
+	char *folder;
+	uint32_t uid;
+};
+
+struct lost_list {
+	struct lost *v;
+	size_t n;
+};
+
+static int lost_add(const struct meta_blob_user *u, void *ctx)
+{
+	struct lost_list *l = ctx;
+
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	l->v[l->n].account = u->account;
+	l->v[l->n].folder = xstrdup(u->folder);
+	l->v[l->n].uid = u->uid;
+	l->n++;
+	return 0;
+}
+
+int meta_blob_drop(struct meta *m, const char *hex, struct str *error)
+{
+	struct lost_list l = { NULL, 0 };
+	struct meta_uidset set;
+	uint64_t hms;
+	int r;
+
+	r = meta_blob_users(m, hex, lost_add, &l, error);
+	for (size_t i = 0; r == META_OK && i < l.n; i++) {
+		set.n = 1;
+		set.r[0].lo = set.r[0].hi = l.v[i].uid;
+		r = meta_store_flags(m, l.v[i].account, l.v[i].folder, &set,
+				     META_STORE_ADD, META_DELETED, "", 0, NULL,
+				     NULL, NULL, &hms, error);
+		if (r == META_OK)
+			r = meta_expunge(m, l.v[i].account, l.v[i].folder,
+					 &set, NULL, NULL, &hms, error);
+	}
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].folder);
+	free(l.v);
+	if (r == META_OK)
+		r = meta_blob_set_refs(m, hex, 0, 0, error);
+	return r;
+}
+
+int meta_check_usage(struct meta *m, int64_t account, meta_usage_cb *cb,
+		     void *ctx, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_CHECK_USAGE);
+	struct meta_usage u;
+	int r;
+
+	sqlite3_bind_int64(s, 1, account);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		u.account = sqlite3_column_int64(s, 0);
+		u.address = col_text(s, 1);
+		u.used = (uint64_t)sqlite3_column_int64(s, 2);
+		u.messages = (uint64_t)sqlite3_column_int64(s, 3);
+		u.real_used = (uint64_t)sqlite3_column_int64(s, 4);
+		u.real_messages = (uint64_t)sqlite3_column_int64(s, 5);
+		if (cb(&u, ctx) < 0) {
+			sqlite3_reset(s);
+			return meta_fail(error, "stopped by the caller");
+		}
+	}
+	sqlite3_reset(s);
+	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+int meta_usage_set(struct meta *m, int64_t account, uint64_t used,
+		   uint64_t messages, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_USAGE_SET);
+
+	sqlite3_bind_int64(s, 1, account);
+	sqlite3_bind_int64(s, 2, (int64_t)used);
+	sqlite3_bind_int64(s, 3, (int64_t)messages);
+	return st_exec(m, s, error);
+}
+
+int meta_account_find(struct meta *m, const char *address, int64_t *id_r,
+		      struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_ACCT_FIND);
+	int r;
+
+	bind_text(s, 1, address);
+	r = sqlite3_step(s);
+	if (r == SQLITE_ROW)
+		*id_r = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (r == SQLITE_DONE)
+		return META_ENOTFOUND;
+	return r == SQLITE_ROW ? META_OK : db_fail(m, error);
 }

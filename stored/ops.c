@@ -105,6 +105,13 @@ static const struct ipc_field_spec expunge_schema[] = {
 	F_END
 };
 
+static const struct ipc_field_spec copy_schema[] = {
+	F_ACCOUNT, F_FOLDER,
+	{ "uids", IPC_STR, 1, 1, UIDS_MAX, IPC_SPEC_NO_NUL },
+	{ "to", IPC_STR, 1, 1, META_FOLDER_NAME_MAX, IPC_SPEC_NO_NUL },
+	F_END
+};
+
 static const struct ipc_field_spec vanished_schema[] = {
 	F_ACCOUNT, F_FOLDER,
 	{ "since", IPC_INT, 1, 1, 0, 0 },
@@ -145,6 +152,7 @@ void ops_fail(struct store_op *op, const char *code, const char *message)
 	struct ipc_msg *m;
 
 	replies_clear(op);
+	notify_list_truncate(&op->events, 0);
 	m = op_reply(op, "error");
 	ipc_msg_add_cstr(m, "code", code);
 	ipc_msg_add_cstr(m, "message", message);
@@ -158,6 +166,7 @@ void op_free(struct store_op **opp)
 		return;
 	replies_clear(op);
 	free(op->replies);
+	notify_list_clear(&op->events);
 	free(op->envelope);
 	free(op->bodystructure);
 	ipc_msg_free(&op->req);
@@ -183,6 +192,9 @@ static int fail_status(struct store_ctx *ctx, struct store_op *op, int r)
 		break;
 	case META_ENOTEMPTY:
 		ops_fail(op, "notempty", "folder has child folders");
+		break;
+	case META_ENOTARGET:
+		ops_fail(op, "notarget", "no such target folder");
 		break;
 	default:
 		ops_fail(op, "internal", str_c(ctx->error));
@@ -325,6 +337,9 @@ static int exec_one_rcpt(struct store_ctx *ctx, struct store_op *op,
 			r = meta_release(ctx->meta, ctx->error);
 		else
 			meta_rollback_to(ctx->meta);
+		if (r == META_OK)
+			notify_list_add(&op->events, NOTIFY_NEW, a.id,
+					str_c(folder), uid, modseq, 0, NULL);
 	} else {
 		r = META_EINTERNAL;
 	}
@@ -395,6 +410,8 @@ static int exec_append(struct store_ctx *ctx, struct store_op *op)
 		r = fail_status(ctx, op, r);
 		goto done;
 	}
+	notify_list_add(&op->events, NOTIFY_NEW, a.id, str_c(folder), uid,
+			modseq, 0, NULL);
 	reply = op_reply(op, "ok");
 	ipc_msg_add_int(reply, "uid", uid);
 	ipc_msg_add_int(reply, "uidvalidity", uidv);
@@ -631,11 +648,18 @@ static int get_uidset(struct store_op *op, struct meta_uidset *set)
 struct store_answer {
 	struct fetch_state fs;
 	struct uid_frames failed;
+	int64_t account;
+	const char *folder;
 };
 
 static int store_changed(const struct meta_message *msg, void *ctx)
 {
-	return message_frame(msg, &((struct store_answer *)ctx)->fs);
+	struct store_answer *ans = ctx;
+
+	notify_list_add(&ans->fs.op->events, NOTIFY_FLAGS, ans->account,
+			ans->folder, msg->uid, msg->modseq, msg->flags,
+			msg->keywords);
+	return message_frame(msg, &ans->fs);
 }
 
 static int store_failed(uint32_t uid, void *ctx)
@@ -650,7 +674,7 @@ static int exec_store(struct store_ctx *ctx, struct store_op *op)
 					     (META_KEYWORD_MAX + 1));
 	struct meta_uidset *set = xmalloc(sizeof(*set));
 	struct store_answer ans = { { ctx, op, NULL },
-				    { op, "failed", NULL, 0 } };
+				    { op, "failed", NULL, 0 }, 0, NULL };
 	enum meta_store_mode mode;
 	int64_t flags, since;
 	uint64_t hms;
@@ -672,6 +696,8 @@ static int exec_store(struct store_ctx *ctx, struct store_op *op)
 	}
 	mode = mode_text[0] == '+' ? META_STORE_ADD :
 	       mode_text[0] == '-' ? META_STORE_REMOVE : META_STORE_REPLACE;
+	ans.account = a.id;
+	ans.folder = str_c(name);
 	r = meta_store_flags(ctx->meta, a.id, str_c(name), set, mode,
 			     (unsigned)flags, str_c(kw), (uint64_t)since,
 			     store_changed, store_failed, &ans, &hms,
@@ -688,11 +714,35 @@ done:
 	return r;
 }
 
+/* The expunged UIDs as frames and as events (MODSEQ set afterwards). */
+struct expunge_answer {
+	struct uid_frames u;
+	int64_t account;
+	const char *folder;
+};
+
+static int expunge_one(uint32_t uid, void *ctx)
+{
+	struct expunge_answer *ans = ctx;
+
+	notify_list_add(&ans->u.op->events, NOTIFY_EXPUNGE, ans->account,
+			ans->folder, uid, 0, 0, NULL);
+	return uid_frame_add(uid, &ans->u);
+}
+
+static void events_set_modseq(struct notify_list *l, size_t from,
+			      uint64_t modseq)
+{
+	for (size_t i = from; i < l->n; i++)
+		l->v[i].modseq = modseq;
+}
+
 static int exec_expunge(struct store_ctx *ctx, struct store_op *op)
 {
 	struct str *name = str_new(64, META_FOLDER_NAME_MAX);
 	struct meta_uidset *set = NULL;
-	struct uid_frames u = { op, "expunged", NULL, 0 };
+	struct expunge_answer ans = { { op, "expunged", NULL, 0 }, 0, NULL };
+	size_t mark = op->events.n;
 	struct meta_account a;
 	uint64_t hms;
 	int r = -1;
@@ -704,17 +754,109 @@ static int exec_expunge(struct store_ctx *ctx, struct store_op *op)
 		if (get_uidset(op, set) < 0)
 			goto done;
 	}
-	r = meta_expunge(ctx->meta, a.id, str_c(name), set, uid_frame_add, &u,
+	ans.account = a.id;
+	ans.folder = str_c(name);
+	r = meta_expunge(ctx->meta, a.id, str_c(name), set, expunge_one, &ans,
 			 &hms, ctx->error);
 	if (r < 0) {
 		r = fail_status(ctx, op, r);
 		goto done;
 	}
+	events_set_modseq(&op->events, mark, hms);
 	ipc_msg_add_int(op_reply(op, "ok"), "highestmodseq", (int64_t)hms);
 done:
 	free(set);
 	str_free(&name);
 	return r;
+}
+
+/* COPY and MOVE: "copied" frames of (uid, new_uid) pairs. */
+struct copy_answer {
+	struct store_op *op;
+	struct ipc_msg *cur;
+	unsigned in_cur;
+	uint32_t *uids;		/* pairs: source, new */
+	size_t n;
+};
+
+static int copy_pair(uint32_t uid, uint32_t new_uid, void *ctx)
+{
+	struct copy_answer *ans = ctx;
+
+	if (ans->cur == NULL || ans->in_cur == IDS_PER_FRAME) {
+		ans->cur = op_reply(ans->op, "copied");
+		ans->in_cur = 0;
+	}
+	ipc_msg_add_int(ans->cur, "uid", uid);
+	ipc_msg_add_int(ans->cur, "new_uid", new_uid);
+	ans->in_cur++;
+	ans->uids = xrealloc(ans->uids, 2 * (ans->n + 1) * sizeof(*ans->uids));
+	ans->uids[2 * ans->n] = uid;
+	ans->uids[2 * ans->n + 1] = new_uid;
+	ans->n++;
+	return 0;
+}
+
+static void copy_events(struct store_op *op, int64_t account,
+			const char *from, const char *to, int move,
+			const struct copy_answer *ans,
+			const struct meta_copy_result *res)
+{
+	for (size_t i = 0; i < ans->n; i++)
+		notify_list_add(&op->events, NOTIFY_NEW, account, to,
+				ans->uids[2 * i + 1], res->highestmodseq, 0,
+				NULL);
+	for (size_t i = 0; move && i < ans->n; i++)
+		notify_list_add(&op->events, NOTIFY_EXPUNGE, account, from,
+				ans->uids[2 * i], res->src_highestmodseq, 0,
+				NULL);
+}
+
+static int copy_or_move(struct store_ctx *ctx, struct store_op *op, int move)
+{
+	struct str *from = str_new(64, META_FOLDER_NAME_MAX);
+	struct str *to = str_new(64, META_FOLDER_NAME_MAX);
+	struct meta_uidset *set = xmalloc(sizeof(*set));
+	struct copy_answer ans = { op, NULL, 0, NULL, 0 };
+	struct meta_copy_result res;
+	struct meta_account a;
+	struct ipc_msg *m;
+	int r = -1;
+
+	if (get_account(ctx, op, &a) < 0 ||
+	    get_folder(op, "folder", from) < 0 ||
+	    get_folder(op, "to", to) < 0 || get_uidset(op, set) < 0)
+		goto done;
+	r = meta_copy(ctx->meta, a.id, str_c(from), str_c(to), set, move,
+		      copy_pair, &ans, &res, ctx->error);
+	if (r < 0) {
+		r = fail_status(ctx, op, r);
+		goto done;
+	}
+	copy_events(op, a.id, str_c(from), str_c(to), move, &ans, &res);
+	m = op_reply(op, "ok");
+	ipc_msg_add_int(m, "count", res.count);
+	ipc_msg_add_int(m, "uidvalidity", res.uidvalidity);
+	ipc_msg_add_int(m, "highestmodseq", (int64_t)res.highestmodseq);
+	if (move)
+		ipc_msg_add_int(m, "src_highestmodseq",
+				(int64_t)res.src_highestmodseq);
+done:
+	free(ans.uids);
+	free(set);
+	str_free(&from);
+	str_free(&to);
+	return r;
+}
+
+static int exec_copy(struct store_ctx *ctx, struct store_op *op)
+{
+	return copy_or_move(ctx, op, 0);
+}
+
+static int exec_move(struct store_ctx *ctx, struct store_op *op)
+{
+	return copy_or_move(ctx, op, 1);
 }
 
 static int exec_vanished(struct store_ctx *ctx, struct store_op *op)
@@ -798,6 +940,8 @@ static const struct store_request requests[] = {
 	{ "fetch", fetch_schema, NULL, exec_fetch },
 	{ "store", store_schema, NULL, exec_store },
 	{ "expunge", expunge_schema, NULL, exec_expunge },
+	{ "copy", copy_schema, NULL, exec_copy },
+	{ "move", copy_schema, NULL, exec_move },
 	{ "vanished", vanished_schema, NULL, exec_vanished },
 	{ "quota.get", account_schema, NULL, exec_quota_get },
 	{ "quota.set", quota_set_schema, NULL, exec_quota_set },
@@ -823,6 +967,8 @@ const char *ops_spool_field(const struct store_request *def)
 
 void ops_exec(struct store_ctx *ctx, struct store_op *op)
 {
+	size_t mark = op->events.n;
+
 	if (op->spool_failed)
 		return;		/* the writer already set the error */
 	if (meta_savepoint(ctx->meta, ctx->error) < 0) {
@@ -831,6 +977,7 @@ void ops_exec(struct store_ctx *ctx, struct store_op *op)
 	}
 	if (op->def->exec(ctx, op) < 0) {
 		meta_rollback_to(ctx->meta);
+		notify_list_truncate(&op->events, mark);
 		return;
 	}
 	if (meta_release(ctx->meta, ctx->error) < 0) {

@@ -8,6 +8,14 @@
  * error is answered with an error frame at once; a bad frame closes this
  * client only (the channel does that).  A session lives until its channel
  * has closed and no op of it is in flight.
+ *
+ * Notifications: "watch" and "unwatch" are answered here on the loop
+ * thread (they touch no store data).  When an op comes back committed, its
+ * events go to every other session watching them, as frames with id 0.  A
+ * session whose queued output passes store_notify_backlog_max when an
+ * event is due is dropped: it gets no more events, an "overflow" error
+ * frame (id 0) is queued, and the connection is closed once that has been
+ * written or after NOTIFY_DRAIN_MS.
  */
 #include "config.h"
 
@@ -19,9 +27,14 @@
 #include "ipc.h"
 #include "ipcchan.h"
 #include "log.h"
+#include "meta.h"
+#include "notify.h"
 #include "stored.h"
 #include "svc.h"
 #include "xalloc.h"
+
+#define NOTIFY_DRAIN_MS 10000	/* an overflowed client's last chance */
+#define NOTIFY_DRAIN_TICK_MS 100
 
 struct store_session {
 	struct stored *d;
@@ -29,7 +42,16 @@ struct store_session {
 	int open;			/* until the channel's on_close */
 	struct store_session *prev, *next;
 	unsigned in_flight;
+	uv_timer_t *drain;		/* after an overflow, until closed */
+	unsigned drain_ticks;
+	int overflowed;
 	char id[16];
+};
+
+static const struct ipc_field_spec watch_schema[] = {
+	{ "account", IPC_INT, 1, 1, 0, 0 },
+	{ "folder", IPC_STR, 0, 1, META_FOLDER_NAME_MAX, IPC_SPEC_NO_NUL },
+	{ NULL, 0, 0, 0, 0, 0 }
 };
 
 static void session_send(struct store_session *s, struct ipc_msg *m)
@@ -52,6 +74,120 @@ static void session_error(struct store_session *s, uint32_t id,
 	ipc_msg_free(&m);
 }
 
+/* ---- notifications ---- */
+
+static void drain_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void drain_stop(struct store_session *s)
+{
+	if (s->drain == NULL)
+		return;
+	uv_timer_stop(s->drain);
+	uv_close((uv_handle_t *)s->drain, drain_closed);
+	s->drain = NULL;
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+	struct store_session *s = t->data;
+
+	if (s->chan != NULL && ipc_chan_output_pending(s->chan) > 0 &&
+	    ++s->drain_ticks < NOTIFY_DRAIN_MS / NOTIFY_DRAIN_TICK_MS)
+		return;
+	drain_stop(s);
+	if (s->chan != NULL)
+		ipc_chan_close(&s->chan);
+}
+
+/* The client does not read: no more events, an error, then the close. */
+static void session_overflow(struct store_session *s, size_t pending)
+{
+	log_warn(s->id, "client does not read its notifications (%zu bytes "
+		 "queued): dropping it", pending);
+	s->overflowed = 1;
+	session_error(s, 0, "overflow", "notifications not read in time; "
+		      "the connection is closed");
+	s->drain = xmalloc(sizeof(*s->drain));
+	uv_timer_init(svc_loop(s->d->svc), s->drain);
+	s->drain->data = s;
+	uv_timer_start(s->drain, drain_tick, NOTIFY_DRAIN_TICK_MS,
+		       NOTIFY_DRAIN_TICK_MS);
+}
+
+static const char *const event_types[] = {
+	[NOTIFY_NEW] = "notify.new",
+	[NOTIFY_FLAGS] = "notify.flags",
+	[NOTIFY_EXPUNGE] = "notify.expunge",
+};
+
+/* notify_send_fn: one event frame (id 0) to a watching session. */
+static int session_notify(void *client, const struct notify_event *ev)
+{
+	struct store_session *s = client;
+	struct ipc_msg *m;
+	size_t pending;
+
+	if (s->chan == NULL || s->overflowed)
+		return -1;
+	pending = ipc_chan_output_pending(s->chan);
+	if (pending > s->d->notify_backlog_max) {
+		session_overflow(s, pending);
+		return -1;
+	}
+	m = ipc_msg_new(event_types[ev->kind]);
+	ipc_msg_add_int(m, "account", ev->account);
+	ipc_msg_add_cstr(m, "folder", ev->folder);
+	ipc_msg_add_int(m, "uid", ev->uid);
+	ipc_msg_add_int(m, "modseq", (int64_t)ev->modseq);
+	if (ev->kind == NOTIFY_FLAGS) {
+		ipc_msg_add_int(m, "flags", ev->flags);
+		ipc_msg_add_cstr(m, "keywords", ev->keywords != NULL ?
+				 ev->keywords : "");
+	}
+	session_send(s, m);
+	ipc_msg_free(&m);
+	return 0;
+}
+
+/* "watch" and "unwatch", answered at once. */
+static void session_watch(struct store_session *s, struct ipc_msg *msg,
+			  int add)
+{
+	struct str *folder = str_new(64, META_FOLDER_NAME_MAX);
+	struct ipc_msg *ok;
+	const char *name = "", *error;
+	int64_t account;
+
+	if (ipc_msg_check(msg, watch_schema, &error) < 0) {
+		session_error(s, ipc_msg_id(msg), "invalid", error);
+	} else if (ipc_msg_get_int(msg, "account", &account) < 0 ||
+		   account <= 0 ||
+		   (ipc_msg_count(msg, "folder") > 0 &&
+		    (ipc_msg_get_cstr(msg, "folder", &name) < 0 ||
+		     meta_folder_name_check(name, folder) < 0))) {
+		session_error(s, ipc_msg_id(msg), "invalid",
+			      "bad account or folder");
+	} else if (add && notify_watch(s->d->hub, s, account,
+				       str_c(folder)) < 0) {
+		session_error(s, ipc_msg_id(msg), "invalid",
+			      "too many watches on this connection");
+	} else {
+		if (!add)
+			(void)notify_unwatch(s->d->hub, s, account,
+					     str_c(folder));
+		ok = ipc_msg_new("ok");
+		ipc_msg_set_id(ok, ipc_msg_id(msg));
+		session_send(s, ok);
+		ipc_msg_free(&ok);
+	}
+	str_free(&folder);
+}
+
+/* ---- requests ---- */
+
 static void session_release(struct store_session *s)
 {
 	struct stored *d = s->d;
@@ -73,6 +209,10 @@ static void session_msg(struct ipc_chan *chan, struct ipc_msg **msgp,
 	struct store_op *op;
 	const char *error;
 
+	if (ipc_msg_type_is(msg, "watch") || ipc_msg_type_is(msg, "unwatch")) {
+		session_watch(s, msg, ipc_msg_type_is(msg, "watch"));
+		return;
+	}
 	if (def == NULL) {
 		session_error(s, ipc_msg_id(msg), "unknown",
 			      "unknown request type");
@@ -108,6 +248,8 @@ static void session_closed(struct ipc_chan *chan, const char *error,
 		log_info(s->id, "client closed: %s", error);
 	s->chan = NULL;
 	s->open = 0;
+	drain_stop(s);
+	notify_forget(d->hub, s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -121,9 +263,13 @@ static void session_closed(struct ipc_chan *chan, const char *error,
 void session_op_done(struct store_op *op, void *ctx)
 {
 	struct store_session *s = op->session;
+	struct stored *d = ctx;
 
 	for (size_t i = 0; s != NULL && i < op->nreplies; i++)
 		session_send(s, op->replies[i]);
+	if (op->events.n > 0)
+		(void)notify_hub_publish(d->hub, &op->events, s,
+					 session_notify);
 	op_free(&op);
 	if (s == NULL)
 		return;

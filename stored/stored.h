@@ -10,7 +10,9 @@
  * transaction, commits, and only then returns the ops to the loop; after
  * that it removes the blob files whose last reference went.
  * ops.c (writer thread): what each request does and its reply frames
- * (docs/protocols/stored.md).
+ * (docs/protocols/stored.md), and the change events it records.
+ * notify.c: the events and the clients' watches (watch/unwatch are
+ * answered on the loop thread; committed events go out from there).
  */
 #ifndef TERN_STORED_H
 #define TERN_STORED_H
@@ -23,6 +25,7 @@
 #include "blob.h"
 #include "ipc.h"
 #include "meta.h"
+#include "notify.h"
 #include "str.h"
 
 #define STORED_PROTO "tern-stored"
@@ -48,6 +51,8 @@ struct store_op {
 	/* replies, built by the writer thread; the last is ok or error */
 	struct ipc_msg **replies;
 	size_t nreplies, cap;
+	/* committed changes, published to watching clients (notify.h) */
+	struct notify_list events;
 };
 
 /* --- session.c and main.c ------------------------------------------ */
@@ -62,6 +67,8 @@ struct stored {
 	size_t nsessions;		/* allocated ones, open or not */
 	size_t frame_max;
 	unsigned requests_max;		/* in flight per client */
+	struct notify_hub *hub;		/* watches of the clients */
+	size_t notify_backlog_max;	/* output queued before a drop */
 };
 
 /* Takes over an accepted unix stream (svc on_accept). */

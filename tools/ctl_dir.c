@@ -23,9 +23,7 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <idn2.h>
-#include <pwd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -170,28 +168,6 @@ static int opts_parse(int argc, char **argv, const char *group,
 
 /* ---- opening the directory ---- */
 
-/* As root, become the daemon user so the files stay theirs. */
-static int drop_to_user(const char *user)
-{
-	struct passwd *pw;
-
-	if (geteuid() != 0 || user[0] == '\0')
-		return 0;
-	pw = getpwnam(user);
-	if (pw == NULL) {
-		fprintf(stderr, "ternctl: user %s does not exist: run "
-			"ternctl setup as root first\n", user);
-		return -1;
-	}
-	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "ternctl: cannot switch to user %s: %s\n",
-			user, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static int dctx_open(struct dctx *d)
 {
 	char *conf = ctl_path(d->ctl, "conf/tern.conf");
@@ -207,7 +183,7 @@ static int dctx_open(struct dctx *d)
 		fprintf(stderr, "ternctl: directory_file is empty\n");
 		return 1;
 	}
-	if (drop_to_user(cfg_str(d->cfg, OPT_USER)) < 0)
+	if (ctl_become_user(cfg_str(d->cfg, OPT_USER)) < 0)
 		return 1;
 	umask(027);
 	if (dir_open_sqlite(path, false, &d->dir, d->err) != DIR_OK)

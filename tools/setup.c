@@ -22,6 +22,7 @@
 
 #include "compat.h"
 #include "cfg.h"
+#include "fsutil.h"
 #include "paths.h"
 #include "services.h"
 #include "str.h"
@@ -65,55 +66,17 @@ static int mkdir_p(const char *path, mode_t mode)
 	return r;
 }
 
-/* Writes a new file durably (temp, fsync, rename, fsync dir); never
- * replaces an existing one.  1 = written, 0 = existed, -1 = error. */
+/* Writes a new file durably (fsutil.h); never replaces an existing one.
+ * 1 = written, 0 = existed, -1 = error (message in error). */
 static int write_new_file(const char *path, const struct str *text,
-			  mode_t mode)
+			  mode_t mode, struct str *error)
 {
-	struct str *tmp = str_new(128, 8192);
-	char *dir, *slash;
-	int fd, r = -1;
-
-	if (access(path, F_OK) == 0) {
-		str_free(&tmp);
+	if (access(path, F_OK) == 0)
 		return 0;
-	}
-	if (str_printf(tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
-		goto out;
-	fd = open(str_c(tmp), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0)
-		goto out;
-	if (write(fd, str_c(text), str_len(text)) != (ssize_t)str_len(text) ||
-	    fsync(fd) < 0) {
-		close(fd);
-		unlink(str_c(tmp));
-		goto out;
-	}
-	close(fd);
-	/* link() instead of rename(): a file created meanwhile is kept. */
-	if (link(str_c(tmp), path) < 0) {
-		unlink(str_c(tmp));
-		if (errno == EEXIST) {
-			r = 0;
-			goto out;
-		}
-		goto out;
-	}
-	unlink(str_c(tmp));
-	dir = xstrdup(path);
-	if (dir != NULL && (slash = strrchr(dir, '/')) != NULL) {
-		*slash = '\0';
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			fsync(fd);
-			close(fd);
-		}
-	}
-	free(dir);
-	r = 1;
-out:
-	str_free(&tmp);
-	return r;
+	if (fsutil_write_file(path, str_c(text), str_len(text), mode, 0,
+			      error) < 0)
+		return errno == EEXIST ? 0 : -1;
+	return 1;
 }
 
 static int run_useradd(const char *user, const char *home)
@@ -178,6 +141,7 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 {
 	const char *installed[TERN_NELEM(known_programs) + 1];
 	struct str *text = str_new(4096, 1 << 20);
+	struct str *err = str_new(256, 8192);
 	size_t n = 0;
 	char *path;
 	int r;
@@ -185,9 +149,9 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 	if (cfg_write_default_conf(text) < 0)
 		goto fail;
 	path = ctl_path(ctl, "conf/tern.conf");
-	r = write_new_file(path, text, 0644);
+	r = write_new_file(path, text, 0644, err);
 	if (r < 0)
-		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "ternctl: %s\n", str_c(err));
 	else
 		printf("%s: %s\n", path, r ? "created" : "kept as it is");
 	free(path);
@@ -205,18 +169,20 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 	if (services_write_default(text, port_base, installed) < 0)
 		goto fail;
 	path = ctl_path(ctl, "conf/services.conf");
-	r = write_new_file(path, text, 0644);
+	r = write_new_file(path, text, 0644, err);
 	if (r < 0)
-		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "ternctl: %s\n", str_c(err));
 	else
 		printf("%s: %s\n", path, r ? "created" : "kept as it is");
 	free(path);
 	if (r < 0)
 		goto fail;
 	str_free(&text);
+	str_free(&err);
 	return 0;
 fail:
 	str_free(&text);
+	str_free(&err);
 	return -1;
 }
 

@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "json.h"
 #include "paths.h"
+#include "privs.h"
 #include "str.h"
 #include "ternctl.h"
 
@@ -40,6 +41,10 @@ static const struct {
 	{ "list", ctl_list, "list add|del|show|list, list member add|del: "
 			    "distribution lists" },
 	{ "cos", ctl_cos, "cos add|set|del|list|show: classes of service" },
+	{ "store", ctl_store, "store check [ACCOUNT] [--repair]: check the "
+			      "mailbox store (tern-stored stopped)" },
+	{ "mailbox", ctl_mailbox, "mailbox ls ACCOUNT [FOLDER] | mailbox cat "
+				  "ACCOUNT FOLDER UID: look into a mailbox" },
 };
 
 static void usage(FILE *f)
@@ -78,6 +83,17 @@ int ctl_json_done(struct json **j, struct str **out)
 	json_free(j);
 	str_free(out);
 	return r < 0 ? 1 : 0;
+}
+
+int ctl_become_user(const char *user)
+{
+	struct str *err = str_new(128, 1024);
+	int r = privs_drop(user, err);
+
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s\n", str_c(err));
+	str_free(&err);
+	return r;
 }
 
 int ctl_no_args(int argc, char **argv, const char *usage_text)

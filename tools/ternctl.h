@@ -32,11 +32,17 @@ int ctl_account(struct ctl *ctl, int argc, char **argv);
 int ctl_alias(struct ctl *ctl, int argc, char **argv);
 int ctl_list(struct ctl *ctl, int argc, char **argv);
 int ctl_cos(struct ctl *ctl, int argc, char **argv);
+/* ctl_store.c: store check (store stopped), mailbox ls/cat (running). */
+int ctl_store(struct ctl *ctl, int argc, char **argv);
+int ctl_mailbox(struct ctl *ctl, int argc, char **argv);
 
 /* Shared helpers (ternctl.c). */
 char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */
 void ctl_warn(void *ctx, const char *msg);		/* cfg warnings */
 int ctl_no_args(int argc, char **argv, const char *usage);
+/* As root, becomes the daemon user (privs.h) so that files ternctl creates
+ * stay the daemons'; prints why not and returns -1 on failure. */
+int ctl_become_user(const char *user);
 /* --json output: start a pretty document in a new *out; done prints it
  * (or the error) and frees both; returns the exit status (0 or 1). */
 struct json *ctl_json_start(struct str **out);

@@ -1,9 +1,9 @@
 """tern-authd on a real instance: the tern-authd protocol spoken from Python
-with a minimal codec (docs/protocols/ipc.md), the directory provisioned with
-ternctl, and common/authclient driven through tests/authclient-probe."""
+with the shared codec of ternipc.py (docs/protocols/ipc.md), the directory
+provisioned with ternctl, and common/authclient driven through
+tests/authclient-probe."""
 import os
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -11,6 +11,7 @@ import time
 import pytest
 
 import conftest
+import ternipc
 from conftest import build_path, echod_services
 
 AUTHD_DIR = build_path("authd")
@@ -23,78 +24,20 @@ CONF = ("auth_lockout_threshold = 4\n"
         "auth_lockout_time = 1h\n")
 
 
-# ---- a minimal codec of the internal IPC ----------------------------------
-
-def encode(mtype, mid, fields=()):
-    t = mtype.encode()
-    body = bytes([1, len(t)]) + t + struct.pack(">IH", mid, len(fields))
-    for name, value in fields:
-        n = name.encode()
-        if isinstance(value, int):
-            body += b"i" + bytes([len(n)]) + n + struct.pack(">q", value)
-        else:
-            v = value.encode() if isinstance(value, str) else value
-            body += b"s" + bytes([len(n)]) + n + struct.pack(">I", len(v)) + v
-    return struct.pack(">I", len(body)) + body
-
-
-def decode(payload):
-    """(type, id, {name: [values]}) of one frame's payload."""
-    assert payload[0] == 1
-    tlen = payload[1]
-    mtype = payload[2:2 + tlen].decode()
-    pos = 2 + tlen
-    mid, count = struct.unpack(">IH", payload[pos:pos + 6])
-    pos += 6
-    fields = {}
-    for _ in range(count):
-        kind, nlen = payload[pos], payload[pos + 1]
-        name = payload[pos + 2:pos + 2 + nlen].decode()
-        pos += 2 + nlen
-        if kind == ord("i"):
-            value = struct.unpack(">q", payload[pos:pos + 8])[0]
-            pos += 8
-        else:
-            vlen = struct.unpack(">I", payload[pos:pos + 4])[0]
-            value = payload[pos + 4:pos + 4 + vlen].decode()
-            pos += 4 + vlen
-        fields.setdefault(name, []).append(value)
-    assert pos == len(payload)
-    return mtype, mid, fields
-
-
-class Authd:
-    """One client connection to run/authd.sock."""
+class Authd(ternipc.Client):
+    """One client connection to run/authd.sock; messages as
+    (type, id, {name: [values]})."""
 
     def __init__(self, inst, timeout=10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(os.path.join(inst.root, "run", "authd.sock"))
-        self.next_id = 0
-        mtype, mid, f = self.recv()
-        assert (mtype, mid) == ("hello", 0)
-        assert f == {"proto": ["tern-authd"], "version": [1]}
-
-    def close(self):
-        self.sock.close()
-
-    def recv_exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("authd closed the connection")
-            buf += chunk
-        return buf
+        super().__init__(os.path.join(inst.root, "run", "authd.sock"),
+                         "tern-authd", 1, timeout)
 
     def recv(self):
-        (n,) = struct.unpack(">I", self.recv_exact(4))
-        return decode(self.recv_exact(n))
+        m = super().recv()
+        return m.type, m.id, m.dict()
 
     def send(self, mtype, **fields):
-        self.next_id += 1
-        self.sock.sendall(encode(mtype, self.next_id, list(fields.items())))
-        return self.next_id
+        return super().send(mtype, list(fields.items()))
 
     def call(self, mtype, **fields):
         mid = self.send(mtype, **fields)

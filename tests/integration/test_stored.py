@@ -1,135 +1,33 @@
 """tern-stored on a real instance: delivery, group commit, flags, expunge,
 quota, folders, protocol errors and crash recovery.
 
-The test speaks the store protocol with its own small codec of
-docs/protocols/ipc.md, so the wire format is checked independently of the
-C implementation.
+The test speaks the store protocol with the Python codec of
+docs/protocols/ipc.md (ternipc.py), so the wire format is checked
+independently of the C implementation.
 """
+import json
 import os
 import signal
 import socket
 import sqlite3
-import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import build_path, echod_services
+import ternipc
+from conftest import TERNCTL, build_path, echod_services
 
 STORED = build_path("stored", "tern-stored")
 SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = 1, 2, 4, 8, 16
 
 
-# ---- a minimal IPC codec ----
-
-def encode(mtype, mid, fields):
-    body = bytes([1, len(mtype)]) + mtype.encode() + struct.pack(">IH", mid,
-                                                                len(fields))
-    for name, value in fields:
-        if isinstance(value, int):
-            body += b"i" + bytes([len(name)]) + name.encode() + \
-                struct.pack(">q", value)
-        else:
-            if isinstance(value, str):
-                value = value.encode()
-            body += b"s" + bytes([len(name)]) + name.encode() + \
-                struct.pack(">I", len(value)) + value
-    return struct.pack(">I", len(body)) + body
-
-
-def decode(payload):
-    assert payload[0] == 1
-    tlen = payload[1]
-    mtype = payload[2:2 + tlen].decode()
-    pos = 2 + tlen
-    mid, count = struct.unpack(">IH", payload[pos:pos + 6])
-    pos += 6
-    fields = []
-    for _ in range(count):
-        kind = payload[pos:pos + 1]
-        nlen = payload[pos + 1]
-        name = payload[pos + 2:pos + 2 + nlen].decode()
-        pos += 2 + nlen
-        if kind == b"i":
-            fields.append((name, struct.unpack(">q", payload[pos:pos + 8])[0]))
-            pos += 8
-        else:
-            (vlen,) = struct.unpack(">I", payload[pos:pos + 4])
-            fields.append((name, payload[pos + 4:pos + 4 + vlen].decode()))
-            pos += 4 + vlen
-    assert pos == len(payload)
-    return mtype, mid, fields
-
-
-class Msg:
-    def __init__(self, mtype, mid, fields):
-        self.type, self.id, self.fields = mtype, mid, fields
-
-    def get(self, name, default=None):
-        for n, v in self.fields:
-            if n == name:
-                return v
-        return default
-
-    def all(self, name):
-        return [v for n, v in self.fields if n == name]
-
-    def __repr__(self):
-        return f"Msg({self.type}, {self.id}, {self.fields})"
-
-
-class Store:
+class Store(ternipc.Client):
     def __init__(self, root, timeout=30.0):
         self.root = root
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(timeout)
-        self.sock.connect(os.path.join(root, "run", "stored.sock"))
-        self.buf = b""
-        self.next_id = 0
-        hello = self.recv()
-        assert hello.type == "hello", hello
-        assert hello.get("proto") == "tern-stored"
-        assert hello.get("version") == 1
-
-    def close(self):
-        self.sock.close()
-
-    def recv(self):
-        while True:
-            if len(self.buf) >= 4:
-                (n,) = struct.unpack(">I", self.buf[:4])
-                if len(self.buf) >= 4 + n:
-                    payload = self.buf[4:4 + n]
-                    self.buf = self.buf[4 + n:]
-                    return Msg(*decode(payload))
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("store closed the connection")
-            self.buf += chunk
-
-    def send(self, mtype, fields):
-        self.next_id += 1
-        self.sock.sendall(encode(mtype, self.next_id, fields))
-        return self.next_id
-
-    def answer(self, mid):
-        """Data frames and the final ok/error frame of request mid."""
-        frames = []
-        while True:
-            m = self.recv()
-            assert m.id == mid, m
-            if m.type in ("ok", "error"):
-                return frames, m
-            frames.append(m)
-
-    def call(self, mtype, fields):
-        return self.answer(self.send(mtype, fields))
-
-    def ok(self, mtype, fields):
-        frames, final = self.call(mtype, fields)
-        assert final.type == "ok", final
-        return frames, final
+        super().__init__(os.path.join(root, "run", "stored.sock"),
+                         "tern-stored", 1, timeout)
 
 
 def acct(n):
@@ -191,17 +89,19 @@ def fetch_all(st, n, folder="INBOX"):
         first = final.get("next")
 
 
-@pytest.fixture
-def store(make_instance):
+def start_store(make_instance, conf=""):
     def services(base):
         return echod_services(
             base, f"stored unix run/stored.sock 1 yes {STORED}\n")
-    inst = make_instance(services=services, start=False)
+    inst = make_instance(services=services, conf=conf, start=False)
     inst.env["TERN_LIBEXECDIR"] += ":" + build_path("stored")
     inst.ctl("start")
     inst.wait_for(lambda: inst.service("stored")["state"] == "running",
                   what="stored running")
-    yield inst
+    return inst
+
+
+def stop_and_check(inst):
     # a clean stop: no sanitizer report, no error exit of tern-stored
     inst.ctl("stop", check=False, timeout=90)
     text = inst.log_text()
@@ -213,6 +113,21 @@ def store(make_instance):
         pass
     for bad in ("Sanitizer", "runtime error", "panic:", "batch failed"):
         assert bad not in text, text[-6000:]
+
+
+@pytest.fixture
+def store(make_instance):
+    inst = start_store(make_instance)
+    yield inst
+    stop_and_check(inst)
+
+
+@pytest.fixture
+def small_backlog_store(make_instance):
+    inst = start_store(make_instance,
+                       conf="store_notify_backlog_max = 16k\n")
+    yield inst
+    stop_and_check(inst)
 
 
 def test_deliver_to_three_recipients_is_one_blob(store):
@@ -491,3 +406,341 @@ def test_kill9_during_deliveries_loses_nothing_acknowledged(store):
     _, q = st.ok("quota.get", acct(30))
     assert q.get("messages") == len(msgs)
     st.close()
+
+
+# ---- copy and move (UIDPLUS) ----
+
+def append_n(st, root, n, account, folder="INBOX", prefix="m"):
+    """Appends n messages pipelined; returns their UIDs."""
+    ids = [st.send("append", acct(account) + [
+        ("folder", folder), ("file", spool(root, message(f"{prefix}{i}"))),
+        ("flags", 0)]) for i in range(n)]
+    uids = []
+    for mid in ids:
+        _, ok = st.answer(mid)
+        assert ok.type == "ok", ok
+        uids.append(ok.get("uid"))
+    return uids
+
+
+def pairs(frames):
+    got = []
+    for f in frames:
+        assert f.type == "copied", f
+        got += list(zip(f.all("uid"), f.all("new_uid")))
+    return got
+
+
+def folder_info(st, n):
+    frames, _ = st.ok("folder.list", acct(n))
+    return {f.get("name"): f for f in frames}
+
+
+def test_copy_and_move_uidplus(store):
+    st = Store(store.root)
+    assert append_n(st, store.root, 3, 40) == [1, 2, 3]
+    st.ok("store", acct(40) + [("folder", "INBOX"), ("uids", "2"),
+                               ("mode", "+"), ("flags", FLAGGED)])
+    info = folder_info(st, 40)
+    # COPY 1:2 INBOX -> Archive: COPYUID <uidvalidity> 1:2 1:2
+    frames, ok = st.ok("copy", acct(40) + [("folder", "INBOX"),
+                                          ("uids", "2,1:2"),
+                                          ("to", "Archive")])
+    assert pairs(frames) == [(1, 1), (2, 2)]
+    assert ok.get("count") == 2
+    assert ok.get("uidvalidity") == info["Archive"].get("uidvalidity")
+    assert ok.get("highestmodseq") > info["Archive"].get("highestmodseq")
+    archived = fetch_all(st, 40, "Archive")
+    assert [m.get("flags") for m in archived] == [0, FLAGGED]
+    assert '"m1"' in archived[1].get("envelope")
+    # copies share the blob: one more reference each, more quota used
+    rows = blob_rows(store.root)
+    assert sorted(rows.values()) == [1, 2, 2]
+    _, q = st.ok("quota.get", acct(40))
+    assert q.get("messages") == 5
+    # MOVE 2:3 INBOX -> Trash, atomically expunged in the source
+    _, before = st.ok("status", acct(40) + [("folder", "INBOX")])
+    frames, ok = st.ok("move", acct(40) + [("folder", "INBOX"),
+                                          ("uids", "2:*"), ("to", "Trash")])
+    assert pairs(frames) == [(2, 1), (3, 2)]
+    assert ok.get("uidvalidity") == info["Trash"].get("uidvalidity")
+    assert ok.get("src_highestmodseq") > before.get("highestmodseq")
+    assert [m.get("uid") for m in fetch_all(st, 40)] == [1]
+    assert [m.get("flags") for m in fetch_all(st, 40, "Trash")] == \
+        [FLAGGED, 0]
+    frames, _ = st.ok("vanished", acct(40) + [
+        ("folder", "INBOX"), ("since", before.get("highestmodseq"))])
+    assert [u for f in frames for u in f.all("uid")] == [2, 3]
+    assert sorted(blob_rows(store.root).values()) == [1, 2, 2]
+    _, q = st.ok("quota.get", acct(40))
+    assert q.get("messages") == 5
+    # errors: no target (TRYCREATE), same folder, over quota, bad set
+    _, err = st.call("move", acct(40) + [("folder", "Trash"),
+                                         ("uids", "1"), ("to", "Nope")])
+    assert err.get("code") == "notarget"
+    _, err = st.call("move", acct(40) + [("folder", "Trash"),
+                                         ("uids", "1"), ("to", "trash")])
+    assert err.get("code") == "notarget"
+    _, err = st.call("move", acct(40) + [("folder", "Trash"),
+                                         ("uids", "1"), ("to", "Trash")])
+    assert err.get("code") == "invalid"
+    st.ok("quota.set", acct(40) + [("limit", q.get("used") + 10)])
+    _, err = st.call("copy", acct(40) + [("folder", "Trash"),
+                                         ("uids", "1:*"), ("to", "Junk")])
+    assert err.get("code") == "overquota"
+    assert fetch_all(st, 40, "Junk") == []
+    _, err = st.call("copy", acct(40) + [("folder", "Trash"),
+                                         ("uids", "x"), ("to", "Junk")])
+    assert err.get("code") == "invalid"
+    # nothing matched: ok, no pairs
+    frames, ok = st.ok("copy", acct(40) + [("folder", "Trash"),
+                                          ("uids", "99"), ("to", "Junk")])
+    assert frames == [] and ok.get("count") == 0
+    st.close()
+
+
+# ---- change notifications ----
+
+def events(client, n, timeout=10.0):
+    """The next n unsolicited frames (id 0)."""
+    client.sock.settimeout(timeout)
+    got = []
+    while len(got) < n:
+        m = client.recv()
+        assert m.id == 0, m
+        got.append(m)
+    return got
+
+
+def test_notifications_between_connections(store):
+    watcher, folder_watcher, actor = (Store(store.root) for _ in range(3))
+    watcher.ok("watch", [("account", 41)])
+    folder_watcher.ok("watch", [("account", 41), ("folder", "Trash")])
+    _, err = watcher.call("watch", [("account", 41), ("folder", "a//b")])
+    assert err.get("code") == "invalid"
+    # a new message: the actor gets its answer, the watcher an event
+    uids = append_n(actor, store.root, 1, 41)
+    (ev,) = events(watcher, 1)
+    assert ev.type == "notify.new"
+    assert (ev.get("account"), ev.get("folder"), ev.get("uid")) == \
+        (41, "INBOX", uids[0])
+    assert ev.get("modseq") > 0
+    # another account's change is not seen
+    append_n(actor, store.root, 1, 99)
+    # flags
+    frames, ok = actor.ok("store", acct(41) + [
+        ("folder", "INBOX"), ("uids", "1"), ("mode", "+"),
+        ("flags", SEEN), ("keyword", "$Todo")])
+    (ev,) = events(watcher, 1)
+    assert ev.type == "notify.flags"
+    assert (ev.get("folder"), ev.get("uid"), ev.get("flags"),
+            ev.get("keywords")) == ("INBOX", 1, SEEN, "$Todo")
+    assert ev.get("modseq") == frames[0].get("modseq")
+    # a move: new in Trash and expunged from INBOX, in one commit
+    frames, ok = actor.ok("move", acct(41) + [
+        ("folder", "INBOX"), ("uids", "1"), ("to", "Trash")])
+    evs = events(watcher, 2)
+    assert [(e.type, e.get("folder"), e.get("uid")) for e in evs] == [
+        ("notify.new", "Trash", 1), ("notify.expunge", "INBOX", 1)]
+    assert evs[1].get("modseq") == ok.get("src_highestmodseq")
+    (ev,) = events(folder_watcher, 1)
+    assert (ev.type, ev.get("folder"), ev.get("uid")) == \
+        ("notify.new", "Trash", 1)
+    # expunge
+    actor.ok("store", acct(41) + [("folder", "Trash"), ("uids", "1"),
+                                  ("mode", "+"), ("flags", DELETED)])
+    actor.ok("expunge", acct(41) + [("folder", "Trash")])
+    evs = events(watcher, 2)
+    assert [e.type for e in evs] == ["notify.flags", "notify.expunge"]
+    evs = events(folder_watcher, 2)
+    assert [e.type for e in evs] == ["notify.flags", "notify.expunge"]
+    # a failed request announces nothing; neither does one's own change
+    _, err = actor.call("append", acct(41) + [
+        ("folder", "Nope"), ("file", spool(store.root, message("x")))])
+    assert err.get("code") == "nofolder"
+    watcher.ok("watch", [("account", 41)])      # the same watch again
+    append_n(watcher, store.root, 1, 41)        # its own: no event
+    watcher.ok("unwatch", [("account", 41)])
+    append_n(actor, store.root, 1, 41)
+    # the next frame on each is the answer to its own request
+    watcher.ok("status", acct(41) + [("folder", "INBOX")])
+    folder_watcher.ok("status", acct(41) + [("folder", "INBOX")])
+    for c in (watcher, folder_watcher, actor):
+        c.close()
+
+
+def test_notifications_slow_reader_is_dropped(small_backlog_store):
+    inst = small_backlog_store
+    slow, actor = Store(inst.root), Store(inst.root)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.ok("watch", [("account", 42)])
+    append_n(actor, inst.root, 100, 42)
+    mode = "+"
+    for _ in range(200):
+        actor.ok("store", acct(42) + [("folder", "INBOX"), ("uids", "1:*"),
+                                      ("mode", mode), ("flags", SEEN)])
+        mode = "-" if mode == "+" else "+"
+        if "does not read its notifications" in inst.log_text():
+            break
+    assert "does not read its notifications" in inst.log_text()
+    # the store keeps serving the others
+    actor.ok("status", acct(42) + [("folder", "INBOX")])
+    # the slow reader finds its events, then the error, then the end
+    slow.sock.settimeout(20)
+    seen, last = 0, None
+    with pytest.raises(ConnectionError):
+        while True:
+            last = slow.recv()
+            if last.type != "error":
+                assert last.type.startswith("notify.") and last.id == 0
+                seen += 1
+    assert seen > 0
+    assert last.type == "error" and last.id == 0
+    assert last.get("code") == "overflow"
+    actor.close()
+    slow.close()
+
+
+# ---- ternctl store check ----
+
+def meta_db(root):
+    return os.path.join(root, "data", "mbox", "meta.db")
+
+
+def give_back(root, *paths):
+    """Files made by the test as root go to the store's owner."""
+    st = os.stat(os.path.join(root, "data", "store"))
+    for p in paths:
+        os.chown(p, st.st_uid, st.st_gid)
+
+
+def test_store_check_finds_and_repairs(store):
+    st = Store(store.root)
+    append_n(st, store.root, 2, 50)
+    append_n(st, store.root, 1, 51, prefix="other")
+    st.close()
+    # refused while tern-stored runs (it holds the store's lock)
+    p = store.ctl("store", "check", check=False)
+    assert p.returncode == 1
+    assert "tern-stored is running" in p.stderr
+    assert "ternctl stop" in p.stderr
+    store.ctl("stop", timeout=90)
+    p = store.ctl("store", "check")
+    assert "no problems found" in p.stdout, p.stdout
+    # plant: an orphan blob file, a broken quota, a stale spool file, a
+    # message whose file is gone, a wrong reference count
+    orphan = "ab" * 32
+    shard = os.path.join(store.root, "data", "store", "ab", "ab")
+    os.makedirs(shard, exist_ok=True)
+    with open(os.path.join(shard, orphan), "wb") as f:
+        f.write(b"nobody's message\r\n")
+    give_back(store.root, os.path.dirname(shard), shard,
+              os.path.join(shard, orphan))
+    stale = os.path.join(store.root, "data", "store", "tmp", "left.1")
+    with open(stale, "wb") as f:
+        f.write(b"half a message")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    db = sqlite3.connect(meta_db(store.root))
+    db.execute("UPDATE accounts SET quota_used = quota_used + 1000,"
+               " quota_messages = 9 WHERE id = 50")
+    (lost,) = db.execute("SELECT m.blob FROM messages m JOIN folders f"
+                         " ON f.id = m.folder_id WHERE f.account_id = 51"
+                         ).fetchone()
+    (kept,) = db.execute("SELECT m.blob FROM messages m JOIN folders f"
+                         " ON f.id = m.folder_id WHERE f.account_id = 50"
+                         " AND m.uid = 1").fetchone()
+    db.execute("UPDATE blobs SET refcount = 7 WHERE sha256 = ?", (kept,))
+    db.commit()
+    db.close()
+    os.unlink(os.path.join(store.root, "data", "store", lost[:2],
+                           lost[2:4], lost))
+    p = store.ctl("store", "check", check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    out = p.stdout
+    assert f"orphan blob file: {shard}/{orphan} (no metadata row)\n" in out
+    assert "quota usage: user50@example.com (account 50) records" in out
+    assert f"stale spool file: {stale}" in out
+    assert "missing blob file: " in out and lost in out
+    assert "user51@example.com (account 51) INBOX uid 1" in out
+    assert f"bad reference count: blob {kept} counts 7, 1 message(s)" in out
+    assert "5 problem(s) found" in out, out
+    # an account limits the quota check only
+    p = store.ctl("store", "check", "user51@example.com", check=False)
+    assert "quota usage" not in p.stdout
+    assert "no account nobody@example.com" in store.ctl(
+        "store", "check", "nobody@example.com", check=False).stderr
+    # nothing was changed by a check without --repair
+    assert os.path.exists(stale)
+    p = store.ctl("store", "check", "--repair")
+    assert "5 problem(s) found and repaired" in p.stdout, p.stdout
+    assert not os.path.exists(os.path.join(shard, orphan))
+    assert not os.path.exists(stale)
+    p = store.ctl("store", "check")
+    assert "no problems found" in p.stdout, p.stdout
+    # the store starts on the repaired files and agrees
+    store.ctl("start")
+    store.wait_for(lambda: store.service("stored")["state"] == "running",
+                   what="stored running")
+    st = Store(store.root)
+    _, q = st.ok("quota.get", acct(50))
+    assert q.get("messages") == 2
+    assert fetch_all(st, 51) == []
+    frames, _ = st.ok("vanished", acct(51) + [("folder", "INBOX"),
+                                              ("since", 0)])
+    assert [u for f in frames for u in f.all("uid")] == [1]
+    st.close()
+
+
+def test_stale_spool_removed_at_start(store):
+    stale = os.path.join(store.root, "data", "store", "tmp", "old.1")
+    fresh = os.path.join(store.root, "data", "store", "tmp", "new.1")
+    for p in (stale, fresh):
+        with open(p, "wb") as f:
+            f.write(b"x")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    store.ctl("restart", timeout=90)
+    store.wait_for(lambda: store.service("stored")["state"] == "running",
+                   what="stored running")
+    store.wait_for(lambda: not os.path.exists(stale), what="stale removed")
+    assert os.path.exists(fresh)
+    assert "removing stale spool file" in store.log_text()
+
+
+# ---- ternctl mailbox ----
+
+def test_mailbox_ls_cat(store):
+    store.ctl("domain", "add", "example.com")
+    store.ctl("account", "add", "ann@example.com", "--no-password")
+    aid = json.loads(store.ctl("account", "show", "ann@example.com",
+                               "--json").stdout)["id"]
+    st = Store(store.root)
+    data = message("Quarterly report", "figures")
+    _, ok = st.ok("deliver", [("file", spool(store.root, data)),
+                              ("rcpt_account", aid),
+                              ("rcpt_address", "ann@example.com"),
+                              ("rcpt_folder", ""), ("rcpt_flags", SEEN)])
+    assert ok.all("status") == ["ok"]
+    st.close()
+    out = store.ctl("mailbox", "ls", "ann@example.com").stdout
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    assert set(lines) == {"INBOX", "Sent", "Drafts", "Trash", "Junk",
+                          "Archive"}
+    assert lines["INBOX"][2:5] == ["1", "0", str(len(data))]
+    assert lines["Sent"][1] == "\\Sent"
+    out = store.ctl("mailbox", "ls", "ann@example.com", "INBOX").stdout
+    (line,) = out.splitlines()[1:]
+    assert line.split()[0] == "1"
+    assert str(len(data)) in line and "\\Seen" in line
+    assert line.endswith("Quarterly report")
+    p = subprocess.run([TERNCTL, "-r", store.root, "mailbox", "cat",
+                        "ann@example.com", "INBOX", "1"], env=store.env,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == data
+    p = store.ctl("mailbox", "cat", "ann@example.com", "INBOX", "2",
+                  check=False)
+    assert p.returncode == 1 and "no message with UID 2" in p.stderr
+    p = store.ctl("mailbox", "ls", "ghost@example.com", check=False)
+    assert p.returncode == 1
+    p = store.ctl("mailbox", "ls", check=False)
+    assert p.returncode == 2

@@ -394,6 +394,209 @@ static void test_expunge_quota_refcounts(void **state)
 	assert_int_equal(q.messages, 0);
 }
 
+struct pairs {
+	int n;
+	uint32_t uid[16], new_uid[16];
+};
+
+static int pair_cb(uint32_t uid, uint32_t new_uid, void *ctx)
+{
+	struct pairs *p = ctx;
+
+	if (p->n == 16)
+		return -1;
+	p->uid[p->n] = uid;
+	p->new_uid[p->n] = new_uid;
+	p->n++;
+	return 0;
+}
+
+struct fetched {
+	int n;
+	uint32_t uid[16];
+	unsigned flags[16];
+	char keywords[16][64];
+	char blob[16][65];
+	int64_t date[16];
+	int has_envelope[16];
+};
+
+static int fetched_cb(const struct meta_message *msg, void *ctx)
+{
+	struct fetched *fe = ctx;
+
+	if (fe->n == 16)
+		return -1;
+	fe->uid[fe->n] = msg->uid;
+	fe->flags[fe->n] = msg->flags;
+	str_lcpy(fe->keywords[fe->n], msg->keywords, 64);
+	str_lcpy(fe->blob[fe->n], msg->blob, 65);
+	fe->date[fe->n] = msg->internal_date;
+	fe->has_envelope[fe->n] = msg->envelope != NULL;
+	fe->n++;
+	return 0;
+}
+
+static void fetch_folder(struct fixture *f, const char *folder,
+			 struct fetched *fe)
+{
+	uint32_t next;
+
+	memset(fe, 0, sizeof(*fe));
+	assert_int_equal(meta_fetch(f->m, alice.id, folder, 1, UINT32_MAX, 16,
+				    fetched_cb, fe, &next, f->error), META_OK);
+}
+
+static void test_copy(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_new_message nm = { BLOB_B, 50, META_SEEN, "$Work",
+				       1600000000, "(\"env\")", NULL };
+	struct meta_status_info before, after;
+	struct meta_copy_result res;
+	struct meta_uidset set;
+	struct pairs p = { 0 };
+	struct fetched fe;
+	struct meta_quota q;
+	uint32_t uid, uidv;
+	uint64_t modseq;
+
+	add(f, &alice, "INBOX", BLOB_A, 100, 0);		/* 1 */
+	assert_int_equal(meta_message_add(f->m, alice.id, "INBOX", &nm, &uid,
+					  &uidv, &modseq, f->error), META_OK);
+	add(f, &alice, "INBOX", BLOB_A, 100, META_FLAGGED);	/* 3 */
+	add(f, &alice, "Archive", BLOB_A, 100, 0);	/* Archive 1 */
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Archive",
+					    &before, f->error), META_OK);
+	/* overlapping ranges name each message once; 4 does not exist */
+	assert_int_equal(meta_uidset_parse("2:3,3,1:2,4", &set), 0);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Archive", &set, 0,
+				   pair_cb, &p, &res, f->error), META_OK);
+	assert_int_equal(res.count, 3);
+	assert_int_equal(p.n, 3);
+	assert_int_equal(p.uid[0], 1);
+	assert_int_equal(p.uid[2], 3);
+	assert_int_equal(p.new_uid[0], 2);
+	assert_int_equal(p.new_uid[2], 4);
+	assert_int_equal(res.uidvalidity, before.uidvalidity);
+	assert_int_equal(res.highestmodseq, before.highestmodseq + 1);
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Archive", &after,
+					    f->error), META_OK);
+	assert_int_equal(after.uidnext, 5);
+	assert_int_equal(after.exists, 4);
+	assert_int_equal(after.highestmodseq, res.highestmodseq);
+	/* the copies keep flags, keywords, date, blob and cached parts */
+	fetch_folder(f, "Archive", &fe);
+	assert_int_equal(fe.n, 4);
+	assert_int_equal(fe.flags[2], META_SEEN);
+	assert_string_equal(fe.keywords[2], "$Work");
+	assert_int_equal(fe.date[2], 1600000000);
+	assert_string_equal(fe.blob[2], BLOB_B);
+	assert_true(fe.has_envelope[2]);
+	assert_int_equal(fe.flags[3], META_FLAGGED);
+	/* references and usage grew; the source is unchanged */
+	assert_int_equal(refs(f, BLOB_A), 5);
+	assert_int_equal(refs(f, BLOB_B), 2);
+	assert_int_equal(meta_quota_get(f->m, alice.id, &q, f->error), 0);
+	assert_int_equal(q.used, 600);
+	assert_int_equal(q.messages, 7);
+	fetch_folder(f, "INBOX", &fe);
+	assert_int_equal(fe.n, 3);
+	/* all or nothing over quota; unknown folders */
+	assert_int_equal(meta_quota_set(f->m, alice.id, 700, f->error), 0);
+	assert_int_equal(meta_uidset_parse("1:*", &set), 0);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Trash", &set, 0,
+				   NULL, NULL, &res, f->error),
+			 META_EOVERQUOTA);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Nope", &set, 0,
+				   NULL, NULL, &res, f->error),
+			 META_ENOTARGET);
+	assert_int_equal(meta_copy(f->m, alice.id, "Nope", "INBOX", &set, 0,
+				   NULL, NULL, &res, f->error),
+			 META_ENOTFOUND);
+	/* a set matching nothing changes nothing */
+	assert_int_equal(meta_uidset_parse("100:200", &set), 0);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Trash", &set, 0,
+				   NULL, NULL, &res, f->error), META_OK);
+	assert_int_equal(res.count, 0);
+	/* another account's folder is out of reach */
+	assert_int_equal(meta_uidset_parse("1", &set), 0);
+	assert_int_equal(meta_copy(f->m, bob.id, "INBOX", "Archive", &set, 0,
+				   NULL, NULL, &res, f->error), META_OK);
+	assert_int_equal(res.count, 0);
+}
+
+static void test_move(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_status_info src, dst;
+	struct meta_copy_result res;
+	struct meta_uidset set;
+	struct changes c = { 0 };
+	struct pairs p = { 0 };
+	struct fetched fe;
+	struct meta_quota q;
+	uint64_t hms;
+
+	add(f, &alice, "INBOX", BLOB_A, 100, 0);		/* 1 */
+	add(f, &alice, "INBOX", BLOB_B, 30, META_SEEN);	/* 2 */
+	add(f, &alice, "INBOX", BLOB_A, 100, 0);		/* 3 */
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", &src,
+					    f->error), META_OK);
+	assert_int_equal(meta_uidset_parse("2:3", &set), 0);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "INBOX", &set, 1,
+				   NULL, NULL, &res, f->error),
+			 META_EINVALID);
+	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Trash", &set, 1,
+				   pair_cb, &p, &res, f->error), META_OK);
+	assert_int_equal(res.count, 2);
+	assert_int_equal(p.uid[0], 2);
+	assert_int_equal(p.new_uid[0], 1);
+	assert_int_equal(p.uid[1], 3);
+	assert_int_equal(p.new_uid[1], 2);
+	assert_int_equal(res.src_highestmodseq, src.highestmodseq + 1);
+	/* the source lost them, expunged at the new MODSEQ (QRESYNC) */
+	fetch_folder(f, "INBOX", &fe);
+	assert_int_equal(fe.n, 1);
+	assert_int_equal(fe.uid[0], 1);
+	assert_int_equal(meta_vanished(f->m, alice.id, "INBOX",
+				       src.highestmodseq, uid_cb, &c,
+				       f->error), META_OK);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.uid[0], 2);
+	assert_int_equal(c.uid[1], 3);
+	fetch_folder(f, "Trash", &fe);
+	assert_int_equal(fe.n, 2);
+	assert_int_equal(fe.flags[0], META_SEEN);
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Trash", &dst,
+					    f->error), META_OK);
+	assert_int_equal(dst.highestmodseq, res.highestmodseq);
+	/* nothing was copied: references and usage are as before */
+	assert_int_equal(refs(f, BLOB_A), 2);
+	assert_int_equal(refs(f, BLOB_B), 1);
+	assert_int_equal(meta_quota_get(f->m, alice.id, &q, f->error), 0);
+	assert_int_equal(q.used, 230);
+	assert_int_equal(q.messages, 3);
+	/* a move is atomic with its request: rolled back, all is back */
+	assert_int_equal(meta_savepoint(f->m, f->error), 0);
+	assert_int_equal(meta_uidset_parse("1:*", &set), 0);
+	assert_int_equal(meta_copy(f->m, alice.id, "Trash", "Junk", &set, 1,
+				   NULL, NULL, &res, f->error), META_OK);
+	meta_rollback_to(f->m);
+	fetch_folder(f, "Trash", &fe);
+	assert_int_equal(fe.n, 2);
+	fetch_folder(f, "Junk", &fe);
+	assert_int_equal(fe.n, 0);
+	/* the moved messages can be expunged from their new folder */
+	assert_int_equal(meta_store_flags(f->m, alice.id, "Trash", &set,
+					  META_STORE_ADD, META_DELETED, "", 0,
+					  NULL, NULL, NULL, &hms, f->error), 0);
+	assert_int_equal(meta_expunge(f->m, alice.id, "Trash", NULL, NULL,
+				      NULL, &hms, f->error), 0);
+	assert_int_equal(refs(f, BLOB_A), 1);
+	assert_int_equal(refs(f, BLOB_B), 0);
+}
+
 static void test_savepoint_and_durability(void **state)
 {
 	struct fixture *f = *state;
@@ -486,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge_quota_refcounts,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_savepoint_and_durability,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_batches, setup,

@@ -137,6 +137,48 @@ static int setup_user(struct ctl *ctl, const char *user)
 	return 0;
 }
 
+/* The line of the default table that defines service name. */
+static void print_default_line(const struct str *defaults, const char *name)
+{
+	const char *p = str_c(defaults);
+	size_t n = strlen(name);
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, "\n");
+
+		if (len > n && strncmp(p, name, n) == 0 &&
+		    (p[n] == ' ' || p[n] == '\t'))
+			printf("    %.*s\n", (int)len, p);
+		p += len + (p[len] == '\n');
+	}
+}
+
+/* An existing services.conf is never rewritten; say which services of
+ * installed programs it lacks (after an upgrade, say) and their lines. */
+static void report_missing_services(struct ctl *ctl, const char *path,
+				    const struct str *defaults)
+{
+	struct services *have = NULL, *want = NULL;
+	struct str *err = str_new(256, 8192);
+
+	if (services_load(ctl->root, path, &have, err) == 0 &&
+	    services_load_buffer(ctl->root, "default", str_c(defaults),
+				 str_len(defaults), &want, err) == 0) {
+		for (size_t i = 0; i < services_count(want); i++) {
+			const struct service *svc = services_get(want, i);
+
+			if (services_find(have, svc->name) != NULL)
+				continue;
+			printf("%s: no service '%s' for the installed %s; to "
+			       "run it, add:\n", path, svc->name, svc->argv[0]);
+			print_default_line(defaults, svc->name);
+		}
+	}
+	services_free(&have);
+	services_free(&want);
+	str_free(&err);
+}
+
 static int setup_conf(struct ctl *ctl, unsigned port_base)
 {
 	const char *installed[TERN_NELEM(known_programs) + 1];
@@ -174,6 +216,8 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 		fprintf(stderr, "ternctl: %s\n", str_c(err));
 	else
 		printf("%s: %s\n", path, r ? "created" : "kept as it is");
+	if (r == 0)
+		report_missing_services(ctl, path, text);
 	free(path);
 	if (r < 0)
 		goto fail;

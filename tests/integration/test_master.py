@@ -283,3 +283,12 @@ def test_restart_and_status_when_stopped(instance):
     assert data["master"]["running"] is False and data["services"] == []
     p = instance.ctl("stop")
     assert "not running" in p.stdout
+
+
+def test_setup_reports_services_missing_from_kept_table(make_instance):
+    from conftest import build_path
+    inst = make_instance(start=False)
+    inst.env["TERN_LIBEXECDIR"] += ":" + build_path("stored")
+    p = inst.ctl("setup", "--port-base", str(inst.port_base + 10))
+    assert "no service 'stored' for the installed tern-stored" in p.stdout
+    assert "run/stored.sock" in p.stdout

@@ -190,6 +190,10 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)client, (uv_close_cb)free);
 		return;
 	}
+	/* Replies are written whole: no delayed-ACK stall between two
+	 * pipelined replies. */
+	if (server->type == UV_TCP)
+		uv_tcp_nodelay((uv_tcp_t *)client, 1);
 	svc->spec->on_accept(svc, client, l->index);
 }
 

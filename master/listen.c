@@ -29,12 +29,15 @@ struct listener {
 
 struct listen_pool {
 	struct listener *head;
+	long uid, gid;		/* owner of new unix sockets, -1 = keep */
 	char errbuf[512];
 };
 
 struct listen_pool *listen_pool_new(void)
 {
 	struct listen_pool *pool = xcalloc(1, sizeof(*pool));
+
+	pool->uid = pool->gid = -1;
 
 	return pool;
 }
@@ -219,6 +222,8 @@ static int bind_unix(struct listen_pool *pool, struct listener *l,
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    (pool->uid >= 0 &&
+	     chown(l->addr, (uid_t)pool->uid, (gid_t)pool->gid) < 0) ||
 	    chmod(l->addr, mode != 0 ? mode : 0666) < 0 ||
 	    listen(fd, backlog) < 0) {
 		*error_r = pool_err(pool, l->addr, "bind", errno);
@@ -266,6 +271,12 @@ int listen_pool_get(struct listen_pool *pool, enum listen_kind kind,
 		fds_r[(*nfds_r)++] = l->fds[i];
 	l->used = 1;
 	return 0;
+}
+
+void listen_pool_set_owner(struct listen_pool *pool, long uid, long gid)
+{
+	pool->uid = uid;
+	pool->gid = gid;
 }
 
 void listen_pool_mark(struct listen_pool *pool)

@@ -34,6 +34,9 @@ void listen_pool_free(struct listen_pool **pool);	/* closes every socket */
 int listen_pool_get(struct listen_pool *pool, enum listen_kind kind,
 		    const char *addr, int backlog, unsigned mode, int *fds_r,
 		    size_t *nfds_r, const char **error_r) TERN_WUR;
+/* Owner given to unix sockets bound from now on (the daemon account, so
+ * that daemons reach each other's sockets); -1 = leave as created. */
+void listen_pool_set_owner(struct listen_pool *pool, long uid, long gid);
 void listen_pool_mark(struct listen_pool *pool);
 void listen_pool_sweep(struct listen_pool *pool);
 

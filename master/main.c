@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -64,6 +65,27 @@ static int master_load(struct master *m, struct cfg **cfg_r,
 	return 0;
 }
 
+/* Unix sockets belong to the daemon account (user in tern.conf), so that
+ * daemons that dropped root can connect to each other. */
+static void master_socket_owner(struct master *m)
+{
+	const char *user = cfg_str(m->cfg, OPT_USER);
+	struct passwd *pw;
+
+	if (geteuid() != 0 || user[0] == '\0') {
+		listen_pool_set_owner(m->pool, -1, -1);
+		return;
+	}
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		log_warn(NULL, "user '%s' does not exist: unix sockets stay "
+			 "root's", user);
+		listen_pool_set_owner(m->pool, -1, -1);
+		return;
+	}
+	listen_pool_set_owner(m->pool, (long)pw->pw_uid, (long)pw->pw_gid);
+}
+
 static void master_open_log(struct master *m)
 {
 	const char *error;
@@ -87,6 +109,7 @@ int master_reload(struct master *m, struct str *error)
 	cfg_free(&m->cfg);
 	m->cfg = cfg;
 	master_open_log(m);
+	master_socket_owner(m);
 	log_info(NULL, "reloading configuration");
 	services_rt_apply(m, table);
 	return 0;
@@ -233,6 +256,7 @@ int main(int argc, char **argv)
 	m->loop = uv_default_loop();
 	m->started_ms = master_now_ms();
 	m->pool = listen_pool_new();
+	master_socket_owner(m);
 	m->base_env = base_env();
 	if (control_open(m, &error) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", error);

@@ -218,6 +218,12 @@ def test_daemons_drop_privileges(instance):
     import pwd
     tern = pwd.getpwnam("tern").pw_uid
     assert all(int(u) == tern for u in uid), uid
+    # Unix sockets belong to the daemon account, so daemons reach them.
+    st = os.stat(os.path.join(instance.root, "run", "echo.sock"))
+    assert st.st_uid == tern and st.st_mode & 0o777 == 0o660
+    # The control socket stays root's.
+    st = os.stat(os.path.join(instance.root, "run", "master.sock"))
+    assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600
 
 
 def test_two_instances_side_by_side(make_instance):

@@ -49,7 +49,7 @@ const char *dir_status_name(enum dir_status st);
 
 enum dir_account_status {
 	DIR_ACCOUNT_ACTIVE = 0,
-	DIR_ACCOUNT_LOCKED,	/* no login, mail still delivered */
+	DIR_ACCOUNT_LOCKED,	/* no login; LMTP refuses mail (550 5.2.1) */
 	DIR_ACCOUNT_CLOSED,	/* no login, mail refused */
 };
 

@@ -808,6 +808,7 @@ static const struct default_service {
 	{ "tern-stored", "stored", "unix", "run/stored.sock", "1", 0 },
 	{ "tern-qmgr", "qmgr", "proc", "-", "1", 0 },
 	{ "tern-lmtpd", "lmtp", "inet", LOOPBACK, "-", 0 },
+	{ "tern-lmtpd", "lmtp-local", "unix", "run/lmtp.sock", "-", 0 },
 	{ "tern-smtpd", "smtp", "inet", "*", "-", 0 },
 	{ "tern-smtpd", "submission", "inet", "*", "-", 0 },
 	{ "tern-smtpd", "submissions", "inet", "*", "-", 0 },

@@ -84,6 +84,10 @@ static void master_socket_owner(struct master *m)
 		return;
 	}
 	listen_pool_set_owner(m->pool, (long)pw->pw_uid, (long)pw->pw_gid);
+	/* The log file too: daemons reopen it after SIGHUP, without root. */
+	if (log_target()[0] == '/' &&
+	    chown(log_target(), pw->pw_uid, pw->pw_gid) < 0)
+		log_warn(NULL, "chown %s: %s", log_target(), strerror(errno));
 }
 
 static void master_open_log(struct master *m)

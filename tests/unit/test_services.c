@@ -538,7 +538,8 @@ static void test_default_table(void **state)
 	check_default(f, 0, none, "");
 	check_default(f, 0, NULL, "");
 	check_default(f, 20000, all,
-		      "authd stored qmgr lmtp smtp submission submissions imap "
+		      "authd stored qmgr lmtp lmtp-local smtp submission "
+		      "submissions imap "
 		      "imaps pop3 pop3s http https imap-backend imaps-backend "
 		      "pop3-backend pop3s-backend http-backend https-backend "
 		      "admin");

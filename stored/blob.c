@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -21,14 +22,23 @@
 #define BLOB_DIR_MODE 0750
 #define BLOB_READ_CHUNK (64 * 1024)
 #define BLOB_SYNC_MAX 1024	/* directories remembered between syncs */
+#define BLOB_SHARD_PARENTS 257	/* DIR and DIR/00 ... DIR/ff */
 
 struct blob_store {
 	char *dir;
 	char *tmp;
 	char *intent;
 	int lock_fd;			/* flock'ed DIR/lock */
+	int intent_fd;			/* DIR/intent, kept open */
+	size_t intent_len;		/* bytes the last intent wrote */
 	char *sync[BLOB_SYNC_MAX];	/* directories to fsync */
 	size_t nsync;
+	/* parents of shards blob_prepare_dirs() is creating: count of the
+	 * threads between the mkdir and the fsync of the parent */
+	pthread_mutex_t noted_lock;
+	char *noted[BLOB_SHARD_PARENTS];
+	unsigned noted_count[BLOB_SHARD_PARENTS];
+	size_t nnoted;
 };
 
 /* mkdir that reports whether it created the directory. */
@@ -79,24 +89,31 @@ int blob_store_open(const char *dir, struct blob_store **bs_r,
 		    struct str *error)
 {
 	struct blob_store *bs;
+	struct stat st;
 	int created, fd;
 
 	if (mkdir_once(dir, &created, error) < 0)
 		return -1;
 	bs = xcalloc(1, sizeof(*bs));
 	bs->lock_fd = -1;
+	bs->intent_fd = -1;
+	if (pthread_mutex_init(&bs->noted_lock, NULL) != 0)
+		abort();
 	bs->dir = xstrdup(dir);
 	bs->tmp = join(dir, "tmp");
 	bs->intent = join(dir, "intent");
 	if (store_lock(bs, error) < 0 ||
 	    mkdir_once(bs->tmp, &created, error) < 0)
 		goto fail;
-	fd = open(bs->intent, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0) {
+	fd = open(bs->intent, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		str_setf(error, "open %s: %s", bs->intent, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		goto fail;
 	}
-	close(fd);
+	bs->intent_fd = fd;
+	bs->intent_len = (size_t)st.st_size;
 	if (fsutil_sync_dir(bs->dir, error) < 0)
 		goto fail;
 	*bs_r = bs;
@@ -114,11 +131,16 @@ void blob_store_free(struct blob_store **bsp)
 		return;
 	for (size_t i = 0; i < bs->nsync; i++)
 		free(bs->sync[i]);
+	for (size_t i = 0; i < bs->nnoted; i++)
+		free(bs->noted[i]);
+	pthread_mutex_destroy(&bs->noted_lock);
 	free(bs->dir);
 	free(bs->tmp);
 	free(bs->intent);
 	if (bs->lock_fd >= 0)
 		close(bs->lock_fd);
+	if (bs->intent_fd >= 0)
+		close(bs->intent_fd);
 	free(bs);
 	*bsp = NULL;
 }
@@ -218,6 +240,15 @@ int blob_prepare(const char *spool_path, char hex_r[BLOB_HEX_LEN + 1],
 		 uint64_t *size_r, blob_chunk_cb *cb, void *ctx,
 		 struct str *error)
 {
+	return blob_prepare_hooked(spool_path, hex_r, size_r, cb, ctx, NULL,
+				   NULL, error);
+}
+
+int blob_prepare_hooked(const char *spool_path,
+			char hex_r[BLOB_HEX_LEN + 1], uint64_t *size_r,
+			blob_chunk_cb *cb, void *ctx, blob_hashed_cb *hashed,
+			void *hashed_ctx, struct str *error)
+{
 	struct stat st;
 	int fd, r;
 
@@ -232,6 +263,8 @@ int blob_prepare(const char *spool_path, char hex_r[BLOB_HEX_LEN + 1],
 				spool_path);
 	}
 	r = hash_fd(fd, hex_r, size_r, cb, ctx, error);
+	if (r == 0 && hashed != NULL)
+		hashed(hex_r, hashed_ctx);
 	if (r == 0 && fsync(fd) < 0)
 		r = str_setf(error, "fsync %s: %s", spool_path,
 			     strerror(errno));
@@ -275,6 +308,122 @@ done:
 	return r;
 }
 
+/* Notes dir as the parent of a shard about to be created (any thread);
+ * -1 when the table is full (cannot happen: 257 parents at most). */
+static int note_parent(struct blob_store *bs, const char *dir)
+{
+	size_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&bs->noted_lock);
+	for (i = 0; i < bs->nnoted; i++)
+		if (strcmp(bs->noted[i], dir) == 0)
+			break;
+	if (i == bs->nnoted && bs->nnoted < BLOB_SHARD_PARENTS) {
+		bs->noted[i] = xstrdup(dir);
+		bs->noted_count[i] = 0;
+		bs->nnoted++;
+	}
+	if (i < bs->nnoted)
+		bs->noted_count[i]++;
+	else
+		r = -1;
+	pthread_mutex_unlock(&bs->noted_lock);
+	return r;
+}
+
+/* The shard under dir exists and dir was fsynced after (or by someone
+ * else, who noted it too). */
+static void unnote_parent(struct blob_store *bs, const char *dir)
+{
+	pthread_mutex_lock(&bs->noted_lock);
+	for (size_t i = 0; i < bs->nnoted; i++)
+		if (strcmp(bs->noted[i], dir) == 0 && bs->noted_count[i] > 0) {
+			bs->noted_count[i]--;
+			break;
+		}
+	pthread_mutex_unlock(&bs->noted_lock);
+}
+
+/* Parents still noted join the directories of the next sync (writer);
+ * the others are forgotten. */
+static void take_noted(struct blob_store *bs)
+{
+	size_t keep = 0;
+
+	pthread_mutex_lock(&bs->noted_lock);
+	for (size_t i = 0; i < bs->nnoted; i++) {
+		if (bs->noted_count[i] == 0) {
+			free(bs->noted[i]);
+			continue;
+		}
+		sync_later(bs, bs->noted[i]);
+		bs->noted_count[keep] = bs->noted_count[i];
+		bs->noted[keep++] = bs->noted[i];
+	}
+	bs->nnoted = keep;
+	pthread_mutex_unlock(&bs->noted_lock);
+}
+
+/* mkdir of DIR/ab (level 1) or DIR/ab/cd (level 2), with the fsync of
+ * its parent when it was created here.  The parent is noted before the
+ * directory can exist and until that fsync is done: whoever finds the
+ * directory in between leaves the fsync to the writer's next sync. */
+static int prepare_level(struct blob_store *bs, const char *hex, int level,
+			 struct str *error)
+{
+	struct str *parent = str_new(256, 8192);
+	struct str *p = str_new(256, 8192);
+	int created = 0, r = -1;
+
+	if (level == 1) {
+		if (str_append_c(parent, bs->dir) < 0 ||
+		    str_printf(p, "%s/%.2s", bs->dir, hex) < 0)
+			goto done;
+	} else if (str_printf(parent, "%s/%.2s", bs->dir, hex) < 0 ||
+		   str_printf(p, "%s/%.2s", str_c(parent), hex + 2) < 0) {
+		goto done;
+	}
+	if (note_parent(bs, str_c(parent)) < 0) {
+		r = str_setf(error, "too many shard parents");
+		goto done;
+	}
+	r = mkdir_once(str_c(p), &created, error);
+	if (r == 0 && created)
+		r = fsutil_sync_dir(str_c(parent), error);
+	/* After a failed fsync the parent stays noted: the writer syncs it
+	 * with every batch from then on. */
+	if (r == 0 || !created)
+		unnote_parent(bs, str_c(parent));
+done:
+	str_free(&parent);
+	str_free(&p);
+	return r;
+}
+
+int blob_prepare_dirs(struct blob_store *bs, const char *hex,
+		      struct str *error)
+{
+	struct str *p = str_new(256, 8192);
+	int r = 0;
+
+	if (!blob_hex_valid(hex)) {
+		str_free(&p);
+		return str_setf(error, "bad blob name");
+	}
+	if (str_printf(p, "%s/%.2s/%.2s", bs->dir, hex, hex + 2) < 0)
+		abort();
+	if (access(str_c(p), F_OK) != 0) {
+		str_truncate(p, str_len(p) - 3);
+		if (access(str_c(p), F_OK) != 0)
+			r = prepare_level(bs, hex, 1, error);
+		if (r == 0)
+			r = prepare_level(bs, hex, 2, error);
+	}
+	str_free(&p);
+	return r;
+}
+
 int blob_install(struct blob_store *bs, const char *spool_path,
 		 const char *hex, int *installed_r, struct str *error)
 {
@@ -311,18 +460,58 @@ done:
 	return r;
 }
 
-int blob_sync_dirs(struct blob_store *bs, struct str *error)
+struct sync_job {
+	char **dirs;
+	struct str **errors;	/* one per failed directory */
+};
+
+static void sync_one(size_t i, void *arg)
 {
+	struct sync_job *job = arg;
+	struct str *e = str_new(128, 1024);
+
+	if (fsutil_sync_dir(job->dirs[i], e) < 0)
+		job->errors[i] = e;
+	else
+		str_free(&e);
+}
+
+int blob_sync_dirs_with(struct blob_store *bs, blob_runner *run,
+			void *run_ctx, struct str *error)
+{
+	struct sync_job job = { bs->sync, NULL };
+	size_t n;
 	int r = 0;
 
-	/* Deepest first: a new shard is synced before its parent. */
-	for (size_t i = bs->nsync; i-- > 0;) {
-		if (r == 0 && fsutil_sync_dir(bs->sync[i], error) < 0)
-			r = -1;
+	take_noted(bs);
+	n = bs->nsync;
+	if (n == 0)
+		return 0;
+	job.errors = xcalloc(n, sizeof(*job.errors));
+	if (run != NULL && n > 1) {
+		run(n, sync_one, &job, run_ctx);
+	} else {
+		/* Deepest first: a new shard is synced before its parent. */
+		for (size_t i = n; i-- > 0 && r == 0;) {
+			sync_one(i, &job);
+			r = job.errors[i] != NULL ? -1 : 0;
+		}
+	}
+	r = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (job.errors[i] != NULL && r == 0)
+			r = str_setf(error, "%s", str_c(job.errors[i]));
+		str_free(&job.errors[i]);
 		free(bs->sync[i]);
 	}
+	free(job.errors);
 	bs->nsync = 0;
 	return r;
+}
+
+int blob_sync_dirs(struct blob_store *bs, struct str *error)
+{
+	return blob_sync_dirs_with(bs, NULL, NULL, error);
 }
 
 int blob_remove(struct blob_store *bs, const char *hex, struct str *error)
@@ -350,11 +539,18 @@ int blob_exists(const struct blob_store *bs, const char *hex)
 	return r;
 }
 
+/* The intent file is rewritten in place from offset 0 and only grows:
+ * what the last batch wrote beyond the new list is blanked with empty
+ * lines (skipped by the scan), so no stale hash stays listed, and
+ * fdatasync has only the data to write (no truncation, no new blocks once
+ * the file is large enough). */
 int blob_intent_write(struct blob_store *bs, const char *const *hex,
 		      size_t n, struct str *error)
 {
 	struct str *buf;
-	int fd, r = 0;
+	size_t len;
+	ssize_t w;
+	int r = 0;
 
 	if (n > BLOB_INTENT_MAX)
 		return str_setf(error, "too many new blobs in one batch");
@@ -363,20 +559,29 @@ int blob_intent_write(struct blob_store *bs, const char *const *hex,
 	for (size_t i = 0; i < n; i++)
 		if (str_printf(buf, "%s\n", hex[i]) < 0)
 			abort();
-	fd = open(bs->intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		r = str_setf(error, "open %s: %s", bs->intent,
-			     strerror(errno));
-		goto done;
+	len = str_len(buf);
+	while (str_len(buf) < bs->intent_len)
+		if (str_append(buf, "\n", 1) < 0)
+			abort();
+	w = pwrite(bs->intent_fd, str_c(buf), str_len(buf), 0);
+	while (w >= 0 && (size_t)w < str_len(buf)) {
+		ssize_t more = pwrite(bs->intent_fd, str_c(buf) + w,
+				      str_len(buf) - (size_t)w, (off_t)w);
+
+		w = more < 0 ? more : w + more;
 	}
-	if (fsutil_write_all(fd, str_c(buf), str_len(buf)) < 0)
+	if (w < 0) {
 		r = str_setf(error, "write %s: %s", bs->intent,
 			     strerror(errno));
-	if (r == 0 && fsync(fd) < 0)
-		r = str_setf(error, "fsync %s: %s", bs->intent,
+		bs->intent_len = str_len(buf);	/* blank it all next time */
+	}
+	else if (fdatasync(bs->intent_fd) < 0) {
+		r = str_setf(error, "fdatasync %s: %s", bs->intent,
 			     strerror(errno));
-	close(fd);
-done:
+		bs->intent_len = str_len(buf);
+	}
+	else
+		bs->intent_len = len;
 	str_free(&buf);
 	return r;
 }

@@ -14,9 +14,14 @@
  * file with one link, hashes it and fsyncs it; blob_install() renames it
  * into place (or unlinks it when the same content is already stored) and
  * remembers the directories to fsync; blob_sync_dirs() fsyncs them.
+ * blob_prepare() keeps no state and blob_prepare_dirs() locks what it
+ * shares: both may run on any thread; the other calls on one store come
+ * from one thread at a time (the writer, or the filer it waits for).
  *
  * Crash safety: before a batch renames new blobs into place, their hashes go
- * to DIR/intent (written and fsynced); at start-up every hash listed there
+ * to DIR/intent (rewritten in place and fdatasynced; blob_intent_write()
+ * blanks what the previous list left beyond the new one, so nothing stale
+ * stays listed); at start-up every hash listed there
  * that the metadata does not know is an orphan of an uncommitted batch and
  * is removed.  Nothing here fsyncs less than that rule needs.
  *
@@ -73,6 +78,21 @@ typedef void blob_chunk_cb(const void *data, size_t len, void *ctx);
 int blob_prepare(const char *spool_path, char hex_r[BLOB_HEX_LEN + 1],
 		 uint64_t *size_r, blob_chunk_cb *cb, void *ctx,
 		 struct str *error) TERN_WUR;
+/* The same; hashed (when not NULL) is called once the hash is known and
+ * before the fsync, so that the caller can start other work meanwhile. */
+typedef void blob_hashed_cb(const char *hex, void *ctx);
+int blob_prepare_hooked(const char *spool_path,
+			char hex_r[BLOB_HEX_LEN + 1], uint64_t *size_r,
+			blob_chunk_cb *cb, void *ctx, blob_hashed_cb *hashed,
+			void *hashed_ctx, struct str *error) TERN_WUR;
+
+/* Creates the shard directories of hex ahead of blob_install(), from any
+ * thread, and fsyncs the parent of each one it created.  The parent is
+ * noted from before the mkdir until after that fsync, and the next
+ * blob_sync_dirs() fsyncs every parent still noted: an install that finds
+ * its shard already there never misses the fsync of its creation. */
+int blob_prepare_dirs(struct blob_store *bs, const char *hex,
+		      struct str *error) TERN_WUR;
 
 /* Moves the spooled file to its place; *installed_r = 1 when renamed, 0
  * when the blob already existed and the spooled file was removed. */
@@ -81,6 +101,15 @@ int blob_install(struct blob_store *bs, const char *spool_path,
 	TERN_WUR;
 /* fsyncs every directory blob_install() changed since the last call. */
 int blob_sync_dirs(struct blob_store *bs, struct str *error) TERN_WUR;
+/* The same with the fsyncs issued in parallel: run must call fn(i, arg)
+ * exactly once for every i < n, on any threads, and return only when all
+ * of them have returned.  (Concurrent fsyncs overlap on the device instead
+ * of queueing one behind the other.) */
+typedef void blob_task_cb(size_t i, void *arg);
+typedef void blob_runner(size_t n, blob_task_cb *fn, void *arg,
+			 void *run_ctx);
+int blob_sync_dirs_with(struct blob_store *bs, blob_runner *run,
+			void *run_ctx, struct str *error) TERN_WUR;
 
 /* Removes a blob file; a missing one is not an error. */
 int blob_remove(struct blob_store *bs, const char *hex, struct str *error)

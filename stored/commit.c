@@ -1,13 +1,24 @@
 /*
  * commit.c: tern-stored's writer thread and its group commit.
  *
- * The loop thread queues ops (commit_submit); the writer takes all that
- * are pending, at most batch_max, and for that batch:
- *   1. takes each spooled message: opens it, hashes it, fsyncs it;
- *   2. writes the hashes of the blobs that are new to DIR/intent (fsync);
- *   3. renames them into place and fsyncs the changed directories;
- *   4. runs every op in one transaction (each in its own savepoint) and
- *      commits it (SQLite in WAL mode with synchronous=FULL);
+ * The loop thread queues ops (commit_submit).  An op that names a spooled
+ * message also goes to the helper threads, which take it as soon as one is
+ * free (step 1, several messages at once, while the writer commits earlier
+ * batches):
+ *   1. open the spooled file, hash it, parse its MIME structure (for the
+ *      cached ENVELOPE and BODYSTRUCTURE), fsync it; meanwhile another
+ *      helper creates the shard directories of its blob and fsyncs their
+ *      parents (blob_prepare_dirs).
+ * The writer takes the pending ops in arrival order up to the first one
+ * whose message is not taken yet, at most batch_max, and for that batch:
+ *   2. (filer thread) writes the hashes of the blobs that are new to
+ *      DIR/intent (fdatasync);
+ *   3. (filer thread) renames them into place and fsyncs the changed
+ *      directories, the fsyncs spread over the helpers;
+ *   4. (writer, meanwhile) runs every op in one transaction (each in its
+ *      own savepoint); once the filer is done, commits it (SQLite in WAL
+ *      mode with synchronous=FULL), or rolls it back when step 2 or 3
+ *      failed;
  *   5. hands the ops back to the loop (uv_async_send), which answers;
  *   6. removes the files of blobs whose last reference went, then their
  *      rows.
@@ -34,6 +45,17 @@
 
 #define COMMIT_ERROR_MAX 4096
 #define COMMIT_IMAP_MAX ((size_t)1 << 20)	/* cached ENVELOPE etc. */
+/* Helper threads: each takes one spooled message (hash, parse, fsync) or
+ * one directory fsync at a time.  Mostly they wait on the disk, so more of
+ * them than cores lets independent fsyncs overlap on the device. */
+#define COMMIT_HELPERS 8
+
+/* A parallel loop the writer hands to the helpers (blob_runner). */
+struct commit_job {
+	blob_task_cb *fn;	/* NULL when there is none */
+	void *arg;
+	size_t n, next, running;
+};
 
 struct commit {
 	uv_loop_t *loop;
@@ -42,11 +64,27 @@ struct commit {
 	uv_mutex_t lock;
 	uv_cond_t wake;		/* the writer waits for work on it */
 	uv_cond_t started;	/* commit_start waits for the open */
+	uv_cond_t help;		/* the helpers wait for work on it */
+	uv_cond_t job_done;	/* the writer waits for its job */
+	uv_thread_t helpers[COMMIT_HELPERS];
+	size_t nhelpers;
 	/* under lock */
 	struct store_op *queue, **queue_tail;
+	struct store_op *prep, **prep_tail;	/* messages to take */
+	struct store_op *dirs, **dirs_tail;	/* shard mkdirs to run */
+	uv_cond_t dirs_done;
+	struct commit_job job;
 	struct store_op *done, **done_tail;
 	int stopping, start_state;	/* 0 opening, 1 ok, -1 failed */
+	int helpers_stopping;
+	/* the filer: steps 2 and 3 of the batch the writer posted */
+	uv_thread_t filer;
+	uv_cond_t file_wake;
+	struct store_op *file_batch;	/* posted, not yet taken up */
+	int file_done, file_result;
+	struct str *file_error;
 	size_t in_flight;		/* loop thread only */
+
 	/* writer thread */
 	struct commit_settings set;
 	char *meta_path, *store_dir;
@@ -153,27 +191,92 @@ static void imap_cache(struct store_op *op, struct mime_parser **parser)
 	mime_part_free(&root);
 }
 
-/* Step 1 for one op: hash, parse and fsync its spooled file. */
-static void take_spool(struct commit *c, struct store_op *op)
+enum { DIRS_NONE, DIRS_QUEUED, DIRS_RUNNING, DIRS_DONE };
+
+/* The shard directories of op's blob (slow on a busy filesystem).  A
+ * failure is met again, and reported, by blob_install(). */
+static void run_dirs(struct commit *c, struct store_op *op)
+{
+	struct str *error = str_new(128, COMMIT_ERROR_MAX);
+
+	if (blob_prepare_dirs(c->ctx.blobs, op->hex, error) < 0)
+		log_debug(NULL, "shard for %s: %s", op->hex, str_c(error));
+	str_free(&error);
+}
+
+struct hashed_ctx {
+	struct commit *c;
+	struct store_op *op;
+};
+
+/* blob_hashed_cb: the mkdirs go to another helper while this one fsyncs
+ * the message. */
+static void on_hashed(const char *hex, void *ctx)
+{
+	struct hashed_ctx *h = ctx;
+	struct commit *c = h->c;
+
+	(void)hex;	/* h->op->hex */
+	uv_mutex_lock(&c->lock);
+	h->op->dirs_next = NULL;
+	h->op->dirs_state = DIRS_QUEUED;
+	*c->dirs_tail = h->op;
+	c->dirs_tail = &h->op->dirs_next;
+	uv_cond_signal(&c->help);
+	uv_mutex_unlock(&c->lock);
+}
+
+/* Waits for op's mkdirs, or runs them here when no helper took them. */
+static void finish_dirs(struct commit *c, struct store_op *op)
+{
+	struct store_op **pp;
+
+	uv_mutex_lock(&c->lock);
+	if (op->dirs_state == DIRS_QUEUED) {
+		for (pp = &c->dirs; *pp != op; pp = &(*pp)->dirs_next)
+			;
+		*pp = op->dirs_next;
+		if (*pp == NULL)
+			c->dirs_tail = pp;
+		op->dirs_state = DIRS_RUNNING;
+		uv_mutex_unlock(&c->lock);
+		run_dirs(c, op);
+		uv_mutex_lock(&c->lock);
+		op->dirs_state = DIRS_DONE;
+	}
+	while (op->dirs_state == DIRS_RUNNING)
+		uv_cond_wait(&c->dirs_done, &c->lock);
+	uv_mutex_unlock(&c->lock);
+}
+
+/* Step 1 for one op, on a helper thread: hash, parse and fsync its
+ * spooled file.  Touches only the op and the store's fixed paths. */
+static void take_spool(struct commit *c, struct store_op *op,
+		       struct str *error)
 {
 	const char *field = ops_spool_field(op->def);
+	struct hashed_ctx h = { c, op };
 	struct mime_parser *parser;
+	int r;
 
 	if (field == NULL)
 		return;
 	parser = mime_parser_new(NULL);
-	if (ipc_msg_get_cstr(op->req, field, &op->spool) < 0 ||
-	    blob_spool_check(c->ctx.blobs, op->spool, c->ctx.error) < 0 ||
-	    blob_prepare(op->spool, op->hex, &op->size, mime_chunk, parser,
-			 c->ctx.error) < 0) {
+	op->dirs_state = DIRS_NONE;
+	r = ipc_msg_get_cstr(op->req, field, &op->spool) < 0 ||
+	    blob_spool_check(c->ctx.blobs, op->spool, error) < 0 ||
+	    blob_prepare_hooked(op->spool, op->hex, &op->size, mime_chunk,
+				parser, on_hashed, &h, error) < 0;
+	if (op->dirs_state != DIRS_NONE)
+		finish_dirs(c, op);
+	if (r) {
 		mime_parser_free(&parser);
 		op->spool_failed = 1;
-		ops_fail(op, "nofile", str_c(c->ctx.error));
+		ops_fail(op, "nofile", str_c(error));
 		log_warn(NULL, "request %s: %s", ipc_msg_type(op->req),
-			 str_c(c->ctx.error));
+			 str_c(error));
 		if (op->spool != NULL &&
-		    blob_spool_check(c->ctx.blobs, op->spool,
-				     c->ctx.error) == 0)
+		    blob_spool_check(c->ctx.blobs, op->spool, error) == 0)
 			(void)unlink(op->spool);
 		op->spool = NULL;
 		return;
@@ -181,8 +284,35 @@ static void take_spool(struct commit *c, struct store_op *op)
 	imap_cache(op, &parser);
 }
 
-/* Steps 2 and 3: intent, rename, directory fsyncs.  -1 fails the batch. */
-static int install_blobs(struct commit *c, struct store_op *batch)
+/* blob_runner for the writer: fn(i) for every i < n on the helpers and
+ * on the writer itself; returns when all are done. */
+static void run_parallel(size_t n, blob_task_cb *fn, void *arg, void *ctx)
+{
+	struct commit *c = ctx;
+	struct commit_job *job = &c->job;
+
+	uv_mutex_lock(&c->lock);
+	*job = (struct commit_job){ .fn = fn, .arg = arg, .n = n };
+	uv_cond_broadcast(&c->help);
+	while (job->next < job->n) {
+		size_t i = job->next++;
+
+		job->running++;
+		uv_mutex_unlock(&c->lock);
+		fn(i, arg);
+		uv_mutex_lock(&c->lock);
+		job->running--;
+	}
+	while (job->running > 0)
+		uv_cond_wait(&c->job_done, &c->lock);
+	job->fn = NULL;
+	uv_mutex_unlock(&c->lock);
+}
+
+/* Steps 2 and 3, on the filer thread: intent, rename, directory fsyncs.
+ * -1 fails the batch. */
+static int install_blobs(struct commit *c, struct store_op *batch,
+			 struct str *error)
 {
 	const char **fresh = NULL;
 	size_t n = 0;
@@ -200,8 +330,7 @@ static int install_blobs(struct commit *c, struct store_op *batch)
 		fresh = xrealloc(fresh, (n + 1) * sizeof(*fresh));
 		fresh[n++] = op->hex;
 	}
-	if (n > 0 && blob_intent_write(c->ctx.blobs, fresh, n,
-				       c->ctx.error) < 0) {
+	if (n > 0 && blob_intent_write(c->ctx.blobs, fresh, n, error) < 0) {
 		free(fresh);
 		return -1;
 	}
@@ -210,10 +339,10 @@ static int install_blobs(struct commit *c, struct store_op *batch)
 		if (op->spool == NULL)
 			continue;
 		if (blob_install(c->ctx.blobs, op->spool, op->hex, &installed,
-				 c->ctx.error) < 0)
+				 error) < 0)
 			return -1;
 	}
-	return blob_sync_dirs(c->ctx.blobs, c->ctx.error);
+	return blob_sync_dirs_with(c->ctx.blobs, run_parallel, c, error);
 }
 
 static void fail_batch(struct store_op *batch, const char *why)
@@ -223,14 +352,15 @@ static void fail_batch(struct store_op *batch, const char *why)
 		ops_fail(op, "internal", why);
 }
 
-/* Step 4. */
-static void run_batch(struct commit *c, struct store_op *batch)
+/* Step 4 up to the commit: the statements of every op in the open
+ * transaction.  -1 (the batch failed, rolled back) or 0. */
+static int run_batch(struct commit *c, struct store_op *batch)
 {
 	struct meta *m = c->ctx.meta;
 
 	if (meta_begin(m, c->ctx.error) < 0) {
 		fail_batch(batch, str_c(c->ctx.error));
-		return;
+		return -1;
 	}
 	for (struct store_op *op = batch; op != NULL; op = op->next) {
 		if (op->spool != NULL &&
@@ -238,18 +368,15 @@ static void run_batch(struct commit *c, struct store_op *batch)
 				       c->ctx.error) < 0) {
 			meta_rollback(m);
 			fail_batch(batch, str_c(c->ctx.error));
-			return;
+			return -1;
 		}
 		ops_exec(&c->ctx, op);
 	}
-	if (meta_commit(m, c->ctx.error) < 0) {
-		meta_rollback(m);
-		fail_batch(batch, str_c(c->ctx.error));
-	}
+	return 0;
 }
 
-/* After a failed install: the store owns the spooled files, so they go,
- * and blobs already renamed for this batch go as at recovery. */
+/* After a failed batch: the store owns the spooled files, so they go, and
+ * blobs already renamed for this batch go as at recovery. */
 static void abandon(struct commit *c, struct store_op *batch)
 {
 	for (struct store_op *op = batch; op != NULL; op = op->next)
@@ -261,35 +388,100 @@ static void abandon(struct commit *c, struct store_op *batch)
 			  str_c(c->ctx.error));
 }
 
-static void process(struct commit *c, struct store_op *batch, size_t n)
+/* The filer thread runs steps 2 and 3 of each batch the writer posts. */
+static void filer_main(void *arg)
 {
-	int spooled = 0;
+	struct commit *c = arg;
 
-	for (struct store_op *op = batch; op != NULL; op = op->next) {
-		take_spool(c, op);
-		spooled |= op->spool != NULL;
+	uv_mutex_lock(&c->lock);
+	for (;;) {
+		struct store_op *batch = c->file_batch;
+		int r;
+
+		if (batch == NULL) {
+			if (c->helpers_stopping)
+				break;
+			uv_cond_wait(&c->file_wake, &c->lock);
+			continue;
+		}
+		uv_mutex_unlock(&c->lock);
+		r = install_blobs(c, batch, c->file_error);
+		uv_mutex_lock(&c->lock);
+		c->file_batch = NULL;
+		c->file_result = r;
+		c->file_done = 1;
+		uv_cond_signal(&c->file_wake);
 	}
-	if (spooled && install_blobs(c, batch) < 0) {
-		fail_batch(batch, str_c(c->ctx.error));
-		abandon(c, batch);
-	} else {
-		run_batch(c, batch);
-	}
-	log_debug(NULL, "batch of %zu request(s) committed", n);
+	uv_mutex_unlock(&c->lock);
 }
 
-/* Takes up to batch_max queued ops; NULL when stopping with none left. */
+static void file_post(struct commit *c, struct store_op *batch)
+{
+	uv_mutex_lock(&c->lock);
+	str_clear(c->file_error);
+	c->file_done = 0;
+	c->file_batch = batch;
+	uv_cond_broadcast(&c->file_wake);
+	uv_mutex_unlock(&c->lock);
+}
+
+static int file_wait(struct commit *c)
+{
+	int r;
+
+	uv_mutex_lock(&c->lock);
+	while (!c->file_done)
+		uv_cond_wait(&c->file_wake, &c->lock);
+	r = c->file_result;
+	uv_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* The new blobs are made durable (filer) while the writer runs the
+ * statements; the commit waits for both, so no metadata is committed
+ * before its blobs are on disk. */
+static void process(struct commit *c, struct store_op *batch, size_t n)
+{
+	struct meta *m = c->ctx.meta;
+	int spooled = 0, sql, files = 0;
+
+	for (struct store_op *op = batch; op != NULL; op = op->next)
+		spooled |= op->spool != NULL;
+	if (spooled)
+		file_post(c, batch);
+	sql = run_batch(c, batch);
+	if (spooled)
+		files = file_wait(c);
+	if (files < 0) {
+		if (sql == 0)
+			meta_rollback(m);
+		fail_batch(batch, str_c(c->file_error));
+	} else if (sql == 0 && meta_commit(m, c->ctx.error) < 0) {
+		meta_rollback(m);
+		fail_batch(batch, str_c(c->ctx.error));
+		sql = -1;
+	}
+	if (spooled && (files < 0 || sql < 0))
+		abandon(c, batch);
+	log_debug(NULL, "batch of %zu request(s) %s", n,
+		  files < 0 || sql < 0 ? "failed" : "committed");
+}
+
+/* Takes up to batch_max queued ops, in order, up to the first one not
+ * ready; NULL when stopping with none left.  (The helpers keep running
+ * until the writer has stopped, so every queued op becomes ready.) */
 static struct store_op *take_batch(struct commit *c, size_t *n_r)
 {
 	struct store_op *batch, **tail;
 	size_t n = 0;
 
 	uv_mutex_lock(&c->lock);
-	while (c->queue == NULL && !c->stopping)
+	while ((c->queue == NULL && !c->stopping) ||
+	       (c->queue != NULL && !c->queue->ready))
 		uv_cond_wait(&c->wake, &c->lock);
 	batch = c->queue;
 	tail = &c->queue;
-	while (*tail != NULL && n < c->set.batch_max) {
+	while (*tail != NULL && (*tail)->ready && n < c->set.batch_max) {
 		tail = &(*tail)->next;
 		n++;
 	}
@@ -334,6 +526,83 @@ static void writer_main(void *arg)
 	}
 }
 
+/* ---- helper threads ---- */
+
+static void helper_main(void *arg)
+{
+	struct commit *c = arg;
+	struct commit_job *job = &c->job;
+	struct str *error = str_new(128, COMMIT_ERROR_MAX);
+	struct store_op *op;
+
+	uv_mutex_lock(&c->lock);
+	for (;;) {
+		if (job->fn != NULL && job->next < job->n) {
+			size_t i = job->next++;
+			blob_task_cb *fn = job->fn;
+			void *fn_arg = job->arg;
+
+			job->running++;
+			uv_mutex_unlock(&c->lock);
+			fn(i, fn_arg);
+			uv_mutex_lock(&c->lock);
+			if (--job->running == 0 && job->next == job->n)
+				uv_cond_signal(&c->job_done);
+		} else if ((op = c->dirs) != NULL) {
+			c->dirs = op->dirs_next;
+			if (c->dirs == NULL)
+				c->dirs_tail = &c->dirs;
+			op->dirs_state = DIRS_RUNNING;
+			uv_mutex_unlock(&c->lock);
+			run_dirs(c, op);
+			uv_mutex_lock(&c->lock);
+			op->dirs_state = DIRS_DONE;
+			uv_cond_broadcast(&c->dirs_done);
+		} else if ((op = c->prep) != NULL) {
+			c->prep = op->prep_next;
+			if (c->prep == NULL)
+				c->prep_tail = &c->prep;
+			uv_mutex_unlock(&c->lock);
+			take_spool(c, op, error);
+			str_clear(error);
+			uv_mutex_lock(&c->lock);
+			op->ready = 1;
+			if (op == c->queue)
+				uv_cond_signal(&c->wake);
+		} else if (c->helpers_stopping) {
+			break;
+		} else {
+			uv_cond_wait(&c->help, &c->lock);
+		}
+	}
+	uv_mutex_unlock(&c->lock);
+	str_free(&error);
+}
+
+static void helpers_start(struct commit *c)
+{
+	if (uv_thread_create(&c->filer, filer_main, c) < 0)
+		log_fatal(NULL, "cannot start the filer thread");
+	for (size_t i = 0; i < COMMIT_HELPERS; i++) {
+		if (uv_thread_create(&c->helpers[i], helper_main, c) < 0)
+			log_fatal(NULL, "cannot start the helper threads");
+		c->nhelpers++;
+	}
+}
+
+static void helpers_stop(struct commit *c)
+{
+	uv_mutex_lock(&c->lock);
+	c->helpers_stopping = 1;
+	uv_cond_broadcast(&c->help);
+	uv_mutex_unlock(&c->lock);
+	uv_cond_broadcast(&c->file_wake);
+	for (size_t i = 0; i < c->nhelpers; i++)
+		uv_thread_join(&c->helpers[i]);
+	c->nhelpers = 0;
+	uv_thread_join(&c->filer);
+}
+
 /* ---- loop side ---- */
 
 static void on_async(uv_async_t *a)
@@ -369,6 +638,11 @@ static void commit_free(struct commit *c)
 	uv_mutex_destroy(&c->lock);
 	uv_cond_destroy(&c->wake);
 	uv_cond_destroy(&c->started);
+	uv_cond_destroy(&c->help);
+	uv_cond_destroy(&c->job_done);
+	uv_cond_destroy(&c->file_wake);
+	uv_cond_destroy(&c->dirs_done);
+	str_free(&c->file_error);
 	free(c->meta_path);
 	free(c->store_dir);
 	free(c);
@@ -392,12 +666,17 @@ int commit_start(uv_loop_t *loop, const struct commit_settings *set,
 	c->ctx.fetch_max = set->fetch_max;
 	c->ctx.error = str_new(128, COMMIT_ERROR_MAX);
 	c->start_error = str_new(128, COMMIT_ERROR_MAX);
+	c->file_error = str_new(128, COMMIT_ERROR_MAX);
 	c->queue_tail = &c->queue;
+	c->prep_tail = &c->prep;
+	c->dirs_tail = &c->dirs;
 	c->done_tail = &c->done;
 	c->done_cb = done;
 	c->done_ctx = ctx;
 	if (uv_mutex_init(&c->lock) < 0 || uv_cond_init(&c->wake) < 0 ||
-	    uv_cond_init(&c->started) < 0)
+	    uv_cond_init(&c->started) < 0 || uv_cond_init(&c->help) < 0 ||
+	    uv_cond_init(&c->job_done) < 0 || uv_cond_init(&c->file_wake) < 0 ||
+	    uv_cond_init(&c->dirs_done) < 0)
 		log_fatal(NULL, "cannot create the writer's locks");
 	uv_async_init(loop, &c->async, on_async);
 	c->async.data = c;
@@ -414,6 +693,7 @@ int commit_start(uv_loop_t *loop, const struct commit_settings *set,
 		uv_close((uv_handle_t *)&c->async, on_async_closed);
 		return -1;
 	}
+	helpers_start(c);
 	*c_r = c;
 	return 0;
 }
@@ -421,11 +701,19 @@ int commit_start(uv_loop_t *loop, const struct commit_settings *set,
 void commit_submit(struct commit *c, struct store_op *op)
 {
 	op->next = NULL;
+	op->prep_next = NULL;
+	op->ready = ops_spool_field(op->def) == NULL;
 	c->in_flight++;
 	uv_mutex_lock(&c->lock);
 	*c->queue_tail = op;
 	c->queue_tail = &op->next;
-	uv_cond_signal(&c->wake);
+	if (!op->ready) {
+		*c->prep_tail = op;
+		c->prep_tail = &op->prep_next;
+		uv_cond_signal(&c->help);
+	} else if (op == c->queue) {
+		uv_cond_signal(&c->wake);
+	}
 	uv_mutex_unlock(&c->lock);
 }
 
@@ -446,6 +734,7 @@ void commit_stop(struct commit **cp)
 	uv_cond_signal(&c->wake);
 	uv_mutex_unlock(&c->lock);
 	uv_thread_join(&c->thread);
+	helpers_stop(c);
 	if (!uv_is_closing((uv_handle_t *)&c->async))
 		uv_close((uv_handle_t *)&c->async, on_async_closed);
 	else

@@ -5,10 +5,13 @@
  * the IPC channel (hello "tern-stored" version 1), checks each request
  * against its schema and hands it to the writer as a struct store_op; when
  * the op comes back it sends the replies.
- * commit.c (writer thread): group commit.  It takes every pending op (up to
- * store_batch_max), makes the new blobs durable, runs all ops in one SQLite
- * transaction, commits, and only then returns the ops to the loop; after
- * that it removes the blob files whose last reference went.
+ * commit.c (helper threads, writer thread): helpers take each spooled
+ * message as it arrives (hash, MIME parse, fsync; several at once); the
+ * writer does the group commit.  It takes every pending op whose message
+ * is taken (up to store_batch_max, in arrival order), makes the new blobs
+ * durable, runs all ops in one SQLite transaction, commits, and only then
+ * returns the ops to the loop; after that it removes the blob files whose
+ * last reference went.
  * ops.c (writer thread): what each request does and its reply frames
  * (docs/protocols/stored.md), and the change events it records.
  * notify.c: the events and the clients' watches (watch/unwatch are
@@ -41,7 +44,12 @@ struct store_op {
 	struct ipc_msg *req;		/* checked against def's schema */
 	struct store_session *session;	/* NULL once the client left */
 	int64_t received;		/* time(NULL) at receipt */
-	/* spooled message (deliver, append), writer thread */
+	/* spooled message (deliver, append): taken by a helper thread
+	 * (commit.c) before the writer sees the op */
+	struct store_op *prep_next;	/* in the helpers' queue */
+	int ready;			/* taken (or nothing to take) */
+	struct store_op *dirs_next;	/* its shard mkdirs, queued */
+	int dirs_state;			/* 0 none, queued, running, done */
 	const char *spool;		/* the file field, or NULL */
 	char hex[BLOB_HEX_LEN + 1];
 	uint64_t size;

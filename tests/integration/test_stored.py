@@ -361,6 +361,37 @@ def test_concurrent_deliveries_group_commit(store):
     st.close()
 
 
+def test_concurrent_same_content_is_one_blob_each(store):
+    """Identical messages taken by several helper threads at once (the
+    shard directories created concurrently) end as one blob each, with
+    every reference counted."""
+    acked, errors, threads = [], [], []
+    tags = [f"same-{i}" for i in range(12)]
+    for t in range(4):
+        th = threading.Thread(target=deliver_stream, args=(
+            store.root, 21 + t, list(tags), acked, errors))
+        th.start()
+        threads.append(th)
+    for th in threads:
+        th.join(timeout=120)
+    assert errors == []
+    assert len(acked) == 4 * len(tags)
+    rows = blob_rows(store.root)
+    st = Store(store.root)
+    blobs = {}
+    for account in range(21, 25):
+        for m in fetch_all(st, account):
+            blobs.setdefault(m.get("blob"), 0)
+            blobs[m.get("blob")] += 1
+    st.close()
+    assert len(blobs) == len(tags)
+    for path, n in blobs.items():
+        assert n == 4
+        assert os.path.isfile(path)
+        assert rows[os.path.basename(path)] == 4
+    assert os.listdir(os.path.join(store.root, "data", "store", "tmp")) == []
+
+
 def test_kill9_during_deliveries_loses_nothing_acknowledged(store):
     acked, errors, threads = [], [], []
     deadline = time.monotonic() + 120

@@ -200,7 +200,73 @@ static void test_intent(void **state)
 	s.n = 0;
 	assert_int_equal(blob_intent_scan(f->bs, seen_cb, &s, f->error), 0);
 	assert_int_equal(s.n, 2);
+	/* rewritten in place: a shorter list leaves nothing stale listed */
+	assert_int_equal(blob_intent_write(f->bs, list, 1, f->error), 0);
+	s.n = 0;
+	assert_int_equal(blob_intent_scan(f->bs, seen_cb, &s, f->error), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.last, ABC_HEX);
+	assert_int_equal(blob_intent_write(f->bs, list, 0, f->error), 0);
+	s.n = 0;
+	assert_int_equal(blob_intent_scan(f->bs, seen_cb, &s, f->error), 0);
+	assert_int_equal(s.n, 0);
+	/* and the store reopened sees the same */
+	blob_store_free(&f->bs);
+	assert_int_equal(blob_store_open(f->store, &f->bs, f->error), 0);
+	assert_int_equal(blob_intent_scan(f->bs, seen_cb, &s, f->error), 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(blob_intent_write(f->bs, list + 1, 1, f->error), 0);
+	assert_int_equal(blob_intent_scan(f->bs, seen_cb, &s, f->error), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.last, list[1]);
 	str_free(&p);
+}
+
+/* blob_runner that runs the tasks backwards, as another order would. */
+static void run_backwards(size_t n, blob_task_cb *fn, void *arg,
+			  void *ctx)
+{
+	size_t *calls = ctx;
+
+	for (size_t i = n; i-- > 0;) {
+		fn(i, arg);
+		(*calls)++;
+	}
+}
+
+static void test_prepare_dirs_and_parallel_sync(void **state)
+{
+	struct fixture *f = *state;
+	struct str *path = str_new(0, 4096), *dir = str_new(0, 4096);
+	char hex[BLOB_HEX_LEN + 1];
+	uint64_t size;
+	size_t calls = 0;
+	int installed;
+	struct stat st;
+
+	spool(f, "one", "abc", path);
+	assert_int_equal(blob_prepare(str_c(path), hex, &size, NULL, NULL,
+				      f->error), 0);
+	assert_int_equal(blob_prepare_dirs(f->bs, "xyz", f->error), -1);
+	assert_int_equal(blob_prepare_dirs(f->bs, hex, f->error), 0);
+	assert_int_equal(str_printf(dir, "%s/ba/78", f->store), 0);
+	assert_int_equal(stat(str_c(dir), &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* again: nothing to do */
+	assert_int_equal(blob_prepare_dirs(f->bs, hex, f->error), 0);
+	assert_int_equal(blob_install(f->bs, str_c(path), hex, &installed,
+				      f->error), 0);
+	assert_int_equal(installed, 1);
+	assert_int_equal(blob_sync_dirs_with(f->bs, run_backwards, &calls,
+					     f->error), 0);
+	assert_true(blob_exists(f->bs, hex));
+	/* nothing left to sync */
+	calls = 0;
+	assert_int_equal(blob_sync_dirs_with(f->bs, run_backwards, &calls,
+					     f->error), 0);
+	assert_int_equal(calls, 0);
+	str_free(&path);
+	str_free(&dir);
 }
 
 static void test_hex_valid(void **state)
@@ -221,6 +287,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spool_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_intent, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_prepare_dirs_and_parallel_sync, setup, teardown),
 		cmocka_unit_test(test_hex_valid),
 	};
 

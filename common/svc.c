@@ -58,6 +58,7 @@ struct svc {
 	int tls_tried;
 	size_t sessions;
 	int stopping;
+	int drained;		/* on_drained was called */
 	int debug;
 	void *ctx;
 };
@@ -318,9 +319,15 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-/* The loop may end: close the skeleton's own handles. */
+/* The loop may end: let the daemon close its peers, then close the
+ * skeleton's own handles. */
 static void svc_finish(struct svc *svc)
 {
+	if (!svc->drained) {
+		svc->drained = 1;
+		if (svc->spec->on_drained != NULL)
+			svc->spec->on_drained(svc);
+	}
 	if (!uv_is_closing((uv_handle_t *)&svc->drain_timer))
 		uv_close((uv_handle_t *)&svc->drain_timer, NULL);
 	if (svc->status_open) {

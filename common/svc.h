@@ -41,6 +41,9 @@ struct svc_spec {
 	void (*on_reload)(struct svc *svc);
 	/* Stop was asked: close idle sessions, finish busy ones. */
 	void (*on_stop)(struct svc *svc);
+	/* Stopping and no session is left (called once): close connections
+	 * to other daemons (authd, stored) so that the loop can end. */
+	void (*on_drained)(struct svc *svc);
 	/* Called once when the loop has ended, to free state. */
 	void (*deinit)(struct svc *svc);
 };

@@ -46,8 +46,5 @@ struct lmtpd *lmtpd_get(struct svc *svc);
  * or "" (an account without a mail host). */
 bool lmtpd_host_is_local(const struct lmtpd *ld, const char *host);
 
-/* A session ended (after svc_session_closed): when stopping and none is
- * left, the clients of authd and stored are closed so the loop can end. */
-void lmtpd_session_gone(struct lmtpd *ld);
 
 #endif

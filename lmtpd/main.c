@@ -114,9 +114,12 @@ static void lmtpd_close_clients(struct lmtpd *ld)
 	storeasync_free(&ld->store);
 }
 
-void lmtpd_session_gone(struct lmtpd *ld)
+/* svc: stopping and no session left: close the peers' clients. */
+static void lmtpd_drained(struct svc *svc)
 {
-	if (svc_stopping(ld->svc) && svc_sessions(ld->svc) == 0)
+	struct lmtpd *ld = lmtpd_get(svc);
+
+	if (ld != NULL)
 		lmtpd_close_clients(ld);
 }
 
@@ -127,8 +130,6 @@ static void lmtpd_stop(struct svc *svc)
 	if (ld == NULL)
 		return;
 	sessions_stop(ld);
-	if (svc_sessions(svc) == 0)
-		lmtpd_close_clients(ld);
 }
 
 static void lmtpd_deinit(struct svc *svc)
@@ -150,6 +151,7 @@ static const struct svc_spec lmtpd_spec = {
 	.on_accept = lmtpd_accept,
 	.on_reload = lmtpd_reload,
 	.on_stop = lmtpd_stop,
+	.on_drained = lmtpd_drained,
 	.deinit = lmtpd_deinit,
 };
 

@@ -79,7 +79,6 @@ static void session_release(struct session *s)
 	free(s->lhlo);
 	free(s);
 	svc_session_closed(ld->svc);
-	lmtpd_session_gone(ld);
 }
 
 static void idle_closed(uv_handle_t *h)

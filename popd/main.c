@@ -198,9 +198,12 @@ static void popd_close_clients(struct popd *pd)
 	storeasync_free(&pd->store);
 }
 
-void popd_session_gone(struct popd *pd)
+/* svc: stopping and no session left: close the peers' clients. */
+static void popd_drained(struct svc *svc)
 {
-	if (svc_stopping(pd->svc) && svc_sessions(pd->svc) == 0)
+	struct popd *pd = popd_get(svc);
+
+	if (pd != NULL)
 		popd_close_clients(pd);
 }
 
@@ -211,8 +214,6 @@ static void popd_stop(struct svc *svc)
 	if (pd == NULL)
 		return;
 	sessions_stop(pd);
-	if (svc_sessions(svc) == 0)
-		popd_close_clients(pd);
 }
 
 static void popd_deinit(struct svc *svc)
@@ -233,6 +234,7 @@ static const struct svc_spec popd_spec = {
 	.on_accept = popd_accept,
 	.on_reload = popd_reload,
 	.on_stop = popd_stop,
+	.on_drained = popd_drained,
 	.deinit = popd_deinit,
 };
 

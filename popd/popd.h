@@ -57,8 +57,5 @@ struct popd *popd_get(struct svc *svc);
  * or "" (an account without a mail host). */
 bool popd_host_is_local(const struct popd *pd, const char *host);
 
-/* A session ended (after svc_session_closed): when stopping and none is
- * left, the clients of authd and stored are closed so the loop can end. */
-void popd_session_gone(struct popd *pd);
 
 #endif

@@ -92,7 +92,6 @@ static void session_release(struct session *s)
 	free(s->login);
 	free(s);
 	svc_session_closed(pd->svc);
-	popd_session_gone(pd);
 }
 
 static void idle_closed(uv_handle_t *h)

@@ -149,6 +149,21 @@ class Instance:
         raise AssertionError(f"timed out waiting for {what}; log:\n"
                              f"{self.log_tail()}")
 
+    SANITIZER_MARKS = ("Sanitizer", "runtime error", "panic:")
+
+    def problems_logged(self, extra=()):
+        """Sanitizer reports, UBSan errors and panics in the instance's log
+        and in master.err (the daemons' stderr)."""
+        text = self.log_text()
+        try:
+            with open(os.path.join(self.root, "log", "master.err"),
+                      errors="replace") as f:
+                text += f.read()
+        except OSError:
+            pass
+        marks = self.SANITIZER_MARKS + tuple(extra)
+        return [m for m in marks if m in text], text
+
     def stop_all(self):
         """Stops the instance; returns the pids still alive afterwards."""
         self.ctl("stop", check=False, timeout=90)
@@ -194,9 +209,13 @@ def make_instance():
     problems = []
     for inst in made:
         left = inst.stop_all()
+        found, text = inst.problems_logged()
+        if found:
+            problems.append(f"{inst.root}: {found} in the logs:\n"
+                            f"{text[-6000:]}")
         if left:
             problems.append(f"{inst.root}: processes left after stop: {left}")
-        else:
+        if not left and not found:
             shutil.rmtree(inst.root, ignore_errors=True)
     if problems:
         pytest.fail("; ".join(problems))

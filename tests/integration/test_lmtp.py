@@ -236,15 +236,8 @@ def env(make_instance, monkeypatch):
     yield e
     print(inst.log_tail(80))     # shown when the test failed
     inst.ctl("stop", check=False, timeout=90)
-    text = inst.log_text()
-    try:
-        with open(os.path.join(inst.root, "log", "master.err"),
-                  errors="replace") as f:
-            text += f.read()
-    except OSError:
-        pass
-    for bad in ("Sanitizer", "runtime error", "panic:"):
-        assert bad not in text, text[-6000:]
+    found, text = inst.problems_logged()
+    assert not found, text[-6000:]
 
 
 def headers_of(blob):

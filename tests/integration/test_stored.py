@@ -104,15 +104,8 @@ def start_store(make_instance, conf=""):
 def stop_and_check(inst):
     # a clean stop: no sanitizer report, no error exit of tern-stored
     inst.ctl("stop", check=False, timeout=90)
-    text = inst.log_text()
-    try:
-        with open(os.path.join(inst.root, "log", "master.err"),
-                  errors="replace") as f:
-            text += f.read()
-    except OSError:
-        pass
-    for bad in ("Sanitizer", "runtime error", "panic:", "batch failed"):
-        assert bad not in text, text[-6000:]
+    found, text = inst.problems_logged(extra=("batch failed",))
+    assert not found, text[-6000:]
 
 
 @pytest.fixture

@@ -4,7 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#if defined(__linux__) && defined(SYS_openat2) && defined(RWF_NOWAIT) && \
+	__has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#ifdef RESOLVE_CACHED
+#define RETR_NOWAIT 1
+#endif
+#endif
 
 #include "compat.h"
 #include "conn.h"
@@ -28,6 +38,8 @@ struct retr {
 	uint64_t offset;	/* next pread */
 	size_t got;		/* bytes in buf from the last read */
 	bool eof;		/* the last read reached the end */
+	bool sized;		/* size is known (opened on the loop) */
+	uint64_t size;		/* of the blob, when sized */
 	bool busy;		/* a work item is in flight */
 	bool waiting;		/* for the conn to drain */
 	bool cancelled;
@@ -84,6 +96,59 @@ static void read_work(uv_work_t *w)
 	}
 }
 
+/*
+ * The loop thread: opens and reads the next chunk only when that cannot
+ * block (a path in the dentry cache, data in the page cache), which for
+ * a message read shortly after the store wrote or a client read it is
+ * nearly always.  A message that fits in one chunk then costs no trip to
+ * the thread pool.  false: it would block or failed; the thread pool
+ * does it (and reports any error) instead.
+ */
+static bool read_nowait(struct retr *r)
+{
+#ifdef RETR_NOWAIT
+	struct iovec iov = { .iov_base = r->buf, .iov_len = sizeof(r->buf) };
+	ssize_t n;
+
+	if (r->fd < 0) {
+		struct open_how how = {
+			.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+			.resolve = RESOLVE_CACHED,
+		};
+		struct stat st;
+		long fd = syscall(SYS_openat2, AT_FDCWD, r->path, &how,
+				  sizeof(how));
+
+		if (fd < 0)
+			return false;
+		r->fd = (int)fd;
+		if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
+			return false;
+		r->size = (uint64_t)st.st_size;
+		r->sized = true;
+	}
+	if (!r->sized)
+		return false;
+	/* A short read here may be the end of what is cached, not of the
+	 * file: the size says which. */
+	n = preadv2(r->fd, &iov, 1, (off_t)r->offset, RWF_NOWAIT);
+	if (n < 0 || (n == 0 && r->offset < r->size))
+		return false;
+	r->err = 0;
+	r->got = (size_t)n;
+	r->offset += (uint64_t)n;
+	r->eof = r->offset >= r->size;
+	if (r->eof) {
+		close(r->fd);
+		r->fd = -1;
+	}
+	return true;
+#else
+	(void)r;
+	return false;
+#endif
+}
+
 static bool flush(struct retr *r)
 {
 	if (str_len(r->out) > 0 &&
@@ -93,16 +158,19 @@ static bool flush(struct retr *r)
 	return true;
 }
 
-static void read_next(struct retr *r);
+static bool read_next(struct retr *r);
 
 /* Encodes and writes the chunk just read: true when the message is done
  * (*st_r says how), false when more is to come (a read is queued or
  * waits for the conn to drain). */
 static bool process(struct retr *r, enum retr_status *st_r)
 {
-	const char *pos = r->buf, *end = r->buf + r->got;
+	const char *pos, *end;
 	int fr;
 
+again:
+	pos = r->buf;
+	end = r->buf + r->got;
 	if (r->err != 0) {
 		if (!r->started) {
 			if (r->err != ENOENT)
@@ -138,17 +206,31 @@ static bool process(struct retr *r, enum retr_status *st_r)
 	}
 	if (!flush(r))
 		return true;
-	read_next(r);
+	if (read_next(r))
+		goto again;
 	return false;
+}
+
+/* Goes on with the chunk in buf; calls back and frees r when done. */
+static void run(struct retr *r)
+{
+	enum retr_status st;
+	retr_done_cb *cb;
+	uint64_t bytes;
+	void *ctx;
+
+	if (!process(r, &st))
+		return;
+	cb = r->cb;
+	ctx = r->ctx;
+	bytes = pop3_body_written(r->body);
+	retr_destroy(r);
+	cb(st, bytes, ctx);
 }
 
 static void read_done(uv_work_t *w, int status)
 {
 	struct retr *r = w->data;
-	enum retr_status st;
-	retr_done_cb *cb;
-	uint64_t bytes;
-	void *ctx;
 
 	r->busy = false;
 	if (r->cancelled) {
@@ -161,25 +243,24 @@ static void read_done(uv_work_t *w, int status)
 		r->ready = true;	/* read ahead: wait for retr_send() */
 		return;
 	}
-	if (!process(r, &st))
-		return;
-	cb = r->cb;
-	ctx = r->ctx;
-	bytes = pop3_body_written(r->body);
-	retr_destroy(r);
-	cb(st, bytes, ctx);
+	run(r);
 }
 
-static void read_next(struct retr *r)
+/* true: the next chunk is in buf now; false: it comes to read_done(),
+ * or the conn must drain first. */
+static bool read_next(struct retr *r)
 {
 	if (conn_pending(r->conn) >= CONN_HIGH_WATER) {
 		r->waiting = true;
-		return;
+		return false;
 	}
 	r->waiting = false;
+	if (read_nowait(r))
+		return true;
 	r->busy = true;
 	if (uv_queue_work(r->loop, &r->work, read_work, read_done) < 0)
 		log_panic(conn_id(r->conn), "uv_queue_work failed");
+	return false;
 }
 
 struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path)
@@ -194,6 +275,10 @@ struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path)
 	r->body = pop3_body_new(-1);
 	r->out = str_new(4096, OUT_MAX);
 	r->work.data = r;
+	if (read_nowait(r)) {
+		r->ready = true;	/* read ahead: wait for retr_send() */
+		return r;
+	}
 	r->busy = true;
 	if (uv_queue_work(loop, &r->work, read_work, read_done) < 0)
 		log_panic(conn_id(c), "uv_queue_work failed");
@@ -222,8 +307,8 @@ int retr_send(struct retr *r, const char *ok_line, int64_t lines,
 
 void retr_resume(struct retr *r)
 {
-	if (r != NULL && r->waiting && !r->busy)
-		read_next(r);
+	if (r != NULL && r->waiting && !r->busy && read_next(r))
+		run(r);
 }
 
 void retr_cancel(struct retr **rp)

@@ -2,9 +2,13 @@
  * retr.h: RETR and TOP, one message streamed from its blob to the client.
  *
  * retr_open() starts reading at once: the blob is opened and read in
- * RETR_CHUNK pieces with pread on the libuv thread pool (the first piece
- * in the same work item as the open, and the file closed in the work item
- * that reaches its end, so a small message costs one trip to the pool).
+ * RETR_CHUNK pieces.  Each open and piece is first tried on the loop
+ * thread where that cannot block (openat2 with RESOLVE_CACHED, preadv2
+ * with RWF_NOWAIT: the path and data are cached, as they nearly always
+ * are for a mailbox being downloaded), so a message of one piece usually
+ * costs no trip to the libuv thread pool; otherwise the piece is read with
+ * pread on the thread pool (the first piece in the same work item as the
+ * open, and the file closed in the work item that reaches its end).
  * The session opens the next message while the client is still reading
  * the current one (read-ahead), so a client that retrieves messages in
  * order finds the first piece waiting and gets its answer at once.

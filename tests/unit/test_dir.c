@@ -256,6 +256,13 @@ static void test_passwords(void **state)
 					      sizeof(enc)), ARGON2_OK);
 	assert_true(dir_password_verify("old pw", enc));
 	assert_false(dir_password_verify("old px", enc));
+	/* Two lanes: verified by libargon2 rather than libsodium. */
+	assert_int_equal(argon2id_hash_encoded(2, 1024, 2, "lanes", 5, salt,
+					       sizeof(salt), 32, enc,
+					       sizeof(enc)), ARGON2_OK);
+	assert_non_null(strstr(enc, ",p=2$"));
+	assert_true(dir_password_verify("lanes", enc));
+	assert_false(dir_password_verify("lanez", enc));
 
 	assert_false(dir_password_verify("x", "x"));
 	assert_false(dir_password_verify("x", ""));

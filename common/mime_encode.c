@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "compat.h"
+#include "base64.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -146,46 +147,6 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Base64 (padding optional); -1 on a bad character or a lone 6 bits. */
-static int decode_b(const char *in, size_t len, struct str *out)
-{
-	uint32_t acc = 0;
-	unsigned int bits = 0;
-	size_t i;
-
-	while (len > 0 && in[len - 1] == '=')
-		len--;
-	for (i = 0; i < len; i++) {
-		int v = b64val((unsigned char)in[i]);
-
-		if (v < 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (str_append_byte(out, (acc >> bits) & 0xFF) < 0)
-				return -1;
-		}
-	}
-	return bits >= 6 ? -1 : 0;
-}
-
 /* Q: '_' is a space, "=XX" a byte; a broken '=' stays as it is. */
 static int decode_q(const char *in, size_t len, struct str *out)
 {
@@ -277,7 +238,7 @@ static int ew_add(struct ewords *ew, char *cs, char enc, const char *text,
 		str_lcpy(ew->charset, cs, sizeof(ew->charset));
 	}
 	old = str_len(ew->bytes);
-	if ((enc == 'B' ? decode_b(text, tlen, ew->bytes) :
+	if ((enc == 'B' ? base64_decode(text, tlen, 0, ew->bytes) :
 	     decode_q(text, tlen, ew->bytes)) < 0) {
 		str_truncate(ew->bytes, old);
 		return -1;

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "compat.h"
+#include "base64.h"
 #include "linereader.h"
 #include "pop3proto.h"
 #include "xalloc.h"
@@ -286,54 +287,6 @@ int pop3_parser_feed(struct pop3_parser *p, const char **pos, const char *end,
 
 /* ---- AUTH PLAIN ---- */
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict base64: length a multiple of 4, padding only at the end. */
-static int b64_decode(const char *in, size_t len, struct str *out)
-{
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		size_t pad = 0;
-
-		for (size_t j = 0; j < 4; j++) {
-			unsigned char c = (unsigned char)in[i + j];
-
-			if (c == '=' && i + 4 == len && j >= 2) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0 || (v[j] = b64_value(c)) < 0)
-				return -1;
-		}
-		unsigned long w = ((unsigned long)v[0] << 18) |
-				  ((unsigned long)v[1] << 12) |
-				  ((unsigned long)v[2] << 6) | (unsigned long)v[3];
-		unsigned char b[3] = { (unsigned char)(w >> 16),
-				       (unsigned char)(w >> 8),
-				       (unsigned char)w };
-
-		if (str_append(out, b, 3 - pad) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 int pop3_sasl_plain_decode(const char *b64, size_t len, struct str *buf,
 			   const char **authzid_r, const char **authcid_r,
 			   const char **password_r)
@@ -342,7 +295,8 @@ int pop3_sasl_plain_decode(const char *b64, size_t len, struct str *buf,
 	size_t n;
 
 	str_clear(buf);
-	if (len > (POP3_SASL_MAX / 3 + 1) * 4 || b64_decode(b64, len, buf) < 0 ||
+	if (len > (POP3_SASL_MAX / 3 + 1) * 4 ||
+	    base64_decode(b64, len, BASE64_STRICT, buf) < 0 ||
 	    str_len(buf) > POP3_SASL_MAX)
 		return -1;
 	d = str_c(buf);

@@ -1,0 +1,51 @@
+/* base64.c: see base64.h. */
+#include "config.h"
+
+#include <stdint.h>
+
+#include "base64.h"
+#include "compat.h"
+
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int base64_decode(const char *in, size_t len, unsigned flags,
+		  struct str *out)
+{
+	size_t pad_max = (flags & BASE64_STRICT) ? 2 : len;
+	uint32_t acc = 0;
+	unsigned int bits = 0;
+
+	if ((flags & BASE64_STRICT) && len % 4 != 0)
+		return -1;
+	/* Padding only at the end: a "=" left inside is a bad character. */
+	for (size_t pad = 0; len > 0 && in[len - 1] == '=' && pad < pad_max;
+	     pad++)
+		len--;
+	for (size_t i = 0; i < len; i++) {
+		int v = b64_value((unsigned char)in[i]);
+
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (str_append_byte(out, (acc >> bits) & 0xFF) < 0)
+				return -1;
+		}
+	}
+	return bits >= 6 ? -1 : 0;
+}

@@ -1,0 +1,58 @@
+/* test_base64.c: strict (SASL) and lenient (MIME) base64 decoding. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "compat.h"
+#include "base64.h"
+#include "str.h"
+
+static int dec(const char *in, unsigned flags, struct str *out)
+{
+	str_clear(out);
+	return base64_decode(in, strlen(in), flags, out);
+}
+
+static void test_strict(void **state)
+{
+	struct str *out = str_new(0, 64);
+
+	assert_int_equal(dec("AGJvYgBzM2NyZXQ=", BASE64_STRICT, out), 0);
+	assert_int_equal(str_len(out), 11);
+	assert_memory_equal(str_c(out), "\0bob\0s3cret", 11);
+	assert_int_equal(dec("YQ==", BASE64_STRICT, out), 0);
+	assert_string_equal(str_c(out), "a");
+	assert_int_equal(dec("", BASE64_STRICT, out), 0);
+	assert_int_equal(dec("YQ", BASE64_STRICT, out), -1);	/* no padding */
+	assert_int_equal(dec("Y===", BASE64_STRICT, out), -1);
+	assert_int_equal(dec("YQ==YQ==", BASE64_STRICT, out), -1);
+	assert_int_equal(dec("Y!Q=", BASE64_STRICT, out), -1);
+	str_free(&out);
+}
+
+static void test_lenient_and_bounds(void **state)
+{
+	struct str *out = str_new(0, 4);
+
+	assert_int_equal(dec("YWJj", 0, out), 0);
+	assert_string_equal(str_c(out), "abc");
+	assert_int_equal(dec("YQ", 0, out), 0);		/* padding optional */
+	assert_string_equal(str_c(out), "a");
+	assert_int_equal(dec("Y", 0, out), -1);		/* lone 6 bits */
+	assert_int_equal(dec("YW=J", 0, out), -1);
+	assert_int_equal(dec("YWJjZGVm", 0, out), -1);	/* over the max */
+	str_free(&out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_strict),
+		cmocka_unit_test(test_lenient_and_bounds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

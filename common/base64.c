@@ -2,11 +2,12 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "base64.h"
 #include "compat.h"
 
-static int b64_value(unsigned char c)
+int base64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -35,7 +36,7 @@ int base64_decode(const char *in, size_t len, unsigned flags,
 	     pad++)
 		len--;
 	for (size_t i = 0; i < len; i++) {
-		int v = b64_value((unsigned char)in[i]);
+		int v = base64_value((unsigned char)in[i]);
 
 		if (v < 0)
 			return -1;
@@ -48,4 +49,32 @@ int base64_decode(const char *in, size_t len, unsigned flags,
 		}
 	}
 	return bits >= 6 ? -1 : 0;
+}
+
+int sasl_plain_decode(const char *b64, size_t len, size_t max,
+		      struct str *buf, const char **authzid_r,
+		      const char **authcid_r, const char **password_r)
+{
+	const char *d, *n1, *n2;
+	size_t n;
+
+	str_clear(buf);
+	if (len > (max / 3 + 1) * 4 ||
+	    base64_decode(b64, len, BASE64_STRICT, buf) < 0 ||
+	    str_len(buf) > max)
+		return -1;
+	d = str_c(buf);
+	n = str_len(buf);
+	n1 = memchr(d, '\0', n);
+	if (n1 == NULL)
+		return -1;
+	n2 = memchr(n1 + 1, '\0', n - (size_t)(n1 + 1 - d));
+	if (n2 == NULL || memchr(n2 + 1, '\0', n - (size_t)(n2 + 1 - d)))
+		return -1;
+	if (n2 == n1 + 1 || n2 + 1 == d + n)
+		return -1;	/* empty authcid or password */
+	*authzid_r = d;
+	*authcid_r = n1 + 1;
+	*password_r = n2 + 1;
+	return 0;
 }

@@ -19,8 +19,23 @@
 
 #define BASE64_STRICT 0x1
 
+/* The 6-bit value of a base64 character, -1 for any other byte. */
+int base64_value(unsigned char c);
+
 /* Appends the decoded bytes to out: 0, or -1 (bad input, or out full). */
 int base64_decode(const char *in, size_t len, unsigned flags,
 		  struct str *out) TERN_WUR;
+
+/*
+ * Decodes a SASL PLAIN response (RFC 4616): base64 of "authzid NUL
+ * authcid NUL password".  buf (the caller's, with room for max + 1 bytes)
+ * holds the pieces, which the _r pointers point into.  0, or -1 for bad
+ * base64, a wrong number of pieces, an empty authcid or password, or more
+ * than max decoded bytes.  Callers: POP3, IMAP and SMTP AUTH.
+ */
+int sasl_plain_decode(const char *b64, size_t len, size_t max,
+		      struct str *buf, const char **authzid_r,
+		      const char **authcid_r, const char **password_r)
+	TERN_WUR;
 
 #endif

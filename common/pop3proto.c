@@ -291,28 +291,8 @@ int pop3_sasl_plain_decode(const char *b64, size_t len, struct str *buf,
 			   const char **authzid_r, const char **authcid_r,
 			   const char **password_r)
 {
-	const char *d, *n1, *n2;
-	size_t n;
-
-	str_clear(buf);
-	if (len > (POP3_SASL_MAX / 3 + 1) * 4 ||
-	    base64_decode(b64, len, BASE64_STRICT, buf) < 0 ||
-	    str_len(buf) > POP3_SASL_MAX)
-		return -1;
-	d = str_c(buf);
-	n = str_len(buf);
-	n1 = memchr(d, '\0', n);
-	if (n1 == NULL)
-		return -1;
-	n2 = memchr(n1 + 1, '\0', n - (size_t)(n1 + 1 - d));
-	if (n2 == NULL || memchr(n2 + 1, '\0', n - (size_t)(n2 + 1 - d)))
-		return -1;
-	if (n2 == n1 + 1 || n2 + 1 == d + n)
-		return -1;	/* empty authcid or password */
-	*authzid_r = d;
-	*authcid_r = n1 + 1;
-	*password_r = n2 + 1;
-	return 0;
+	return sasl_plain_decode(b64, len, POP3_SASL_MAX, buf, authzid_r,
+				 authcid_r, password_r);
 }
 
 /* ---- RETR and TOP ---- */

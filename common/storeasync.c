@@ -49,6 +49,8 @@ struct storeasync {
 	uint32_t next_id;
 	unsigned int handles;	/* open handles; freed at 0 when freeing */
 	bool freeing;
+	storeasync_notify_cb *notify;	/* frames with id 0, and losses */
+	void *notify_ctx;
 };
 
 #define F_END { NULL, IPC_INT, 0, 0, 0, 0 }
@@ -325,6 +327,13 @@ static void on_close(struct ipc_chan *chan, const char *error, void *ctx)
 		      sa->backoff * 2 > SA_BACKOFF_MAX ? SA_BACKOFF_MAX :
 							 sa->backoff * 2;
 	uv_timer_start(&sa->retry, retry_cb, sa->backoff, 0);
+	if (delivered && sa->notify != NULL) {
+		sa->notify(NULL, sa->notify_ctx);	/* watches are gone */
+		if (sa->freeing) {
+			sa_handle_closed(sa);
+			return;
+		}
+	}
 	for (req = sa->head; req != NULL; req = next) {
 		next = req->next;
 		req_drop_frames(req);
@@ -382,6 +391,13 @@ static void on_msg(struct ipc_chan *chan, struct ipc_msg **msg, void *ctx)
 	struct sa_req *req;
 
 	sa->got_msg = true;
+	if (ipc_msg_id(m) == 0) {
+		if (sa->notify != NULL)
+			sa->notify(m, sa->notify_ctx);
+		else
+			log_debug(NULL, "stored: unexpected '%s' frame", type);
+		return;
+	}
 	for (req = sa->head; req != NULL; req = req->next) {
 		if (req->id == ipc_msg_id(m) && req->sent)
 			break;
@@ -559,6 +575,13 @@ void storeasync_free(struct storeasync **sap)
 		req_fail(sa->head, "storeasync closed", !sa->head->sent);
 	ipc_chan_close(&sa->chan);
 	uv_close((uv_handle_t *)&sa->retry, retry_closed);
+}
+
+void storeasync_set_notify(struct storeasync *sa, storeasync_notify_cb *cb,
+			   void *ctx)
+{
+	sa->notify = cb;
+	sa->notify_ctx = ctx;
 }
 
 size_t storeasync_pending(const struct storeasync *sa)

@@ -145,6 +145,19 @@ void storeasync_deliver(struct storeasync *sa, const char *file, int64_t date,
 			const struct storeasync_rcpt *rcpts, size_t n,
 			storeasync_deliver_cb *cb, void *ctx);
 
+/*
+ * Change notifications (docs/protocols/stored.md, "watch"): the frames the
+ * store sends with id 0 (notify.new, notify.flags, notify.expunge, and an
+ * "error" with code overflow) go to cb as they arrive.  cb(NULL) says that
+ * a connection closed: its watches are gone and changes may have been
+ * missed; the owner sends its "watch" requests again (they wait for the
+ * next connection) and resynchronises.  One callback per storeasync; cb
+ * NULL turns notifications off.
+ */
+typedef void storeasync_notify_cb(const struct ipc_msg *frame, void *ctx);
+void storeasync_set_notify(struct storeasync *sa, storeasync_notify_cb *cb,
+			   void *ctx);
+
 /* Requests waiting or in flight. */
 size_t storeasync_pending(const struct storeasync *sa);
 /* true while the connection is open and its hello was accepted. */

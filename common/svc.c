@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -150,6 +152,48 @@ struct tls_ctx *svc_tls_server(struct svc *svc)
 	if (svc->tls == NULL)
 		log_error(NULL, "TLS disabled: %s", error);
 	return svc->tls;
+}
+
+int svc_tls_mode(struct svc *svc, const char *implicit_name, bool *implicit_r,
+		 const char **error_r)
+{
+	const char *name = svc_name(svc);
+	const char *o = svc_override(svc, "tls");
+	size_t n = strlen(implicit_name);
+
+	*implicit_r = strcmp(name, implicit_name) == 0 ||
+		      (strncmp(name, implicit_name, n) == 0 && name[n] == '-');
+	if (o != NULL) {
+		if (strcmp(o, "implicit") == 0) {
+			*implicit_r = true;
+		} else if (strcmp(o, "starttls") == 0) {
+			*implicit_r = false;
+		} else {
+			*error_r = "-o tls= must be implicit or starttls";
+			return -1;
+		}
+	}
+	if (*implicit_r && svc_tls_server(svc) == NULL) {
+		*error_r = "implicit TLS needs tls_cert_file and tls_key_file";
+		return -1;
+	}
+	return 0;
+}
+
+int svc_enum_setting(struct svc *svc, const char *key, unsigned cfg_value,
+		     const char *const *words, size_t nwords)
+{
+	const char *o = svc_override(svc, key);
+
+	if (o == NULL)
+		return (int)cfg_value;
+	for (size_t i = 0; i < nwords; i++) {
+		if (strcasecmp(o, words[i]) == 0)
+			return (int)i;
+	}
+	log_warn(NULL, "ignoring -o %s=%s: not one of the allowed values",
+		 key, o);
+	return (int)cfg_value;
 }
 
 void svc_session_opened(struct svc *svc)

@@ -18,6 +18,8 @@
 #ifndef TERN_SVC_H
 #define TERN_SVC_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
 
 #include "compat.h"
@@ -61,6 +63,20 @@ const char *svc_override(struct svc *svc, const char *key);
 /* The server TLS context from tls_cert_file/tls_key_file, or NULL when the
  * certificate is not configured or failed to load (the error was logged). */
 struct tls_ctx *svc_tls_server(struct svc *svc);
+
+/*
+ * Whether the service speaks TLS from the first byte: true when its name is
+ * implicit_name ("imaps") or starts with implicit_name and '-'
+ * ("imaps-backend"), unless -o tls=implicit|starttls says otherwise.  -1
+ * with *error_r for a bad -o value, or implicit TLS without a certificate.
+ */
+int svc_tls_mode(struct svc *svc, const char *implicit_name, bool *implicit_r,
+		 const char **error_r) TERN_WUR;
+/* An enum setting with its -o key=value override: the index of the
+ * override in words (any case), else cfg_value (a bad override is logged
+ * and ignored). */
+int svc_enum_setting(struct svc *svc, const char *key, unsigned cfg_value,
+		     const char *const *words, size_t nwords);
 
 /* Session accounting for the drain on stop: the loop ends when stopping and
  * no session is open, or at the drain deadline. */

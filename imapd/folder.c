@@ -151,6 +151,36 @@ void cmd_delete(struct session *s, struct imap_cmd *cmd)
 		   simple_answer, NULL, NULL);
 }
 
+static void rename_inbox_moved(struct session *s, enum storeasync_status st,
+			       struct ipc_msg *const *frames, size_t nframes,
+			       const struct ipc_msg *final, const char *code,
+			       const char *error, void *ctx)
+{
+	if (st == STOREASYNC_OK && s->mb != NULL &&
+	    strcmp(s->mb->name, "INBOX") == 0)
+		s->mb->resync = true;	/* its messages left */
+	simple_answer(s, st, frames, nframes, final, code, error, ctx);
+}
+
+static void rename_inbox_created(struct session *s,
+				 enum storeasync_status st,
+				 struct ipc_msg *const *frames, size_t nframes,
+				 const struct ipc_msg *final, const char *code,
+				 const char *error, void *ctx)
+{
+	struct ipc_msg *req;
+
+	if (st != STOREASYNC_OK) {
+		simple_answer(s, st, frames, nframes, final, code, error,
+			      ctx);
+		return;
+	}
+	req = store_req(s, "move", "INBOX");
+	ipc_msg_add_cstr(req, "uids", "1:*");
+	ipc_msg_add_cstr(req, "to", (const char *)ctx);
+	store_call(s, req, false, rename_inbox_moved, NULL, NULL);
+}
+
 void cmd_rename(struct session *s, struct imap_cmd *cmd)
 {
 	const char *from, *to;
@@ -164,8 +194,10 @@ void cmd_rename(struct session *s, struct imap_cmd *cmd)
 	    arg_folder(s, cmd, 1, &to) < 0)
 		return;
 	if (strcmp(from, "INBOX") == 0) {
-		cmd_done(s, false, "NO", "[CANNOT] Renaming INBOX is not "
-			 "supported");
+		/* RFC 9051 6.3.6: INBOX's messages move to the new folder,
+		 * INBOX stays (empty), its children stay where they are. */
+		store_call(s, store_req(s, "folder.create", to), false,
+			   rename_inbox_created, (void *)to, NULL);
 		return;
 	}
 	req = store_req(s, "folder.rename", from);

@@ -521,6 +521,7 @@ static void auth_done(enum authclient_status st,
 							  "LOGIN",
 			 s->peer, s->tls ? ", TLS" : "");
 		uv_timer_set_repeat(&s->idle, s->d->idle_ms);
+		uv_timer_again(&s->idle);
 		caps = str_new(512, 4096);
 		session_capabilities(s, caps);
 		cmd_done(s, false, "OK", "[CAPABILITY %s] Logged in",

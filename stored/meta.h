@@ -77,6 +77,7 @@ struct meta_folder {
 struct meta_status_info {
 	uint32_t exists;
 	uint32_t unseen;
+	uint32_t deleted;	/* with \Deleted */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t highestmodseq;

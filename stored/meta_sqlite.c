@@ -115,7 +115,8 @@ static const char *const stmt_sql[S_COUNT] = {
 			       " highestmodseq = highestmodseq + 1"
 			       " WHERE id = ?1",
 	[S_FOLDER_STATUS] = "SELECT count(*), coalesce(sum(size), 0),"
-			    " coalesce(sum((flags & 1) = 0), 0)"
+			    " coalesce(sum((flags & 1) = 0), 0),"
+			    " coalesce(sum((flags & 8) != 0), 0)"
 			    " FROM messages WHERE folder_id = ?1",
 	[S_MSG_INSERT] = "INSERT INTO messages (folder_id, uid, modseq, flags,"
 			 " keywords, internal_date, size, blob, envelope,"
@@ -978,6 +979,7 @@ int meta_folder_status(struct meta *m, int64_t account, const char *name,
 		st_r->exists = (uint32_t)sqlite3_column_int64(s, 0);
 		st_r->size = (uint64_t)sqlite3_column_int64(s, 1);
 		st_r->unseen = (uint32_t)sqlite3_column_int64(s, 2);
+		st_r->deleted = (uint32_t)sqlite3_column_int64(s, 3);
 	}
 	sqlite3_reset(s);
 	if (r != SQLITE_ROW)

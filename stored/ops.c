@@ -535,6 +535,7 @@ static int exec_status(struct store_ctx *ctx, struct store_op *op)
 	m = op_reply(op, "ok");
 	ipc_msg_add_int(m, "exists", st.exists);
 	ipc_msg_add_int(m, "unseen", st.unseen);
+	ipc_msg_add_int(m, "deleted", st.deleted);
 	ipc_msg_add_int(m, "uidvalidity", st.uidvalidity);
 	ipc_msg_add_int(m, "uidnext", st.uidnext);
 	ipc_msg_add_int(m, "highestmodseq", (int64_t)st.highestmodseq);

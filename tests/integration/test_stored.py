@@ -200,6 +200,7 @@ def test_flags_expunge_quota(store):
         assert ok.get("uid") == i + 1
     _, status = st.ok("status", acct(7) + [("folder", "INBOX")])
     assert status.get("exists") == 3 and status.get("unseen") == 3
+    assert status.get("deleted") == 0
     assert status.get("uidnext") == 4 and status.get("size") == sum(sizes)
     hms = status.get("highestmodseq")
     _, q = st.ok("quota.get", acct(7))
@@ -218,6 +219,8 @@ def test_flags_expunge_quota(store):
         ("folder", "INBOX"), ("uids", "1:*"), ("mode", "+"),
         ("flags", DELETED), ("unchangedsince", hms)])
     assert [f.get("uid") for f in frames if f.type == "message"] == [3]
+    _, status = st.ok("status", acct(7) + [("folder", "INBOX")])
+    assert status.get("deleted") == 1
     failed = [u for f in frames if f.type == "failed" for u in f.all("uid")]
     assert failed == [1, 2]
     # keywords: -$Work on 3, =\Deleted on 1

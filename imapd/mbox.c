@@ -17,7 +17,7 @@
 #include "str.h"
 #include "xalloc.h"
 
-#define FETCH_BATCH 1000
+#define LOAD_BATCH 10000		/* flags-only frames per answer */
 #define KEYWORDS_MAX 64
 
 /* ---- the view ---- */
@@ -634,7 +634,8 @@ static void load_next(struct session *s, struct load *ld)
 	struct ipc_msg *req = store_req(s, "fetch", s->mb->name);
 
 	ipc_msg_add_int(req, "first", ld->first);
-	ipc_msg_add_int(req, "limit", FETCH_BATCH);
+	ipc_msg_add_int(req, "limit", LOAD_BATCH);
+	ipc_msg_add_int(req, "flags_only", 1);
 	store_call(s, req, true, load_answer, ld, free);
 }
 

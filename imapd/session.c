@@ -1033,8 +1033,9 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 	set.max_append = d->append_max;
 	set.literal = IMAP_LITERAL_PLUS;
 	s->parser = imap_parser_new(&set);
-	s->in = str_new(4096, INPUT_MAX * 2);
-	s->out = str_new(4096, OUT_MAX);
+	/* Small at first: most connections idle most of the time. */
+	s->in = str_new(256, INPUT_MAX * 2);
+	s->out = str_new(256, OUT_MAX);
 	s->state = ST_NOTAUTH;
 	s->conn = conn_new(svc_loop(d->svc), client, &session_ops, s, s->id);
 	s->peer = xstrdup(conn_peer_address(s->conn));

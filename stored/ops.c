@@ -85,6 +85,7 @@ static const struct ipc_field_spec fetch_schema[] = {
 	{ "first", IPC_INT, 0, 1, 0, 0 },
 	{ "last", IPC_INT, 0, 1, 0, 0 },
 	{ "limit", IPC_INT, 0, 1, 0, 0 },
+	{ "flags_only", IPC_INT, 0, 1, 0, 0 },
 	F_END
 };
 
@@ -580,8 +581,8 @@ static int message_frame(const struct meta_message *msg, void *ctx)
 static int exec_fetch(struct store_ctx *ctx, struct store_op *op)
 {
 	struct str *name = str_new(64, META_FOLDER_NAME_MAX);
-	struct fetch_state fs = { ctx, op, str_new(256, 8192) };
-	int64_t first, last, limit;
+	struct fetch_state fs = { ctx, op, NULL };
+	int64_t first, last, limit, flags_only;
 	struct meta_account a;
 	struct ipc_msg *m;
 	uint32_t next;
@@ -592,12 +593,16 @@ static int exec_fetch(struct store_ctx *ctx, struct store_op *op)
 	if (get_int(op->req, "first", 1, &first) < 0 ||
 	    get_int(op->req, "last", UINT32_MAX, &last) < 0 ||
 	    get_int(op->req, "limit", ctx->fetch_max, &limit) < 0 ||
+	    get_int(op->req, "flags_only", 0, &flags_only) < 0 ||
 	    first < 1 || last < first || last > UINT32_MAX || limit < 1) {
 		ops_fail(op, "invalid", "bad UID range or limit");
 		goto done;
 	}
-	if (limit > ctx->fetch_max)
-		limit = ctx->fetch_max;
+	/* Flags-only frames are small: ten times as many per answer. */
+	if (flags_only == 0)
+		fs.path = str_new(256, 8192);
+	if (limit > ctx->fetch_max * (flags_only != 0 ? 10 : 1))
+		limit = ctx->fetch_max * (flags_only != 0 ? 10 : 1);
 	r = meta_fetch(ctx->meta, a.id, str_c(name), (uint32_t)first,
 		       (uint32_t)last, (unsigned)limit, message_frame, &fs,
 		       &next, ctx->error);

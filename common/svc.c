@@ -196,6 +196,30 @@ int svc_enum_setting(struct svc *svc, const char *key, unsigned cfg_value,
 	return (int)cfg_value;
 }
 
+bool svc_plaintext_allowed(enum svc_plaintext setting, bool tls,
+			   const char *peer)
+{
+	switch (setting) {
+	case SVC_PLAINTEXT_YES:
+		return true;
+	case SVC_PLAINTEXT_LOOPBACK:
+		return tls || strncmp(peer, "127.", 4) == 0 ||
+		       strcmp(peer, "::1") == 0 || strcmp(peer, "unix") == 0;
+	case SVC_PLAINTEXT_NO:
+		break;
+	}
+	return tls;
+}
+
+enum svc_plaintext svc_plaintext_setting(struct svc *svc, const char *key,
+					 unsigned cfg_value)
+{
+	static const char *const words[] = SVC_PLAINTEXT_WORDS;
+
+	return (enum svc_plaintext)svc_enum_setting(svc, key, cfg_value, words,
+						    TERN_NELEM(words));
+}
+
 void svc_session_opened(struct svc *svc)
 {
 	svc->sessions++;

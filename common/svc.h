@@ -78,6 +78,25 @@ int svc_tls_mode(struct svc *svc, const char *implicit_name, bool *implicit_r,
 int svc_enum_setting(struct svc *svc, const char *key, unsigned cfg_value,
 		     const char *const *words, size_t nwords);
 
+/*
+ * Plaintext logins (pop3_plaintext_auth, imap_plaintext_auth, ...): the
+ * values of the option in its order, and whether a login may happen on a
+ * connection: always under TLS; without it as the setting says, where
+ * loopback means a client on 127.0.0.0/8, ::1 or a unix socket (peer as
+ * conn_peer_address() gives it).
+ */
+enum svc_plaintext {
+	SVC_PLAINTEXT_NO = 0,
+	SVC_PLAINTEXT_LOOPBACK,
+	SVC_PLAINTEXT_YES,
+};
+#define SVC_PLAINTEXT_WORDS { "no", "loopback", "yes" }
+bool svc_plaintext_allowed(enum svc_plaintext setting, bool tls,
+			   const char *peer);
+/* The setting from tern.conf, or the service's -o key=... override. */
+enum svc_plaintext svc_plaintext_setting(struct svc *svc, const char *key,
+					 unsigned cfg_value);
+
 /* Session accounting for the drain on stop: the loop ends when stopping and
  * no session is open, or at the drain deadline. */
 void svc_session_opened(struct svc *svc);

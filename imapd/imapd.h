@@ -21,19 +21,13 @@
 
 #include "compat.h"
 #include "mime.h"
+#include "svc.h"
 
-struct svc;
 struct authclient;
 struct storeasync;
 struct tls_ctx;
 struct session;
 struct mbox;
-
-enum imapd_plaintext {
-	IMAPD_PLAINTEXT_NO = 0,		/* login only under TLS */
-	IMAPD_PLAINTEXT_LOOPBACK,	/* and from 127.0.0.0/8, ::1 */
-	IMAPD_PLAINTEXT_YES,		/* from anywhere */
-};
 
 struct imapd {
 	struct svc *svc;
@@ -41,7 +35,7 @@ struct imapd {
 	struct storeasync *store;
 	struct tls_ctx *tls;		/* NULL: no certificate, no STARTTLS */
 	bool implicit_tls;		/* imaps: TLS from the first byte */
-	enum imapd_plaintext plaintext;	/* imap_plaintext_auth */
+	enum svc_plaintext plaintext;	/* imap_plaintext_auth */
 	char *hostname;			/* myhostname */
 	char *store_dir;		/* store_dir: APPEND spools into its tmp/ */
 	size_t line_max;		/* imap_line_limit */

@@ -42,16 +42,13 @@ bool imapd_host_is_local(const struct imapd *d, const char *host)
  * overrides. */
 static void imapd_settings(struct imapd *d)
 {
-	static const char *const plaintext_words[] = { "no", "loopback",
-						       "yes" };
 	const struct cfg *cfg = svc_config(d->svc);
 
 	free(d->hostname);
 	d->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
-	d->plaintext = (enum imapd_plaintext)svc_enum_setting(
-		d->svc, "imap_plaintext_auth",
-		cfg_enum(cfg, OPT_IMAP_PLAINTEXT_AUTH), plaintext_words,
-		TERN_NELEM(plaintext_words));
+	d->plaintext = svc_plaintext_setting(d->svc, "imap_plaintext_auth",
+					     cfg_enum(cfg,
+						      OPT_IMAP_PLAINTEXT_AUTH));
 	d->line_max = (size_t)cfg_size(cfg, OPT_IMAP_LINE_LIMIT);
 	d->append_max = cfg_size(cfg, OPT_IMAP_APPEND_LIMIT);
 	d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
@@ -91,8 +88,8 @@ static int imapd_init(struct svc *svc, const char **error_r)
 		 svc_name(svc), d->implicit_tls ? "implicit TLS" :
 		 d->tls != NULL ? "STARTTLS offered" :
 				  "no TLS (no certificate)",
-		 d->plaintext == IMAPD_PLAINTEXT_YES ? "allowed" :
-		 d->plaintext == IMAPD_PLAINTEXT_LOOPBACK ? "from loopback" :
+		 d->plaintext == SVC_PLAINTEXT_YES ? "allowed" :
+		 d->plaintext == SVC_PLAINTEXT_LOOPBACK ? "from loopback" :
 		 "refused");
 	return 0;
 }

@@ -298,24 +298,10 @@ void store_call(struct session *s, struct ipc_msg *req, bool idempotent,
 
 /* ---- capabilities ---- */
 
-static bool peer_is_loopback(const char *peer)
-{
-	return strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
-	       strcmp(peer, "unix") == 0;
-}
-
 /* Whether LOGIN and AUTHENTICATE may be used now. */
 static bool login_allowed(const struct session *s)
 {
-	switch (s->d->plaintext) {
-	case IMAPD_PLAINTEXT_YES:
-		return true;
-	case IMAPD_PLAINTEXT_LOOPBACK:
-		return s->tls || peer_is_loopback(s->peer);
-	case IMAPD_PLAINTEXT_NO:
-		break;
-	}
-	return s->tls;
+	return svc_plaintext_allowed(s->d->plaintext, s->tls, s->peer);
 }
 
 void session_capabilities(struct session *s, struct str *out)

@@ -20,6 +20,8 @@
 #define LOAD_BATCH 10000		/* flags-only frames per answer */
 #define KEYWORDS_MAX 64
 
+static uint64_t mbox_generation;	/* views made by this process */
+
 /* ---- the view ---- */
 
 static void msg_set_keywords(struct mbox_msg *m, const char *kw)
@@ -537,6 +539,7 @@ void mbox_broadcast_new(struct session *s, int64_t account,
  * has are marked expunged, changed flags dirty.
  */
 struct load {
+	uint64_t gen;		/* of the view it loads */
 	uint32_t first;
 	bool full;
 	size_t pos;		/* full: next view index to compare */
@@ -601,8 +604,9 @@ static void load_answer(struct session *s, enum storeasync_status st,
 	struct mbox *mb = s->mb;
 	int64_t next = 0;
 
-	if (mb == NULL) {
-		ld->done(s, false, "", "folder closed", ld->ctx);
+	if (mb == NULL || mb->gen != ld->gen) {
+		/* The folder was closed (and maybe another selected). */
+		ld->done(s, false, "closed", "folder closed", ld->ctx);
 		free(ld);
 		return;
 	}
@@ -649,6 +653,7 @@ static void load_start(struct session *s, bool full,
 	struct mbox *mb = s->mb;
 
 	ld->full = full;
+	ld->gen = mb->gen;
 	ld->first = full || mb->count == 0 ? 1 :
 					     mb->msgs[mb->count - 1].uid + 1;
 	ld->done = done;
@@ -716,7 +721,7 @@ static void sync_loaded(struct session *s, bool ok, const char *code,
 	struct sync_wait *w = ctx;
 
 	if (s->mb != NULL) {
-		if (!ok)
+		if (!ok && strcmp(code, "closed") != 0)
 			log_warn(s->id, "reloading %s: %s", s->mb->name,
 				 error != NULL ? error : code);
 		else if (w->done != NULL || s->idling)
@@ -983,6 +988,7 @@ void cmd_select(struct session *s, struct imap_cmd *cmd)
 	op->sel = sel;
 	op->examine = strcmp(cmd->name, "EXAMINE") == 0;
 	s->mb = xcalloc(1, sizeof(*s->mb));
+	s->mb->gen = ++mbox_generation;
 	s->mb->s = s;
 	s->mb->account = s->account;
 	s->mb->name = xstrdup(sel->mailbox);

@@ -66,6 +66,7 @@ struct mbox {
 	bool new_pending;		/* notified UIDs not loaded yet */
 	bool resync;			/* the store connection was lost */
 	bool loading;			/* a fetch for the view is running */
+	uint64_t gen;			/* tells views at one address apart */
 };
 
 void mbox_hub_init(struct imapd *d);

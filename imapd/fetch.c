@@ -256,7 +256,7 @@ static void fetch_one(struct session *s, struct fetch_op *op, size_t i,
 	}
 	if (items & IMAP_FETCH_FLAGS) {
 		flags = str_new(128, 8192);
-		mbox_flags_format(flags, msg->flags, msg->keywords);
+		mbox_flags_format(flags, msg->flags, mbox_keywords(s->mb, i));
 		out_printf(s, "%sFLAGS %s", sep, str_c(flags));
 		str_free(&flags);
 		sep = " ";

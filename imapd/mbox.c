@@ -22,12 +22,74 @@
 
 static uint64_t mbox_generation;	/* views made by this process */
 
+_Static_assert(sizeof(struct mbox_msg) == 16, "a view's message grew");
+
 /* ---- the view ---- */
 
-static void msg_set_keywords(struct mbox_msg *m, const char *kw)
+static uint32_t kw_hash(const char *kw)
 {
-	free(m->keywords);
-	m->keywords = kw != NULL && kw[0] != '\0' ? xstrdup(kw) : NULL;
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (; *kw != '\0'; kw++)
+		h = (h ^ (unsigned char)*kw) * 16777619u;
+	return h;
+}
+
+static void kw_rehash(struct mbox *mb)
+{
+	size_t size = mb->kwhash_size == 0 ? 64 : mb->kwhash_size * 2;
+
+	free(mb->kwhash);
+	mb->kwhash = xcalloc(size, sizeof(*mb->kwhash));
+	mb->kwhash_size = size;
+	for (size_t i = 1; i < mb->nkwsets; i++) {
+		size_t h = kw_hash(mb->kwsets[i]) & (size - 1);
+
+		while (mb->kwhash[h] != 0)
+			h = (h + 1) & (size - 1);
+		mb->kwhash[h] = (uint32_t)i;
+	}
+}
+
+/* The index of a keyword string in the view's sets, added when new. */
+static unsigned kw_intern(struct mbox *mb, const char *kw)
+{
+	size_t h;
+
+	if (kw == NULL || kw[0] == '\0')
+		return 0;
+	if (mb->nkwsets == 0) {
+		mb->kwsets = xcalloc(16, sizeof(*mb->kwsets));
+		mb->kwcap = 16;
+		mb->kwsets[0] = xstrdup("");
+		mb->nkwsets = 1;
+	}
+	if ((mb->nkwsets + 1) * 2 > mb->kwhash_size)
+		kw_rehash(mb);
+	h = kw_hash(kw) & (mb->kwhash_size - 1);
+	while (mb->kwhash[h] != 0) {
+		if (strcmp(mb->kwsets[mb->kwhash[h]], kw) == 0)
+			return mb->kwhash[h];
+		h = (h + 1) & (mb->kwhash_size - 1);
+	}
+	if (mb->nkwsets >= MBOX_KWSETS_MAX)
+		log_panic(NULL, "more than %u keyword sets in one folder",
+			  MBOX_KWSETS_MAX);
+	if (mb->nkwsets == mb->kwcap) {
+		mb->kwcap *= 2;
+		mb->kwsets = xrealloc(mb->kwsets,
+				      mb->kwcap * sizeof(*mb->kwsets));
+	}
+	mb->kwsets[mb->nkwsets] = xstrdup(kw);
+	mb->kwhash[h] = (uint32_t)mb->nkwsets;
+	return (unsigned)mb->nkwsets++;
+}
+
+const char *mbox_keywords(const struct mbox *mb, size_t i)
+{
+	unsigned k = mb->msgs[i].kwset;
+
+	return k == 0 || k >= mb->nkwsets ? "" : mb->kwsets[k];
 }
 
 static void mbox_free(struct mbox **mbp)
@@ -36,8 +98,10 @@ static void mbox_free(struct mbox **mbp)
 
 	if (mb == NULL)
 		return;
-	for (size_t i = 0; i < mb->count; i++)
-		free(mb->msgs[i].keywords);
+	for (size_t i = 0; i < mb->nkwsets; i++)
+		free(mb->kwsets[i]);
+	free(mb->kwsets);
+	free(mb->kwhash);
 	free(mb->msgs);
 	free(mb->name);
 	free(mb);
@@ -77,7 +141,6 @@ long mbox_find_uid(const struct mbox *mb, uint32_t uid)
 
 void mbox_remove(struct mbox *mb, size_t i)
 {
-	free(mb->msgs[i].keywords);
 	memmove(&mb->msgs[i], &mb->msgs[i + 1],
 		(mb->count - i - 1) * sizeof(*mb->msgs));
 	mb->count--;
@@ -91,7 +154,7 @@ void mbox_set_flags(struct mbox *mb, size_t i, unsigned flags,
 	struct mbox_msg *m = &mb->msgs[i];
 
 	m->flags = flags & MBOX_FLAGS_ALL;
-	msg_set_keywords(m, keywords);
+	m->kwset = kw_intern(mb, keywords);
 	if (modseq > m->modseq)
 		m->modseq = modseq;
 	if (modseq > mb->highestmodseq)
@@ -264,7 +327,7 @@ void mbox_send_flags(struct session *s, size_t i, bool with_uid)
 	if (with_uid || s->qresync)
 		(void)!str_printf(line, "UID %u ", m->uid);
 	(void)!str_append_c(line, "FLAGS ");
-	mbox_flags_format(line, m->flags, m->keywords);
+	mbox_flags_format(line, m->flags, mbox_keywords(s->mb, i));
 	if (s->condstore)
 		(void)!str_printf(line, " MODSEQ (%llu)",
 				 (unsigned long long)m->modseq);
@@ -282,8 +345,8 @@ static void send_flag_lists(struct session *s)
 	char **seen = NULL;
 	size_t nseen = 0, cap = 0;
 
-	for (size_t i = 0; i < mb->count; i++) {
-		const char *p = mb->msgs[i].keywords;
+	for (size_t i = 1; i < mb->nkwsets; i++) {
+		const char *p = mb->kwsets[i];
 
 		while (p != NULL && *p != '\0') {
 			size_t len = strcspn(p, " ");
@@ -586,7 +649,7 @@ static void load_frame(struct mbox *mb, struct load *ld,
 	m = mbox_push(mb, (uint32_t)uid);
 	m->flags = (unsigned)flags & MBOX_FLAGS_ALL;
 	m->modseq = (uint64_t)modseq;
-	msg_set_keywords(m, kw);
+	m->kwset = kw_intern(mb, kw);
 	if ((uint64_t)modseq > mb->highestmodseq)
 		mb->highestmodseq = (uint64_t)modseq;
 	if ((uint32_t)uid >= mb->uidnext)

@@ -565,7 +565,7 @@ static void scan_message(struct session *s, struct scan *sc, size_t i,
 	m.seq = (uint32_t)i + 1;
 	m.uid = msg->uid;
 	m.flags = msg->flags;
-	m.keywords = msg->keywords;
+	m.keywords = mbox_keywords(s->mb, i);
 	m.internal_date = (time_t)date;
 	m.size = (uint64_t)size;
 	m.modseq = msg->modseq;

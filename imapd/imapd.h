@@ -26,6 +26,7 @@
 struct authclient;
 struct storeasync;
 struct tls_ctx;
+struct proxyauth;
 struct session;
 struct mbox;
 
@@ -34,6 +35,7 @@ struct imapd {
 	struct authclient *auth;
 	struct storeasync *store;
 	struct tls_ctx *tls;		/* NULL: no certificate, no STARTTLS */
+	struct proxyauth *proxy;	/* logins of tern-proxyd */
 	bool implicit_tls;		/* imaps: TLS from the first byte */
 	enum svc_plaintext plaintext;	/* imap_plaintext_auth */
 	char *hostname;			/* myhostname */

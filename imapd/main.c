@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mbox.h"
 #include "paths.h"
+#include "proxyauth.h"
 #include "session.h"
 #include "storeasync.h"
 #include "svc.h"
@@ -54,6 +55,8 @@ static void imapd_settings(struct imapd *d)
 	d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
 	d->idle_ms = cfg_duration(cfg, OPT_IMAP_IDLE_TIMEOUT);
 	mime_settings_from_cfg(cfg, &d->mime);
+	proxyauth_free(&d->proxy);
+	d->proxy = proxyauth_load(cfg);
 }
 
 static int imapd_init(struct svc *svc, const char **error_r)
@@ -135,6 +138,7 @@ static void imapd_deinit(struct svc *svc)
 	free(d->hostname);
 	free(d->store_dir);
 	d->hostname = d->store_dir = NULL;
+	proxyauth_free(&d->proxy);
 }
 
 static const struct svc_spec imapd_spec = {

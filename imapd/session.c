@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mbox.h"
 #include "mime_imap.h"
+#include "proxyauth.h"
 #include "session.h"
 #include "storeasync.h"
 #include "str.h"
@@ -56,6 +57,7 @@ static void session_release(struct session *s)
 	str_free(&s->out);
 	compress_free(&s->z);
 	free(s->peer);
+	free(s->rip);
 	free(s->user);
 	free(s->sasl_mech);
 	free(s->sasl_user);
@@ -368,6 +370,18 @@ static void cmd_id(struct session *s, struct imap_cmd *cmd)
 							 "NIL");
 	if (id->n > 0)
 		log_info(s->id, "client id: %s", str_c(line));
+	/* A trusted proxy says who its client is, before the login. */
+	for (size_t i = 0; i < id->n && s->state == ST_NOTAUTH; i++) {
+		if (strcasecmp(id->keys[i], "x-originating-ip") != 0 ||
+		    id->values[i] == NULL ||
+		    !proxyauth_trusted(s->d->proxy, s->peer) ||
+		    strlen(id->values[i]) > 64)
+			continue;
+		free(s->rip);
+		s->rip = xstrdup(id->values[i]);
+		log_info(s->id, "client %s (through proxy %s)", s->rip,
+			 s->peer);
+	}
 	str_free(&line);
 	out_printf(s, "* ID (\"name\" \"Tern\" \"vendor\" \"Tern\")\r\n");
 	cmd_done(s, false, "OK", "ID completed");
@@ -478,12 +492,38 @@ static void auth_failed(struct session *s, const char *text)
 	cmd_done(s, false, "NO", "%s", text);
 }
 
+/* A successful login (a password check, or a proxy login). */
+static void login_ok(struct session *s, const struct authclient_account *acct,
+		     const char *method)
+{
+	struct str *caps;
+
+	if (!imapd_host_is_local(s->d, acct->mailhost)) {
+		log_info(s->id, "login refused: user=<%s>: mailbox on %s",
+			 acct->address, acct->mailhost);
+		cmd_done(s, false, "NO", "[UNAVAILABLE] This mailbox is on "
+			 "another server");
+		return;
+	}
+	s->user = xstrdup(acct->address);
+	s->account = acct->id;
+	s->quota = acct->quota_effective;
+	s->state = ST_AUTH;
+	log_info(s->id, "login: user=<%s>, method=%s, rip=%s%s", s->user,
+		 method, s->rip, s->tls ? ", TLS" : "");
+	uv_timer_set_repeat(&s->idle, s->d->idle_ms);
+	uv_timer_again(&s->idle);
+	caps = str_new(512, 4096);
+	session_capabilities(s, caps);
+	cmd_done(s, false, "OK", "[CAPABILITY %s] Logged in", str_c(caps));
+	str_free(&caps);
+}
+
 static void auth_done(enum authclient_status st,
 		      const struct authclient_account *acct,
 		      const char *error, void *ctx)
 {
 	struct session *s = ctx;
-	struct str *caps;
 
 	if (s->gone) {
 		session_release(s);
@@ -491,33 +531,13 @@ static void auth_done(enum authclient_status st,
 	}
 	switch (st) {
 	case AUTHCLIENT_OK:
-		if (!imapd_host_is_local(s->d, acct->mailhost)) {
-			log_info(s->id, "login refused: user=<%s>: mailbox on "
-				 "%s", acct->address, acct->mailhost);
-			cmd_done(s, false, "NO", "[UNAVAILABLE] This mailbox "
-				 "is on another server");
-			break;
-		}
-		s->user = xstrdup(acct->address);
-		s->account = acct->id;
-		s->quota = acct->quota_effective;
-		s->state = ST_AUTH;
-		log_info(s->id, "login: user=<%s>, method=%s, rip=%s%s",
-			 s->user, s->sasl_mech != NULL ? s->sasl_mech :
-							  "LOGIN",
-			 s->peer, s->tls ? ", TLS" : "");
-		uv_timer_set_repeat(&s->idle, s->d->idle_ms);
-		uv_timer_again(&s->idle);
-		caps = str_new(512, 4096);
-		session_capabilities(s, caps);
-		cmd_done(s, false, "OK", "[CAPABILITY %s] Logged in",
-			 str_c(caps));
-		str_free(&caps);
+		login_ok(s, acct, s->sasl_mech != NULL ? s->sasl_mech :
+							 "LOGIN");
 		break;
 	case AUTHCLIENT_AUTHFAIL:
 	case AUTHCLIENT_NOTFOUND:
 	case AUTHCLIENT_INVALID:
-		log_info(s->id, "authentication failed: rip=%s", s->peer);
+		log_info(s->id, "authentication failed: rip=%s", s->rip);
 		auth_failed(s, "[AUTHENTICATIONFAILED] Authentication failed");
 		break;
 	case AUTHCLIENT_REFUSED:
@@ -539,6 +559,35 @@ static void auth_done(enum authclient_status st,
 	session_release(s);
 }
 
+/* The account of a proxy login (tern-proxyd checked the password). */
+static void proxy_lookup_done(enum authclient_status st,
+			      const struct authclient_account *acct,
+			      const char *error, void *ctx)
+{
+	struct session *s = ctx;
+
+	if (s->gone) {
+		session_release(s);
+		return;
+	}
+	if (st == AUTHCLIENT_OK && acct->status == DIR_ACCOUNT_ACTIVE) {
+		login_ok(s, acct, "PROXY");
+	} else if (st == AUTHCLIENT_TEMPFAIL) {
+		log_warn(s->id, "proxy login: %s",
+			 error != NULL ? error : "tern-authd");
+		cmd_done(s, false, "NO", "[UNAVAILABLE] Directory "
+			 "unavailable, try again later");
+	} else {
+		log_info(s->id, "proxy login refused: %s",
+			 authclient_status_name(st));
+		cmd_done(s, false, "NO", "[AUTHORIZATIONFAILED] No such "
+			 "account");
+	}
+	free(s->sasl_mech);
+	s->sasl_mech = NULL;
+	session_release(s);
+}
+
 static void login(struct session *s, const char *user, const char *password)
 {
 	if (strlen(user) > DIR_ADDRESS_MAX || strlen(password) > PASSWORD_MAX ||
@@ -547,7 +596,7 @@ static void login(struct session *s, const char *user, const char *password)
 		return;
 	}
 	s->holds++;
-	authclient_authenticate(s->d->auth, user, password, "imap", s->peer,
+	authclient_authenticate(s->d->auth, user, password, "imap", s->rip,
 				auth_done, s);
 }
 
@@ -588,6 +637,17 @@ static void sasl_plain(struct session *s, const char *b64, size_t len)
 		return;
 	}
 	if (authz[0] != '\0' && strcmp(authz, authc) != 0) {
+		if (proxyauth_verify(s->d->proxy, authc, password, s->peer) &&
+		    strlen(authz) <= DIR_ADDRESS_MAX) {
+			/* tern-proxyd logs in for its user. */
+			s->holds++;
+			authclient_lookup(s->d->auth, authz, proxy_lookup_done,
+					  s);
+			str_free(&buf);
+			return;
+		}
+		log_info(s->id, "authorization identity refused: rip=%s",
+			 s->rip);
 		str_free(&buf);
 		free(s->sasl_mech);
 		s->sasl_mech = NULL;
@@ -1025,6 +1085,7 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 	s->state = ST_NOTAUTH;
 	s->conn = conn_new(svc_loop(d->svc), client, &session_ops, s, s->id);
 	s->peer = xstrdup(conn_peer_address(s->conn));
+	s->rip = xstrdup(s->peer);
 	uv_timer_init(svc_loop(d->svc), &s->idle);
 	s->idle.data = s;
 	uv_timer_start(&s->idle, on_idle, d->login_ms, d->login_ms);

@@ -66,7 +66,9 @@ struct session {
 	struct str *in;		/* input not yet parsed */
 	struct str *out;	/* responses not yet written */
 	char id[16];
-	char *peer;
+	char *peer;		/* the connection's peer address */
+	char *rip;		/* the client's: peer, or what a trusted proxy
+				 * reported (ID x-originating-ip) */
 	enum session_state state;
 	int64_t account;	/* the directory's id, after login */
 	char *user;		/* the account's address */

@@ -16,14 +16,17 @@
 #include <pwd.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "compat.h"
 #include "cfg.h"
 #include "fsutil.h"
 #include "paths.h"
+#include "proxyauth.h"
 #include "services.h"
 #include "str.h"
 #include "ternctl.h"
@@ -255,6 +258,46 @@ static int setup_cert(struct ctl *ctl, const char *hostname)
 	return r;
 }
 
+/* The shared secret of proxy logins (proxyauth.h): random, hex, one
+ * line; kept when it exists. */
+static int setup_proxy_secret(const struct cfg *cfg)
+{
+	const char *path = cfg_str(cfg, OPT_PROXY_SECRET_FILE);
+	const char *user = cfg_str(cfg, OPT_USER);
+	struct passwd *pw;
+	unsigned char raw[PROXYAUTH_SECRET_BYTES];
+	struct str *text, *err;
+	int r;
+
+	if (path[0] == '\0')
+		return 0;
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		fprintf(stderr, "ternctl: getrandom: %s\n", strerror(errno));
+		return -1;
+	}
+	text = str_new(2 * sizeof(raw) + 2, 2 * sizeof(raw) + 2);
+	err = str_new(128, 1024);
+	for (size_t i = 0; i < sizeof(raw); i++)
+		(void)!str_printf(text, "%02x", raw[i]);
+	(void)!str_append_c(text, "\n");
+	OPENSSL_cleanse(raw, sizeof(raw));
+	r = write_new_file(path, text, 0600, err);
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", path, str_c(err));
+	else if (r > 0)
+		printf("%s: created (proxy logins; copy it to every server "
+		       "of the site)\n", path);
+	/* Root's, readable by the daemons' group, like the TLS key. */
+	pw = geteuid() == 0 && user[0] != '\0' ? getpwnam(user) : NULL;
+	if (r > 0 && pw != NULL &&
+	    (chown(path, 0, pw->pw_gid) < 0 || chmod(path, 0640) < 0))
+		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+	OPENSSL_cleanse(str_data(text), str_len(text));
+	str_free(&text);
+	str_free(&err);
+	return r < 0 ? -1 : 0;
+}
+
 int ctl_setup(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -322,7 +365,9 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		if (h[0] == '\0' && gethostname(host, sizeof(host) - 1) < 0)
 			str_lcpy(host, "localhost", sizeof(host));
 	}
-	if (setup_cert(ctl, host) < 0 || setup_user(ctl, cfg_str(cfg, OPT_USER)) < 0)
+	if (setup_cert(ctl, host) < 0 ||
+	    setup_user(ctl, cfg_str(cfg, OPT_USER)) < 0 ||
+	    setup_proxy_secret(cfg) < 0)
 		goto out;
 	printf("instance root %s is ready: start it with ternctl -r %s start\n",
 	       ctl->root, ctl->root);

@@ -157,6 +157,7 @@ void imap_seqset_free(struct imap_seqset **set)
 void imap_seqset_add(struct imap_seqset *set, uint32_t lo, uint32_t hi)
 {
 	struct seq_range *last = set->n > 0 ? &set->r[set->n - 1] : NULL;
+	bool unsorted;
 
 	if (lo == 0 || hi == 0)
 		return;
@@ -172,8 +173,10 @@ void imap_seqset_add(struct imap_seqset *set, uint32_t lo, uint32_t hi)
 			last->hi = hi;
 		return;
 	}
+	/* Decided before set_push(), which may move set->r (and last). */
+	unsorted = last != NULL && lo < last->lo;
 	set_push(set, lo, hi);
-	if (last != NULL && lo < last->lo)
+	if (unsorted)
 		set_normalise(set);
 }
 

@@ -63,6 +63,8 @@ struct fetch_op {
 	bool bad;		/* a section is not allowed: BAD */
 	const char *bad_text;
 	bool unknown_cte;
+	char **seen_sets;	/* \Seen to set first, in store-sized sets */
+	size_t nseen_sets, seen_next;
 };
 
 static void meta_clear(struct fetch_op *op)
@@ -82,6 +84,7 @@ static void fetch_op_free(void *ctx)
 	struct fetch_op *op = ctx;
 
 	meta_clear(op);
+	mbox_uidsets_free(op->seen_sets, op->nseen_sets);
 	free(op->idx);
 	free(op);
 }
@@ -474,6 +477,8 @@ static void fetch_start(struct session *s, struct fetch_op *op)
 
 /* ---- \Seen for non-PEEK body items ---- */
 
+static void seen_next(struct session *s, struct fetch_op *op);
+
 static void seen_answer(struct session *s, enum storeasync_status st,
 			struct ipc_msg *const *frames, size_t nframes,
 			const struct ipc_msg *final, const char *code,
@@ -481,43 +486,59 @@ static void seen_answer(struct session *s, enum storeasync_status st,
 {
 	struct fetch_op *op = ctx;
 
-	if (st == STOREASYNC_OK && s->mb != NULL) {
-		for (size_t i = 0; i < nframes; i++)
-			(void)mbox_apply_flags_frame(s, frames[i]);
-	} else if (st != STOREASYNC_OK) {
-		log_warn(s->id, "setting \\Seen: %s",
-			 error != NULL ? error : code);
+	if (st != STOREASYNC_OK || s->mb == NULL) {
+		fetch_op_free(op);
+		cmd_tempfail(s, "setting \\Seen", error != NULL ? error : code);
+		return;
+	}
+	for (size_t i = 0; i < nframes; i++)
+		(void)mbox_apply_flags_frame(s, frames[i]);
+	if (++op->seen_next < op->nseen_sets) {
+		seen_next(s, op);
+		return;
 	}
 	fetch_start(s, op);
 }
 
-/* The UIDs of the messages among idx that have not got flag (set). */
-static struct str *uid_set_without(struct mbox *mb, const size_t *idx,
-				   size_t n, unsigned flag)
+static void seen_next(struct session *s, struct fetch_op *op)
 {
-	struct imap_seqset *set = imap_seqset_new();
-	struct str *text = NULL;
-	bool any = false;
+	struct ipc_msg *req = store_req(s, "store", s->mb->name);
 
-	for (size_t k = 0; k < n; k++) {
-		if (mb->msgs[idx[k]].flags & flag)
-			continue;
-		imap_seqset_add(set, mb->msgs[idx[k]].uid,
-				mb->msgs[idx[k]].uid);
-		any = true;
+	ipc_msg_add_cstr(req, "uids", op->seen_sets[op->seen_next]);
+	ipc_msg_add_cstr(req, "mode", "+");
+	ipc_msg_add_int(req, "flags", MBOX_SEEN);
+	store_call(s, req, false, seen_answer, op, fetch_op_free);
+}
+
+/* A body item without PEEK sets \Seen (read-write folders) before the
+ * answers, which then carry the new FLAGS. */
+static void fetch_seen_then_start(struct session *s, struct fetch_op *op)
+{
+	const struct imap_fetch *f = op->f;
+	size_t *unseen, n = 0;
+
+	if (!(f->sets_seen || (f->items & (IMAP_FETCH_RFC822 |
+					   IMAP_FETCH_RFC822_TEXT))) ||
+	    s->mb->readonly || op->n == 0) {
+		fetch_start(s, op);
+		return;
 	}
-	if (any) {
-		text = str_new(256, 8192);
-		imap_seqset_resolve(set, 0);
-		if (imap_seqset_format(set, text) < 0) {
-			/* Too many ranges for one request: all of them. */
-			str_clear(text);
-			(void)!str_printf(text, "%u:%u", mb->msgs[idx[0]].uid,
-					 mb->msgs[idx[n - 1]].uid);
-		}
+	unseen = xcalloc(op->n, sizeof(*unseen));
+	for (size_t k = 0; k < op->n; k++) {
+		if ((s->mb->msgs[op->idx[k]].flags & MBOX_SEEN) == 0)
+			unseen[n++] = op->idx[k];
 	}
-	imap_seqset_free(&set);
-	return text;
+	op->items |= IMAP_FETCH_FLAGS;
+	if (s->condstore)
+		op->items |= IMAP_FETCH_MODSEQ;
+	op->seen_sets = mbox_uidsets(s->mb, unseen, n, &op->nseen_sets);
+	free(unseen);
+	if (op->nseen_sets == 0) {
+		fetch_start(s, op);
+		return;
+	}
+	op->seen_next = 0;
+	seen_next(s, op);
 }
 
 /* ---- VANISHED (EARLIER) for UID FETCH ... (CHANGEDSINCE n VANISHED) ---- */
@@ -535,7 +556,7 @@ static void vanished_answer(struct session *s, enum storeasync_status st,
 		return;
 	}
 	mbox_send_vanished(s, frames, nframes, op->f->set);
-	fetch_start(s, op);
+	fetch_seen_then_start(s, op);
 }
 
 void cmd_fetch(struct session *s, struct imap_cmd *cmd)
@@ -543,7 +564,6 @@ void cmd_fetch(struct session *s, struct imap_cmd *cmd)
 	const struct imap_fetch *f;
 	struct fetch_op *op;
 	const char *error;
-	struct str *unseen;
 	struct ipc_msg *req;
 
 	if (imap_cmd_fetch(cmd, &f, &error) < 0) {
@@ -590,23 +610,7 @@ void cmd_fetch(struct session *s, struct imap_cmd *cmd)
 		store_call(s, req, true, vanished_answer, op, fetch_op_free);
 		return;
 	}
-	if ((f->sets_seen || (f->items & (IMAP_FETCH_RFC822 |
-					  IMAP_FETCH_RFC822_TEXT))) &&
-	    !s->mb->readonly && op->n > 0 &&
-	    (unseen = uid_set_without(s->mb, op->idx, op->n, MBOX_SEEN)) !=
-		    NULL) {
-		req = store_req(s, "store", s->mb->name);
-		ipc_msg_add_cstr(req, "uids", str_c(unseen));
-		ipc_msg_add_cstr(req, "mode", "+");
-		ipc_msg_add_int(req, "flags", MBOX_SEEN);
-		str_free(&unseen);
-		op->items |= IMAP_FETCH_FLAGS;
-		if (s->condstore)
-			op->items |= IMAP_FETCH_MODSEQ;
-		store_call(s, req, false, seen_answer, op, fetch_op_free);
-		return;
-	}
-	fetch_start(s, op);
+	fetch_seen_then_start(s, op);
 }
 
 /* ---- STORE ---- */
@@ -615,14 +619,58 @@ struct store_op {
 	const struct imap_store *st;
 	size_t *idx, n;
 	bool uid;
+	unsigned flags;
+	const char **keywords;
+	size_t nkeywords;
+	char **sets;		/* store-sized UID sets */
+	size_t nsets, next;
+	struct imap_seqset *failed;	/* UNCHANGEDSINCE refusals */
 };
 
 static void store_op_free(void *ctx)
 {
 	struct store_op *op = ctx;
 
+	mbox_uidsets_free(op->sets, op->nsets);
+	imap_seqset_free(&op->failed);
+	free(op->keywords);
 	free(op->idx);
 	free(op);
+}
+
+static void store_next(struct session *s, struct store_op *op);
+
+/* The answers of the last set are in: report and end. */
+static void store_finish(struct session *s, struct store_op *op)
+{
+	bool any_failed = imap_seqset_nranges(op->failed) > 0;
+	struct str *text;
+
+	if (!op->st->silent) {
+		for (size_t j = 0; j < op->n; j++) {
+			size_t k = op->idx[j];
+
+			if (k >= s->mb->count ||
+			    (any_failed && imap_seqset_contains(
+				     op->failed, op->uid ? s->mb->msgs[k].uid :
+							   (uint32_t)k + 1)))
+				continue;
+			mbox_send_flags(s, k, op->uid);
+		}
+	}
+	if (any_failed) {
+		text = str_new(256, 1 << 20);
+		imap_seqset_resolve(op->failed, 0);
+		if (imap_seqset_format(op->failed, text) < 0)
+			str_clear(text);
+		store_op_free(op);
+		cmd_done(s, false, "OK", "[MODIFIED %s] Conditional STORE "
+			 "failed for some", str_c(text));
+		str_free(&text);
+		return;
+	}
+	store_op_free(op);
+	cmd_done(s, s->cmd->uid, "OK", "STORE completed");
 }
 
 static void store_answer(struct session *s, enum storeasync_status st,
@@ -631,12 +679,8 @@ static void store_answer(struct session *s, enum storeasync_status st,
 			 const char *error, void *ctx)
 {
 	struct store_op *op = ctx;
-	struct imap_seqset *failed = imap_seqset_new();
-	bool any_failed = false;
-	struct str *text;
 
 	if (st != STOREASYNC_OK || s->mb == NULL) {
-		imap_seqset_free(&failed);
 		store_op_free(op);
 		if (st == STOREASYNC_ERROR && strcmp(code, "invalid") == 0)
 			cmd_done(s, false, "NO", "%s", error != NULL ? error :
@@ -655,12 +699,11 @@ static void store_answer(struct session *s, enum storeasync_status st,
 				k = mbox_find_uid(s->mb, (uint32_t)uid);
 				if (k < 0)
 					continue;
-				imap_seqset_add(failed, op->uid ?
+				imap_seqset_add(op->failed, op->uid ?
 						(uint32_t)uid :
 						(uint32_t)k + 1,
 						op->uid ? (uint32_t)uid :
 						(uint32_t)k + 1);
-				any_failed = true;
 			}
 			continue;
 		}
@@ -670,48 +713,38 @@ static void store_answer(struct session *s, enum storeasync_status st,
 		(void)!ipc_msg_get_int(frames[i], "modseq", &modseq);
 		if (op->st->silent && s->condstore)
 			/* RFC 7162 3.2: MODSEQ even when silent. */
-			out_printf(s, "* %ld FETCH (%sMODSEQ (%llu))\r\n",
-				   k + 1, "", (unsigned long long)modseq);
+			out_printf(s, "* %ld FETCH (MODSEQ (%llu))\r\n", k + 1,
+				   (unsigned long long)modseq);
 	}
-	if (!op->st->silent) {
-		for (size_t j = 0; j < op->n; j++) {
-			size_t k = op->idx[j];
-
-			if (k >= s->mb->count ||
-			    (any_failed && imap_seqset_contains(
-				     failed, op->uid ? s->mb->msgs[k].uid :
-						       (uint32_t)k + 1)))
-				continue;
-			mbox_send_flags(s, k, op->uid);
-		}
-	}
-	if (any_failed) {
-		text = str_new(256, 1 << 20);
-		imap_seqset_resolve(failed, 0);
-		if (imap_seqset_format(failed, text) < 0)
-			str_clear(text);
-		store_op_free(op);
-		imap_seqset_free(&failed);
-		cmd_done(s, false, "OK", "[MODIFIED %s] Conditional STORE "
-			 "failed for some", str_c(text));
-		str_free(&text);
+	if (++op->next < op->nsets) {
+		store_next(s, op);
 		return;
 	}
-	imap_seqset_free(&failed);
-	store_op_free(op);
-	cmd_done(s, s->cmd->uid, "OK", "STORE completed");
+	store_finish(s, op);
+}
+
+static void store_next(struct session *s, struct store_op *op)
+{
+	const struct imap_store *st = op->st;
+	struct ipc_msg *req = store_req(s, "store", s->mb->name);
+
+	ipc_msg_add_cstr(req, "uids", op->sets[op->next]);
+	ipc_msg_add_cstr(req, "mode", st->op == IMAP_STORE_ADD ? "+" :
+				      st->op == IMAP_STORE_REMOVE ? "-" : "=");
+	ipc_msg_add_int(req, "flags", op->flags);
+	for (size_t k = 0; k < op->nkeywords; k++)
+		ipc_msg_add_cstr(req, "keyword", op->keywords[k]);
+	if (st->unchangedsince_set)
+		ipc_msg_add_int(req, "unchangedsince",
+				(int64_t)st->unchangedsince);
+	store_call(s, req, false, store_answer, op, store_op_free);
 }
 
 void cmd_store(struct session *s, struct imap_cmd *cmd)
 {
 	const struct imap_store *st;
-	const char *error, **keywords;
+	const char *error;
 	struct store_op *op;
-	struct ipc_msg *req;
-	struct imap_seqset *uids;
-	struct str *text;
-	size_t nkw;
-	unsigned flags;
 
 	if (imap_cmd_store(cmd, &st, &error) < 0) {
 		cmd_error(s, "BAD", error);
@@ -721,56 +754,25 @@ void cmd_store(struct session *s, struct imap_cmd *cmd)
 		cmd_done(s, false, "NO", "[READ-ONLY] Folder is read-only");
 		return;
 	}
-	if (mbox_flags_parse(st->flags, st->nflags, &flags, &keywords, &nkw,
-			     &error) < 0) {
-		cmd_error(s, "BAD", error);
-		return;
-	}
 	op = xcalloc(1, sizeof(*op));
 	op->st = st;
 	op->uid = cmd->uid;
-	if (mbox_resolve(s, st->set, cmd->uid, &op->idx, &op->n,
+	op->failed = imap_seqset_new();
+	if (mbox_flags_parse(st->flags, st->nflags, &op->flags,
+			     &op->keywords, &op->nkeywords, &error) < 0 ||
+	    mbox_resolve(s, st->set, cmd->uid, &op->idx, &op->n,
 			 &error) < 0) {
-		free(keywords);
 		store_op_free(op);
 		cmd_error(s, "BAD", error);
 		return;
 	}
 	if (st->unchangedsince_set)
 		s->condstore = true;
-	if (op->n == 0) {
-		free(keywords);
+	op->sets = mbox_uidsets(s->mb, op->idx, op->n, &op->nsets);
+	if (op->nsets == 0) {
 		store_op_free(op);
 		cmd_done(s, cmd->uid, "OK", "STORE completed");
 		return;
 	}
-	uids = imap_seqset_new();
-	for (size_t j = 0; j < op->n; j++)
-		imap_seqset_add(uids, s->mb->msgs[op->idx[j]].uid,
-				s->mb->msgs[op->idx[j]].uid);
-	imap_seqset_resolve(uids, 0);
-	text = str_new(256, 8192);
-	if (imap_seqset_format(uids, text) < 0) {
-		free(keywords);
-		imap_seqset_free(&uids);
-		str_free(&text);
-		store_op_free(op);
-		cmd_done(s, false, "NO", "[LIMIT] Too many ranges in one "
-			 "STORE");
-		return;
-	}
-	imap_seqset_free(&uids);
-	req = store_req(s, "store", s->mb->name);
-	ipc_msg_add_cstr(req, "uids", str_c(text));
-	ipc_msg_add_cstr(req, "mode", st->op == IMAP_STORE_ADD ? "+" :
-				      st->op == IMAP_STORE_REMOVE ? "-" : "=");
-	ipc_msg_add_int(req, "flags", flags);
-	for (size_t k = 0; k < nkw; k++)
-		ipc_msg_add_cstr(req, "keyword", keywords[k]);
-	if (st->unchangedsince_set)
-		ipc_msg_add_int(req, "unchangedsince",
-				(int64_t)st->unchangedsince);
-	free(keywords);
-	str_free(&text);
-	store_call(s, req, false, store_answer, op, store_op_free);
+	store_next(s, op);
 }

@@ -1,6 +1,7 @@
 /* mbox.c: see mbox.h. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -224,6 +225,56 @@ int mbox_resolve(struct session *s, struct imap_seqset *set, bool uid,
 	*idx_r = idx;
 	*n_r = n;
 	return 0;
+}
+
+char **mbox_uidsets(const struct mbox *mb, const size_t *idx, size_t n,
+		    size_t *n_r)
+{
+	struct str *cur = str_new(256, MBOX_UIDSET_BYTES + 32);
+	char **sets = NULL;
+	size_t nsets = 0, ranges = 0, k = 0;
+
+	while (k < n) {
+		size_t j = k;
+		char piece[32];
+		int len;
+
+		while (j + 1 < n && idx[j + 1] == idx[j] + 1)
+			j++;
+		if (j == k)
+			len = snprintf(piece, sizeof(piece), "%u",
+				       mb->msgs[idx[k]].uid);
+		else
+			len = snprintf(piece, sizeof(piece), "%u:%u",
+				       mb->msgs[idx[k]].uid,
+				       mb->msgs[idx[j]].uid);
+		if (ranges == MBOX_UIDSET_RANGES ||
+		    str_len(cur) + (size_t)len + 1 > MBOX_UIDSET_BYTES) {
+			sets = xrealloc(sets, (nsets + 1) * sizeof(*sets));
+			sets[nsets++] = xstrdup(str_c(cur));
+			str_clear(cur);
+			ranges = 0;
+		}
+		if (str_len(cur) > 0)
+			(void)!str_append_c(cur, ",");
+		(void)!str_append(cur, piece, (size_t)len);
+		ranges++;
+		k = j + 1;
+	}
+	if (str_len(cur) > 0) {
+		sets = xrealloc(sets, (nsets + 1) * sizeof(*sets));
+		sets[nsets++] = xstrdup(str_c(cur));
+	}
+	str_free(&cur);
+	*n_r = nsets;
+	return sets;
+}
+
+void mbox_uidsets_free(char **sets, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(sets[i]);
+	free(sets);
 }
 
 /* ---- flags ---- */

@@ -105,6 +105,20 @@ const char *mbox_keywords(const struct mbox *mb, size_t i);
 /* "(\Seen \Flagged kw1)" of a message. */
 void mbox_flags_format(struct str *out, unsigned flags,
 		       const char *keywords);
+/*
+ * The UIDs of messages idx[0..n) (ascending view indexes) as UID-set texts
+ * the store takes in one request (docs/protocols/stored.md: at most
+ * MBOX_UIDSET_RANGES ranges and MBOX_UIDSET_BYTES bytes each): *n_r texts
+ * (malloc'd array of malloc'd strings; mbox_uidsets_free()).  Messages
+ * next to each other in the view make one range (no UID the view does not
+ * know lies between them).
+ */
+#define MBOX_UIDSET_RANGES 256
+#define MBOX_UIDSET_BYTES 8000
+char **mbox_uidsets(const struct mbox *mb, const size_t *idx, size_t n,
+		    size_t *n_r);
+void mbox_uidsets_free(char **sets, size_t n);
+
 /* Keyword string from a flag list: the system flags into *flags_r, the
  * keywords (validated atoms) kept; -1 with *error_r for an unknown
  * system flag. */

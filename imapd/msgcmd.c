@@ -42,24 +42,6 @@
 
 #define SCAN_BATCH 1000
 
-/* A UID set of the messages idx names, for a store request; NULL when
- * there are too many ranges for one. */
-static struct str *uids_text(const struct mbox *mb, const size_t *idx,
-			     size_t n)
-{
-	struct imap_seqset *set = imap_seqset_new();
-	struct str *text = str_new(256, 8192);
-
-	for (size_t k = 0; k < n; k++)
-		imap_seqset_add(set, mb->msgs[idx[k]].uid,
-				mb->msgs[idx[k]].uid);
-	imap_seqset_resolve(set, 0);
-	if (imap_seqset_format(set, text) < 0)
-		str_free(&text);
-	imap_seqset_free(&set);
-	return text;
-}
-
 /* ---- APPEND ---- */
 
 struct append_op {
@@ -225,7 +207,8 @@ void cmd_append(struct session *s, struct imap_cmd *cmd)
 
 /* ---- EXPUNGE, CLOSE, UNSELECT ---- */
 
-/* Removes the expunged UIDs of the answer from the view, reporting them
+/* Removes the UIDs of the answer's frames of type ("expunged", or
+ * "copied" of a MOVE: their source UIDs) from the view, reporting them
  * unless silent, and tells the other sessions. */
 static void apply_expunged(struct session *s, struct ipc_msg *const *frames,
 			   size_t nframes, const char *type, bool silent)
@@ -239,7 +222,7 @@ static void apply_expunged(struct session *s, struct ipc_msg *const *frames,
 			continue;
 		for (unsigned n = 0; ipc_msg_get_int_nth(frames[f], "uid", n,
 							 &uid) == 0;
-		     n += strcmp(type, "copied") == 0 ? 2 : 1) {
+		     n++) {
 			long k = mbox_find_uid(s->mb, (uint32_t)uid);
 
 			mbox_broadcast_expunge(s, s->account, s->mb->name,
@@ -265,45 +248,75 @@ static void apply_expunged(struct session *s, struct ipc_msg *const *frames,
 	imap_seqset_free(&vanished);
 }
 
+struct expunge_op {
+	bool closing;		/* CLOSE: silent, then leave the folder */
+	char **sets;		/* UID EXPUNGE: store-sized UID sets */
+	size_t nsets, next;
+};
+
+static void expunge_op_free(void *ctx)
+{
+	struct expunge_op *op = ctx;
+
+	mbox_uidsets_free(op->sets, op->nsets);
+	free(op);
+}
+
+static void expunge_next(struct session *s, struct expunge_op *op);
+
 static void expunge_answer(struct session *s, enum storeasync_status st,
 			   struct ipc_msg *const *frames, size_t nframes,
 			   const struct ipc_msg *final, const char *code,
 			   const char *error, void *ctx)
 {
-	bool closing = ctx != NULL;
+	struct expunge_op *op = ctx;
+	bool closing = op->closing;
 	int64_t hms;
 
 	if (st != STOREASYNC_OK || s->mb == NULL) {
+		expunge_op_free(op);
 		cmd_tempfail(s, "expunge", error != NULL ? error : code);
 		return;
 	}
 	apply_expunged(s, frames, nframes, "expunged", closing);
-	if (closing) {
-		mbox_close(s);
-		cmd_done(s, false, "OK", "CLOSE completed");
-		return;
-	}
 	if (ipc_msg_get_int(final, "highestmodseq", &hms) == 0 && hms > 0 &&
 	    (uint64_t)hms > s->mb->highestmodseq)
 		s->mb->highestmodseq = (uint64_t)hms;
-	if (s->condstore)
+	if (++op->next < op->nsets) {
+		expunge_next(s, op);
+		return;
+	}
+	expunge_op_free(op);
+	if (closing) {
+		mbox_close(s);
+		cmd_done(s, false, "OK", "CLOSE completed");
+	} else if (s->condstore) {
 		cmd_done(s, true, "OK", "[HIGHESTMODSEQ %llu] EXPUNGE "
 			 "completed",
 			 (unsigned long long)s->mb->highestmodseq);
-	else
+	} else {
 		cmd_done(s, true, "OK", "EXPUNGE completed");
+	}
+}
+
+static void expunge_next(struct session *s, struct expunge_op *op)
+{
+	struct ipc_msg *req = store_req(s, "expunge", s->mb->name);
+
+	if (op->nsets > 0)
+		ipc_msg_add_cstr(req, "uids", op->sets[op->next]);
+	store_call(s, req, false, expunge_answer, op, expunge_op_free);
 }
 
 void cmd_expunge(struct session *s, struct imap_cmd *cmd)
 {
-	struct ipc_msg *req;
-	struct str *text = NULL;
+	struct expunge_op *op;
 
 	if (s->mb->readonly) {
 		cmd_done(s, false, "NO", "[READ-ONLY] Folder is read-only");
 		return;
 	}
-	req = store_req(s, "expunge", s->mb->name);
+	op = xcalloc(1, sizeof(*op));
 	if (cmd->uid) {
 		struct imap_seqset *set;
 		const char *error;
@@ -312,31 +325,23 @@ void cmd_expunge(struct session *s, struct imap_cmd *cmd)
 		if (cmd->nargs != 1 ||
 		    imap_arg_seqset(cmd, &cmd->args[0], &set, &error) < 0 ||
 		    mbox_resolve(s, set, true, &idx, &n, &error) < 0) {
-			ipc_msg_free(&req);
+			expunge_op_free(op);
 			cmd_error(s, "BAD", "Expected a UID set");
 			return;
 		}
-		if (n == 0) {
-			free(idx);
-			ipc_msg_free(&req);
+		op->sets = mbox_uidsets(s->mb, idx, n, &op->nsets);
+		free(idx);
+		if (op->nsets == 0) {
+			expunge_op_free(op);
 			cmd_done(s, true, "OK", "EXPUNGE completed");
 			return;
 		}
-		text = uids_text(s->mb, idx, n);
-		free(idx);
-		if (text == NULL) {
-			ipc_msg_free(&req);
-			cmd_done(s, false, "NO", "[LIMIT] Too many ranges");
-			return;
-		}
-		ipc_msg_add_cstr(req, "uids", str_c(text));
-		str_free(&text);
 	} else if (cmd->nargs != 0) {
-		ipc_msg_free(&req);
+		expunge_op_free(op);
 		cmd_error(s, "BAD", "EXPUNGE takes no arguments");
 		return;
 	}
-	store_call(s, req, false, expunge_answer, NULL, NULL);
+	expunge_next(s, op);
 }
 
 void cmd_close(struct session *s, struct imap_cmd *cmd)
@@ -347,28 +352,70 @@ void cmd_close(struct session *s, struct imap_cmd *cmd)
 		return;
 	}
 	/* CLOSE: expunge without reporting, then leave. */
-	store_call(s, store_req(s, "expunge", s->mb->name), false,
-		   expunge_answer, s, NULL);
+	{
+		struct expunge_op *op = xcalloc(1, sizeof(*op));
+
+		op->closing = true;
+		expunge_next(s, op);
+	}
 }
 
 /* ---- COPY, MOVE ---- */
+
+struct copy_op {
+	const char *to;
+	bool move;
+	char **sets;		/* store-sized UID sets */
+	size_t nsets, next;
+	struct imap_seqset *src, *dst;	/* COPYUID, over all sets */
+	uint32_t uidvalidity;
+	uint64_t count;
+};
+
+static void copy_op_free(void *ctx)
+{
+	struct copy_op *op = ctx;
+
+	mbox_uidsets_free(op->sets, op->nsets);
+	imap_seqset_free(&op->src);
+	imap_seqset_free(&op->dst);
+	free(op);
+}
+
+/* "COPYUID v src dst" text of the pairs in src and dst, or "". */
+static void copyuid_text(struct imap_seqset *src, struct imap_seqset *dst,
+			 uint32_t uidvalidity, struct str *out)
+{
+	struct str *a = str_new(256, 4 << 20), *b = str_new(256, 4 << 20);
+
+	imap_seqset_resolve(src, 0);
+	imap_seqset_resolve(dst, 0);
+	if (imap_seqset_nranges(src) > 0 &&
+	    imap_seqset_format(src, a) == 0 && imap_seqset_format(dst, b) == 0)
+		(void)!str_printf(out, "COPYUID %u %s %s", uidvalidity,
+				  str_c(a), str_c(b));
+	str_free(&a);
+	str_free(&b);
+}
+
+static void copy_next(struct session *s, struct copy_op *op);
 
 static void copy_answer(struct session *s, enum storeasync_status st,
 			struct ipc_msg *const *frames, size_t nframes,
 			const struct ipc_msg *final, const char *code,
 			const char *error, void *ctx)
 {
-	const char *to = ctx;
-	bool move = strcmp(s->cmd->name, "MOVE") == 0;
-	struct imap_seqset *src = imap_seqset_new(), *dst = imap_seqset_new();
-	struct str *a = str_new(256, 4 << 20), *b = str_new(256, 4 << 20);
+	struct copy_op *op = ctx;
+	struct imap_seqset *src, *dst;
+	struct str *text;
 	int64_t uidvalidity = 0, count = 0, uid, new_uid;
 
 	if (st != STOREASYNC_OK || s->mb == NULL) {
-		imap_seqset_free(&src);
-		imap_seqset_free(&dst);
-		str_free(&a);
-		str_free(&b);
+		bool move = op->move;
+
+		copy_op_free(op);
+		/* Sets already done stay done (RFC 6851 allows a MOVE in
+		 * parts); the client is told the command failed. */
 		if (st == STOREASYNC_ERROR && strcmp(code, "notarget") == 0)
 			cmd_done(s, false, "NO", "[TRYCREATE] No such folder");
 		else if (st == STOREASYNC_ERROR &&
@@ -384,8 +431,12 @@ static void copy_answer(struct session *s, enum storeasync_status st,
 	}
 	(void)!ipc_msg_get_int(final, "uidvalidity", &uidvalidity);
 	(void)!ipc_msg_get_int(final, "count", &count);
-	/* COPYUID lists the pairs in the same order: source UIDs ascending,
-	 * and the store assigns target UIDs in that order. */
+	op->uidvalidity = (uint32_t)uidvalidity;
+	op->count += (uint64_t)count;
+	/* Source UIDs ascend, and the store gives target UIDs in that
+	 * order: the two sets pair up in order. */
+	src = op->move ? imap_seqset_new() : op->src;
+	dst = op->move ? imap_seqset_new() : op->dst;
 	for (size_t f = 0; f < nframes; f++) {
 		for (unsigned n = 0;
 		     ipc_msg_get_int_nth(frames[f], "uid", n, &uid) == 0 &&
@@ -397,60 +448,56 @@ static void copy_answer(struct session *s, enum storeasync_status st,
 					(uint32_t)new_uid);
 		}
 	}
-	imap_seqset_resolve(src, 0);
-	imap_seqset_resolve(dst, 0);
-	if (count > 0 && (imap_seqset_format(src, a) < 0 ||
-			  imap_seqset_format(dst, b) < 0)) {
-		str_clear(a);
-		str_clear(b);
-	}
-	if (strcmp(to, s->mb->name) == 0)
+	if (strcmp(op->to, s->mb->name) == 0)
 		s->mb->new_pending = true;
-	mbox_broadcast_new(s, s->account, to);
-	if (move) {
-		if (count > 0)
-			out_printf(s, "* OK [COPYUID %u %s %s] Moved\r\n",
-				   (uint32_t)uidvalidity, str_c(a), str_c(b));
-		for (size_t f = 0; f < nframes; f++) {
-			for (unsigned n = 0; ipc_msg_get_int_nth(
-				     frames[f], "uid", n, &uid) == 0; n++) {
-				long k = mbox_find_uid(s->mb, (uint32_t)uid);
-
-				mbox_broadcast_expunge(s, s->account,
-						       s->mb->name,
-						       (uint32_t)uid);
-				if (k < 0)
-					continue;
-				if (s->qresync)
-					out_printf(s, "* VANISHED %lld\r\n",
-						   (long long)uid);
-				else
-					out_printf(s, "* %ld EXPUNGE\r\n",
-						   k + 1);
-				mbox_remove(s->mb, (size_t)k);
-			}
-		}
-		cmd_done(s, true, "OK", "MOVE completed");
-	} else if (count > 0) {
-		cmd_done(s, s->cmd->uid, "OK", "[COPYUID %u %s %s] COPY "
-			 "completed", (uint32_t)uidvalidity, str_c(a),
-			 str_c(b));
-	} else {
-		cmd_done(s, s->cmd->uid, "OK", "COPY completed");
+	mbox_broadcast_new(s, s->account, op->to);
+	if (op->move) {
+		/* Each part: its COPYUID, then its expunges. */
+		text = str_new(256, 8 << 20);
+		copyuid_text(src, dst, op->uidvalidity, text);
+		if (str_len(text) > 0)
+			out_printf(s, "* OK [%s] Moved\r\n", str_c(text));
+		str_free(&text);
+		imap_seqset_free(&src);
+		imap_seqset_free(&dst);
+		apply_expunged(s, frames, nframes, "copied", false);
 	}
-	imap_seqset_free(&src);
-	imap_seqset_free(&dst);
-	str_free(&a);
-	str_free(&b);
+	if (++op->next < op->nsets) {
+		copy_next(s, op);
+		return;
+	}
+	if (op->move) {
+		copy_op_free(op);
+		cmd_done(s, true, "OK", "MOVE completed");
+		return;
+	}
+	text = str_new(256, 8 << 20);
+	copyuid_text(op->src, op->dst, op->uidvalidity, text);
+	if (str_len(text) > 0)
+		cmd_done(s, s->cmd->uid, "OK", "[%s] COPY completed",
+			 str_c(text));
+	else
+		cmd_done(s, s->cmd->uid, "OK", "COPY completed");
+	str_free(&text);
+	copy_op_free(op);
+}
+
+static void copy_next(struct session *s, struct copy_op *op)
+{
+	struct ipc_msg *req = store_req(s, op->move ? "move" : "copy",
+					s->mb->name);
+
+	ipc_msg_add_cstr(req, "uids", op->sets[op->next]);
+	ipc_msg_add_cstr(req, "to", op->to);
+	store_call(s, req, false, copy_answer, op, copy_op_free);
 }
 
 void cmd_copy(struct session *s, struct imap_cmd *cmd)
 {
 	bool move = strcmp(cmd->name, "MOVE") == 0;
 	const struct imap_copy *c;
+	struct copy_op *op;
 	const char *error;
-	struct ipc_msg *req;
-	struct str *text;
 	size_t *idx, n;
 
 	if (imap_cmd_copy(cmd, s->utf8, &c, &error) < 0) {
@@ -465,23 +512,20 @@ void cmd_copy(struct session *s, struct imap_cmd *cmd)
 		cmd_error(s, "BAD", error);
 		return;
 	}
-	if (n == 0) {
-		free(idx);
+	op = xcalloc(1, sizeof(*op));
+	op->to = c->mailbox;
+	op->move = move;
+	op->src = imap_seqset_new();
+	op->dst = imap_seqset_new();
+	op->sets = mbox_uidsets(s->mb, idx, n, &op->nsets);
+	free(idx);
+	if (op->nsets == 0) {
+		copy_op_free(op);
 		cmd_done(s, false, "OK", "%s completed, nothing matched",
 			 cmd->name);
 		return;
 	}
-	text = uids_text(s->mb, idx, n);
-	free(idx);
-	if (text == NULL) {
-		cmd_done(s, false, "NO", "[LIMIT] Too many ranges");
-		return;
-	}
-	req = store_req(s, move ? "move" : "copy", s->mb->name);
-	ipc_msg_add_cstr(req, "uids", str_c(text));
-	ipc_msg_add_cstr(req, "to", c->mailbox);
-	str_free(&text);
-	store_call(s, req, false, copy_answer, (void *)c->mailbox, NULL);
+	copy_next(s, op);
 }
 
 /* ---- the scan of SEARCH, SORT and THREAD ---- */

@@ -461,6 +461,28 @@ static void test_seqsets(void **state)
 		str_free(&out);
 	}
 	imap_seqset_free(&set);
+
+	/* Many separate ranges, in and out of order: the array grows under
+	 * the adds (it once read its old storage after growing). */
+	set = imap_seqset_new();
+	for (uint32_t u = 2; u <= 40; u += 2)
+		imap_seqset_add(set, u, u);
+	imap_seqset_add(set, 1, 1);
+	imap_seqset_add(set, 41, 41);
+	for (uint32_t u = 99; u >= 61; u -= 2)
+		imap_seqset_add(set, u, u);
+	{
+		struct str *out = str_new(0, 1024);
+
+		assert_int_equal(imap_seqset_format(set, out), 0);
+		assert_true(strncmp(str_c(out), "1:2,4,6,", 8) == 0);
+		assert_int_equal(imap_seqset_nranges(set), 20 + 20);
+		assert_true(imap_seqset_contains(set, 41));
+		assert_true(imap_seqset_contains(set, 61));
+		assert_false(imap_seqset_contains(set, 62));
+		str_free(&out);
+	}
+	imap_seqset_free(&set);
 }
 
 static void mutf7_round(const char *utf8, const char *mutf7)

@@ -78,3 +78,29 @@ int sasl_plain_decode(const char *b64, size_t len, size_t max,
 	*password_r = n2 + 1;
 	return 0;
 }
+
+int base64_encode(const void *in, size_t len, struct str *out)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		"0123456789+/";
+	const unsigned char *p = in;
+	char quad[4];
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		size_t n = len - i < 3 ? len - i : 3;
+
+		if (n > 1)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (n > 2)
+			v |= p[i + 2];
+		quad[0] = alphabet[v >> 18 & 63];
+		quad[1] = alphabet[v >> 12 & 63];
+		quad[2] = n > 1 ? alphabet[v >> 6 & 63] : '=';
+		quad[3] = n > 2 ? alphabet[v & 63] : '=';
+		if (str_append(out, quad, 4) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -26,6 +26,9 @@ int base64_value(unsigned char c);
 int base64_decode(const char *in, size_t len, unsigned flags,
 		  struct str *out) TERN_WUR;
 
+/* Appends the base64 of in (with padding): 0, or -1 when out is full. */
+int base64_encode(const void *in, size_t len, struct str *out) TERN_WUR;
+
 /*
  * Decodes a SASL PLAIN response (RFC 4616): base64 of "authzid NUL
  * authcid NUL password".  buf (the caller's, with room for max + 1 bytes)

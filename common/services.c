@@ -799,38 +799,41 @@ static unsigned std_port(const char *name)
 
 /* A line of the default table: inet services take the standard port of
  * their name (or of port_name).  proxy: 1 = only when tern-proxyd is
- * installed, -1 = only when it is not, 0 = either way. */
+ * installed, -1 = only when it is not, 0 = either way.  needs: another
+ * program that must be installed too (the proxy's HTTP front end is for
+ * tern-webd), or NULL. */
 static const struct default_service {
 	const char *program, *name, *type, *hosts, *procs;
 	int proxy;
+	const char *needs;
 } default_services[] = {
-	{ "tern-authd", "authd", "unix", "run/authd.sock", "1", 0 },
-	{ "tern-stored", "stored", "unix", "run/stored.sock", "1", 0 },
-	{ "tern-qmgr", "qmgr", "proc", "-", "1", 0 },
-	{ "tern-lmtpd", "lmtp", "inet", LOOPBACK, "-", 0 },
-	{ "tern-lmtpd", "lmtp-local", "unix", "run/lmtp.sock", "-", 0 },
-	{ "tern-smtpd", "smtp", "inet", "*", "-", 0 },
-	{ "tern-smtpd", "submission", "inet", "*", "-", 0 },
-	{ "tern-smtpd", "submissions", "inet", "*", "-", 0 },
-	{ "tern-proxyd", "imap", "inet", "*", "-", 1 },
-	{ "tern-proxyd", "imaps", "inet", "*", "-", 1 },
-	{ "tern-proxyd", "pop3", "inet", "*", "-", 1 },
-	{ "tern-proxyd", "pop3s", "inet", "*", "-", 1 },
-	{ "tern-proxyd", "http", "inet", "*", "-", 1 },
-	{ "tern-proxyd", "https", "inet", "*", "-", 1 },
-	{ "tern-imapd", "imap-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-imapd", "imaps-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-imapd", "imap", "inet", "*", "-", -1 },
-	{ "tern-imapd", "imaps", "inet", "*", "-", -1 },
-	{ "tern-popd", "pop3-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-popd", "pop3s-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-popd", "pop3", "inet", "*", "-", -1 },
-	{ "tern-popd", "pop3s", "inet", "*", "-", -1 },
-	{ "tern-webd", "http-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-webd", "https-backend", "inet", LOOPBACK, "-", 1 },
-	{ "tern-webd", "http", "inet", "*", "-", -1 },
-	{ "tern-webd", "https", "inet", "*", "-", -1 },
-	{ "tern-webd", "admin", "inet", "*", "-", 0 },
+	{ "tern-authd", "authd", "unix", "run/authd.sock", "1", 0, NULL },
+	{ "tern-stored", "stored", "unix", "run/stored.sock", "1", 0, NULL },
+	{ "tern-qmgr", "qmgr", "proc", "-", "1", 0, NULL },
+	{ "tern-lmtpd", "lmtp", "inet", LOOPBACK, "-", 0, NULL },
+	{ "tern-lmtpd", "lmtp-local", "unix", "run/lmtp.sock", "-", 0, NULL },
+	{ "tern-smtpd", "smtp", "inet", "*", "-", 0, NULL },
+	{ "tern-smtpd", "submission", "inet", "*", "-", 0, NULL },
+	{ "tern-smtpd", "submissions", "inet", "*", "-", 0, NULL },
+	{ "tern-proxyd", "imap", "inet", "*", "-", 1, NULL },
+	{ "tern-proxyd", "imaps", "inet", "*", "-", 1, NULL },
+	{ "tern-proxyd", "pop3", "inet", "*", "-", 1, NULL },
+	{ "tern-proxyd", "pop3s", "inet", "*", "-", 1, NULL },
+	{ "tern-proxyd", "http", "inet", "*", "-", 1, "tern-webd" },
+	{ "tern-proxyd", "https", "inet", "*", "-", 1, "tern-webd" },
+	{ "tern-imapd", "imap-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-imapd", "imaps-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-imapd", "imap", "inet", "*", "-", -1, NULL },
+	{ "tern-imapd", "imaps", "inet", "*", "-", -1, NULL },
+	{ "tern-popd", "pop3-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-popd", "pop3s-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-popd", "pop3", "inet", "*", "-", -1, NULL },
+	{ "tern-popd", "pop3s", "inet", "*", "-", -1, NULL },
+	{ "tern-webd", "http-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-webd", "https-backend", "inet", LOOPBACK, "-", 1, NULL },
+	{ "tern-webd", "http", "inet", "*", "-", -1, NULL },
+	{ "tern-webd", "https", "inet", "*", "-", -1, NULL },
+	{ "tern-webd", "admin", "inet", "*", "-", 0, NULL },
 };
 
 static bool installed_has(const char *const *installed, const char *program)
@@ -922,6 +925,7 @@ int services_write_default(struct str *out, unsigned port_base,
 		const struct default_service *d = &default_services[i];
 
 		if (!installed_has(installed, d->program) ||
+		    (d->needs != NULL && !installed_has(installed, d->needs)) ||
 		    (d->proxy == 1 && !proxy) || (d->proxy == -1 && proxy))
 			continue;
 		if (write_service(out, port_base, "", d->name, d->type,

@@ -106,8 +106,12 @@ static void imapd_reload(struct svc *svc)
 {
 	struct imapd *d = imapd_get(svc);
 
-	if (d != NULL)
-		imapd_settings(d);
+	if (d == NULL)
+		return;
+	imapd_settings(d);
+	/* The skeleton loaded the certificate again: the old context is
+	 * gone (sessions keep their own reference). */
+	d->tls = svc_tls_server(svc);
 }
 
 /* svc: stopping and no session left: close the peers' clients. */

@@ -1069,7 +1069,7 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	struct imap_parser_settings set;
-	const char *error;
+	const char *error = "no certificate loaded";
 	struct str *caps;
 
 	s->d = d;
@@ -1098,7 +1098,9 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 	log_info(s->id, "connect from %s%s", s->peer,
 		 d->implicit_tls ? " (TLS)" : "");
 	if (d->implicit_tls) {
-		if (conn_start_tls(s->conn, d->tls, NULL, &error) < 0) {
+		/* No certificate since a reload: nothing to speak. */
+		if (d->tls == NULL ||
+		    conn_start_tls(s->conn, d->tls, NULL, &error) < 0) {
 			log_warn(s->id, "TLS: %s", error);
 			conn_abort(s->conn, "TLS failed");
 			return;

@@ -21,6 +21,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "popd.h"
+#include "proxyauth.h"
 #include "session.h"
 #include "storeasync.h"
 #include "str.h"
@@ -52,18 +53,6 @@ static char *path_join(const char *a, const char *b)
 	return r;
 }
 
-/* "no", "loopback", "yes" (as the enum option), or -1. */
-static int plaintext_parse(const char *text)
-{
-	static const char *const words[] = { "no", "loopback", "yes" };
-
-	for (size_t i = 0; i < TERN_NELEM(words); i++) {
-		if (strcasecmp(text, words[i]) == 0)
-			return (int)i;
-	}
-	return -1;
-}
-
 /* EXPIRE's value: "", "NEVER" or a number of days. */
 static bool expire_valid(const char *text)
 {
@@ -85,22 +74,14 @@ static bool expire_valid(const char *text)
 static void popd_settings(struct popd *pd)
 {
 	const struct cfg *cfg = svc_config(pd->svc);
-	const char *o = svc_override(pd->svc, "pop3_plaintext_auth");
 	const char *expire = cfg_str(cfg, OPT_POP3_EXPIRE);
-	int v;
 
 	free(pd->hostname);
 	free(pd->expire);
 	pd->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
-	pd->plaintext = (enum popd_plaintext)cfg_enum(cfg,
-						      OPT_POP3_PLAINTEXT_AUTH);
-	if (o != NULL) {
-		if ((v = plaintext_parse(o)) < 0)
-			log_warn(NULL, "ignoring -o pop3_plaintext_auth=%s: "
-				 "not no, loopback or yes", o);
-		else
-			pd->plaintext = (enum popd_plaintext)v;
-	}
+	pd->plaintext = svc_plaintext_setting(pd->svc, "pop3_plaintext_auth",
+					      cfg_enum(cfg,
+						       OPT_POP3_PLAINTEXT_AUTH));
 	if (!expire_valid(expire)) {
 		log_warn(NULL, "ignoring pop3_expire = %s: not a number of "
 			 "days or NEVER", expire);
@@ -111,32 +92,8 @@ static void popd_settings(struct popd *pd)
 	pd->idle_ms = cfg_duration(cfg, OPT_POP3_IDLE_TIMEOUT);
 	pd->login_delay_ms = cfg_duration(cfg, OPT_POP3_LOGIN_DELAY);
 	pd->messages_max = (unsigned)cfg_int(cfg, OPT_POP3_MESSAGES_MAX);
-}
-
-/* Implicit TLS for pop3s and pop3s-*, or as -o tls= says. */
-static int popd_tls_role(struct popd *pd, const char **error_r)
-{
-	const char *name = svc_name(pd->svc);
-	const char *o = svc_override(pd->svc, "tls");
-
-	pd->implicit_tls = strcmp(name, "pop3s") == 0 ||
-			   strncmp(name, "pop3s-", 6) == 0;
-	if (o != NULL) {
-		if (strcmp(o, "implicit") == 0) {
-			pd->implicit_tls = true;
-		} else if (strcmp(o, "starttls") == 0) {
-			pd->implicit_tls = false;
-		} else {
-			*error_r = "-o tls= must be implicit or starttls";
-			return -1;
-		}
-	}
-	pd->tls = svc_tls_server(pd->svc);
-	if (pd->implicit_tls && pd->tls == NULL) {
-		*error_r = "implicit TLS needs tls_cert_file and tls_key_file";
-		return -1;
-	}
-	return 0;
+	proxyauth_free(&pd->proxy);
+	pd->proxy = proxyauth_load(cfg);
 }
 
 static int popd_init(struct svc *svc, const char **error_r)
@@ -156,8 +113,9 @@ static int popd_init(struct svc *svc, const char **error_r)
 	pd->svc = svc;
 	svc_set_ctx(svc, pd);
 	popd_settings(pd);
-	if (popd_tls_role(pd, error_r) < 0)
+	if (svc_tls_mode(svc, "pop3s", &pd->implicit_tls, error_r) < 0)
 		return -1;
+	pd->tls = svc_tls_server(svc);
 	pd->lock_dir = path_join(svc_root(svc), POPD_LOCK_DIR);
 	if (mkdir(pd->lock_dir, 0750) < 0 && errno != EEXIST) {
 		log_error(NULL, "mkdir %s: %s", pd->lock_dir, strerror(errno));
@@ -173,8 +131,8 @@ static int popd_init(struct svc *svc, const char **error_r)
 	log_info(NULL, "pop3 ready: service %s, %s, plaintext login %s",
 		 svc_name(svc), pd->implicit_tls ? "implicit TLS" :
 		 pd->tls != NULL ? "STLS offered" : "no TLS (no certificate)",
-		 pd->plaintext == POPD_PLAINTEXT_YES ? "allowed" :
-		 pd->plaintext == POPD_PLAINTEXT_LOOPBACK ? "from loopback" :
+		 pd->plaintext == SVC_PLAINTEXT_YES ? "allowed" :
+		 pd->plaintext == SVC_PLAINTEXT_LOOPBACK ? "from loopback" :
 		 "refused");
 	return 0;
 }
@@ -188,8 +146,12 @@ static void popd_reload(struct svc *svc)
 {
 	struct popd *pd = popd_get(svc);
 
-	if (pd != NULL)
-		popd_settings(pd);
+	if (pd == NULL)
+		return;
+	popd_settings(pd);
+	/* The skeleton loaded the certificate again: the old context is
+	 * gone (sessions keep their own reference). */
+	pd->tls = svc_tls_server(svc);
 }
 
 static void popd_close_clients(struct popd *pd)
@@ -226,6 +188,7 @@ static void popd_deinit(struct svc *svc)
 	free(pd->expire);
 	free(pd->lock_dir);
 	pd->hostname = pd->expire = pd->lock_dir = NULL;
+	proxyauth_free(&pd->proxy);
 }
 
 static const struct svc_spec popd_spec = {

@@ -18,28 +18,24 @@
 #include <stdint.h>
 
 #include "compat.h"
+#include "svc.h"
 
-struct svc;
 struct authclient;
 struct storeasync;
 struct tls_ctx;
+struct proxyauth;
 struct session;
 
 #define POPD_LOCK_DIR "data/pop3"	/* under the instance root */
-
-enum popd_plaintext {
-	POPD_PLAINTEXT_NO = 0,		/* login only under TLS */
-	POPD_PLAINTEXT_LOOPBACK,	/* and from 127.0.0.0/8, ::1 */
-	POPD_PLAINTEXT_YES,		/* from anywhere */
-};
 
 struct popd {
 	struct svc *svc;
 	struct authclient *auth;
 	struct storeasync *store;
 	struct tls_ctx *tls;		/* NULL: no certificate, no STLS */
+	struct proxyauth *proxy;	/* logins of tern-proxyd */
 	bool implicit_tls;		/* pop3s: TLS from the first byte */
-	enum popd_plaintext plaintext;	/* pop3_plaintext_auth */
+	enum svc_plaintext plaintext;	/* pop3_plaintext_auth */
 	char *hostname;			/* myhostname */
 	char *lock_dir;			/* ROOT/POPD_LOCK_DIR */
 	char *expire;			/* pop3_expire, "" = not announced */

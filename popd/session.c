@@ -13,6 +13,7 @@
 #include "mailbox.h"
 #include "pop3proto.h"
 #include "popd.h"
+#include "proxyauth.h"
 #include "retr.h"
 #include "session.h"
 #include "str.h"
@@ -161,24 +162,10 @@ static void session_wake(struct session *s)
 
 /* ---- AUTHORIZATION ---- */
 
-static bool peer_is_loopback(const char *peer)
-{
-	return strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
-	       strcmp(peer, "unix") == 0;
-}
-
 /* Whether USER/PASS and AUTH PLAIN may be used now. */
 static bool login_allowed(const struct session *s)
 {
-	switch (s->pd->plaintext) {
-	case POPD_PLAINTEXT_YES:
-		return true;
-	case POPD_PLAINTEXT_LOOPBACK:
-		return s->tls || peer_is_loopback(s->peer);
-	case POPD_PLAINTEXT_NO:
-		break;
-	}
-	return s->tls;
+	return svc_plaintext_allowed(s->pd->plaintext, s->tls, s->peer);
 }
 
 static bool stls_offered(const struct session *s)
@@ -266,6 +253,24 @@ static void auth_failed(struct session *s, const char *text)
 	}
 }
 
+/* A successful login (a password check, or a proxy login): open the
+ * mailbox. */
+static void login_ok(struct session *s, const struct authclient_account *acct)
+{
+	if (!popd_host_is_local(s->pd, acct->mailhost)) {
+		log_info(s->id, "login refused: user=<%s>: mailbox on %s",
+			 acct->address, acct->mailhost);
+		reply(s, "-ERR [SYS/PERM] This mailbox is on another server");
+		s->state = ST_AUTH;
+		session_wake(s);
+		return;
+	}
+	s->login = xstrdup(acct->address);
+	s->mb = mailbox_new(s->pd, s->id, acct->id, acct->address);
+	mailbox_open(s->mb, mailbox_opened, s);
+	/* still blocked: mailbox_opened wakes us */
+}
+
 static void auth_done(enum authclient_status st,
 		      const struct authclient_account *acct,
 		      const char *error, void *ctx)
@@ -278,19 +283,9 @@ static void auth_done(enum authclient_status st,
 	}
 	switch (st) {
 	case AUTHCLIENT_OK:
-		if (!popd_host_is_local(s->pd, acct->mailhost)) {
-			log_info(s->id, "login refused: user=<%s>: mailbox on "
-				 "%s", acct->address, acct->mailhost);
-			reply(s, "-ERR [SYS/PERM] This mailbox is on another "
-			      "server");
-			s->state = ST_AUTH;
-			break;
-		}
-		s->login = xstrdup(acct->address);
-		s->mb = mailbox_new(s->pd, s->id, acct->id, acct->address);
-		mailbox_open(s->mb, mailbox_opened, s);
+		login_ok(s, acct);
 		session_release(s);
-		return;	/* still blocked: mailbox_opened wakes us */
+		return;
 	case AUTHCLIENT_AUTHFAIL:
 	case AUTHCLIENT_NOTFOUND:
 	case AUTHCLIENT_INVALID:
@@ -310,6 +305,37 @@ static void auth_done(enum authclient_status st,
 		      "again later");
 		s->state = ST_AUTH;
 		break;
+	}
+	session_wake(s);
+	session_release(s);
+}
+
+/* The account of a proxy login (tern-proxyd checked the password). */
+static void proxy_lookup_done(enum authclient_status st,
+			      const struct authclient_account *acct,
+			      const char *error, void *ctx)
+{
+	struct session *s = ctx;
+
+	if (s->gone) {
+		session_release(s);
+		return;
+	}
+	if (st == AUTHCLIENT_OK && acct->status == DIR_ACCOUNT_ACTIVE) {
+		login_ok(s, acct);
+		session_release(s);
+		return;
+	}
+	if (st == AUTHCLIENT_TEMPFAIL) {
+		log_warn(s->id, "proxy login: %s",
+			 error != NULL ? error : "tern-authd");
+		reply(s, "-ERR [SYS/TEMP] Directory unavailable, try again "
+		      "later");
+		s->state = ST_AUTH;
+	} else {
+		log_info(s->id, "proxy login refused: %s",
+			 authclient_status_name(st));
+		auth_failed(s, "-ERR [AUTH] No such account");
 	}
 	session_wake(s);
 	session_release(s);
@@ -373,6 +399,19 @@ static void sasl_plain(struct session *s, const char *b64)
 		return;
 	}
 	if (authz[0] != '\0' && strcmp(authz, authc) != 0) {
+		if (proxyauth_verify(s->pd->proxy, authc, password, s->peer) &&
+		    strlen(authz) <= DIR_ADDRESS_MAX) {
+			/* tern-proxyd logs in for its user. */
+			s->state = ST_LOGIN;
+			s->blocked = true;
+			s->holds++;
+			authclient_lookup(s->pd->auth, authz,
+					  proxy_lookup_done, s);
+			str_clear(s->sasl);
+			return;
+		}
+		log_info(s->id, "authorization identity refused: rip=%s",
+			 s->peer);
 		auth_failed(s, "-ERR [AUTH] Authorization identity not "
 			    "allowed");
 		return;
@@ -860,7 +899,7 @@ static const struct conn_ops session_ops = {
 void session_accept(struct popd *pd, uv_stream_t *client)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
-	const char *error;
+	const char *error = "no certificate loaded";
 
 	s->pd = pd;
 	svc_new_id(s->id);
@@ -882,7 +921,9 @@ void session_accept(struct popd *pd, uv_stream_t *client)
 	log_info(s->id, "connect from %s%s", s->peer,
 		 pd->implicit_tls ? " (TLS)" : "");
 	if (pd->implicit_tls) {
-		if (conn_start_tls(s->conn, pd->tls, NULL, &error) < 0) {
+		/* No certificate since a reload: nothing to speak. */
+		if (pd->tls == NULL ||
+		    conn_start_tls(s->conn, pd->tls, NULL, &error) < 0) {
 			log_warn(s->id, "TLS: %s", error);
 			conn_abort(s->conn, "TLS failed");
 			return;

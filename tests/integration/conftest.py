@@ -185,27 +185,27 @@ def echod_services(port_base, extra=""):
         + extra)
 
 
-@pytest.fixture
-def make_instance():
-    made = []
+def new_instance(setup_args=(), services=None, conf="", start=True):
+    """An instance in a new temporary root with a free port block."""
+    root = tempfile.mkdtemp(prefix="tern-test-", dir="/tmp")
+    os.chmod(root, 0o755)
+    base = free_port_block()
+    inst = Instance(root, base)
+    inst.ctl("setup", "--port-base", str(base + 10), *setup_args)
+    if services is not None:
+        inst.write_services(services(base) if callable(services)
+                            else services)
+    if conf:
+        inst.append_conf(conf)
+    if start:
+        inst.ctl("start")
+    return inst
 
-    def factory(setup_args=(), services=None, conf="", start=True):
-        root = tempfile.mkdtemp(prefix="tern-test-", dir="/tmp")
-        os.chmod(root, 0o755)
-        base = free_port_block()
-        inst = Instance(root, base)
-        made.append(inst)
-        inst.ctl("setup", "--port-base", str(base + 10), *setup_args)
-        if services is not None:
-            inst.write_services(services(base) if callable(services)
-                                else services)
-        if conf:
-            inst.append_conf(conf)
-        if start:
-            inst.ctl("start")
-        return inst
 
-    yield factory
+def finish_instances(made):
+    """Stops the instances; fails the test on processes left behind or on
+    sanitizer reports and panics in their logs (their roots are kept
+    then)."""
     problems = []
     for inst in made:
         left = inst.stop_all()
@@ -219,6 +219,19 @@ def make_instance():
             shutil.rmtree(inst.root, ignore_errors=True)
     if problems:
         pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def make_instance():
+    made = []
+
+    def factory(setup_args=(), services=None, conf="", start=True):
+        inst = new_instance(setup_args, services, conf, start)
+        made.append(inst)
+        return inst
+
+    yield factory
+    finish_instances(made)
 
 
 @pytest.fixture

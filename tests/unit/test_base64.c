@@ -48,10 +48,38 @@ static void test_lenient_and_bounds(void **state)
 	str_free(&out);
 }
 
+static void test_encode(void **state)
+{
+	static const char *const plain[] = { "", "f", "fo", "foo", "foob",
+					     "fooba", "foobar" };
+	static const char *const coded[] = { "", "Zg==", "Zm8=", "Zm9v",
+					     "Zm9vYg==", "Zm9vYmE=",
+					     "Zm9vYmFy" };
+	struct str *out = str_new(0, 64), *back = str_new(0, 64);
+
+	/* RFC 4648 section 10, and back again. */
+	for (size_t i = 0; i < TERN_NELEM(plain); i++) {
+		str_clear(out);
+		str_clear(back);
+		assert_int_equal(base64_encode(plain[i], strlen(plain[i]),
+					       out), 0);
+		assert_string_equal(str_c(out), coded[i]);
+		assert_int_equal(base64_decode(str_c(out), str_len(out),
+					       BASE64_STRICT, back), 0);
+		assert_string_equal(str_c(back), plain[i]);
+	}
+	str_free(&out);
+	out = str_new(0, 3);
+	assert_int_equal(base64_encode("foo", 3, out), -1);
+	str_free(&out);
+	str_free(&back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strict),
+		cmocka_unit_test(test_encode),
 		cmocka_unit_test(test_lenient_and_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

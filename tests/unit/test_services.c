@@ -530,6 +530,9 @@ static void test_default_table(void **state)
 	static const char *const noproxy[] = {
 		"tern-imapd", "tern-popd", "tern-webd", NULL,
 	};
+	static const char *const nowebd[] = {
+		"tern-imapd", "tern-popd", "tern-proxyd", NULL,
+	};
 	static const char *const none[] = { NULL };
 	struct fixture *f = *state;
 	struct str *out = str_new(0, 65536), *uncommented = str_new(0, 65536);
@@ -550,6 +553,10 @@ static void test_default_table(void **state)
 			 AF_UNSPEC);
 	check_default(f, 0, noproxy,
 		      "imap imaps pop3 pop3s http https admin");
+	/* The proxy's HTTP front end only comes with tern-webd. */
+	check_default(f, 0, nowebd,
+		      "imap imaps pop3 pop3s imap-backend imaps-backend "
+		      "pop3-backend pop3s-backend");
 	assert_int_equal(services_find(f->table, "imap")->listen[0].port, 143);
 
 	/* The commented examples are valid lines once uncommented. */

@@ -1,0 +1,256 @@
+/*
+ * tern-proxyd: the IMAP and POP3 proxy in front of the mailbox servers
+ * (proxyd.h says what it does).
+ *
+ * A thin main on the service skeleton: init decides the protocol and the
+ * TLS role of the service, opens the tern-authd client, reads the proxy_*
+ * settings, the proxy credential and, from this instance's services.conf,
+ * where the local mailbox server's backend listener is.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "compat.h"
+#include "authclient.h"
+#include "cfg.h"
+#include "log.h"
+#include "paths.h"
+#include "proxyauth.h"
+#include "proxyd.h"
+#include "services.h"
+#include "str.h"
+#include "svc.h"
+#include "xalloc.h"
+
+static struct proxyd proxyd_state;
+
+struct proxyd *proxyd_get(struct svc *svc)
+{
+	return svc_ctx(svc);
+}
+
+static void servers_free(struct proxyd *d)
+{
+	for (size_t i = 0; i < d->nservers; i++)
+		free(d->servers[i]);
+	free(d->servers);
+	d->servers = NULL;
+	d->nservers = 0;
+}
+
+unsigned proxyd_backend_port(const struct proxyd *d, unsigned port_base)
+{
+	return tern_port(port_base, d->proto == PROXY_IMAP ? 7143 : 7110);
+}
+
+/* Where this machine's mailbox server listens: the first address of the
+ * backend service in services.conf ("imap-backend", "pop3-backend", or
+ * -o backend=NAME), else the standard backend port on 127.0.0.1. */
+static void proxyd_local_backend(struct proxyd *d)
+{
+	const char *name = svc_override(d->svc, "backend");
+	char *path = path_join(svc_root(d->svc), "conf/services.conf");
+	struct str *err = str_new(256, 4096);
+	struct services *table = NULL;
+	const struct service *sv;
+
+	if (name == NULL)
+		name = d->proto == PROXY_IMAP ? "imap-backend" :
+						"pop3-backend";
+	free(d->local_host);
+	d->local_host = xstrdup("127.0.0.1");
+	d->local_port = proxyd_backend_port(d, 0);
+	if (services_load(svc_root(d->svc), path, &table, err) < 0) {
+		log_warn(NULL, "%s", str_c(err));
+	} else if ((sv = services_find(table, name)) == NULL ||
+		   sv->type != SERVICE_INET || sv->nlisten == 0) {
+		log_warn(NULL, "no inet service %s in %s: the local mailbox "
+			 "server is taken to be at 127.0.0.1:%u", name, path,
+			 d->local_port);
+	} else {
+		const struct service_addr *a = &sv->listen[0];
+
+		if (a->family != AF_UNSPEC) {
+			free(d->local_host);
+			d->local_host = xstrdup(a->host);
+		}
+		d->local_port = a->port;
+	}
+	services_free(&table);
+	str_free(&err);
+	free(path);
+}
+
+static void proxyd_settings(struct proxyd *d)
+{
+	const struct cfg *cfg = svc_config(d->svc);
+	const char *const *list;
+	size_t n = 0;
+
+	d->plaintext = svc_plaintext_setting(
+		d->svc, d->proto == PROXY_IMAP ? "imap_plaintext_auth" :
+						 "pop3_plaintext_auth",
+		cfg_enum(cfg, d->proto == PROXY_IMAP ?
+				      OPT_IMAP_PLAINTEXT_AUTH :
+				      OPT_POP3_PLAINTEXT_AUTH));
+	d->connect_ms = cfg_duration(cfg, OPT_PROXY_CONNECT_TIMEOUT);
+	d->retry_ms = cfg_duration(cfg, OPT_PROXY_BACKEND_RETRY);
+	d->user_max = (unsigned)cfg_int(cfg, OPT_PROXY_USER_CONNECTIONS_MAX);
+	if (d->proto == PROXY_IMAP) {
+		d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
+		/* The backend enforces its own idle time; the relay only
+		 * cuts connections that stay silent well beyond it. */
+		d->idle_ms = cfg_duration(cfg, OPT_IMAP_IDLE_TIMEOUT) +
+			     5 * CFG_MINUTE;
+		d->line_max = (size_t)cfg_size(cfg, OPT_IMAP_LINE_LIMIT);
+	} else {
+		d->login_ms = cfg_duration(cfg, OPT_POP3_IDLE_TIMEOUT);
+		d->idle_ms = cfg_duration(cfg, OPT_POP3_IDLE_TIMEOUT) +
+			     5 * CFG_MINUTE;
+		d->line_max = (size_t)cfg_size(cfg, OPT_POP3_LINE_LIMIT);
+	}
+	free(d->hostname);
+	d->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
+	proxyauth_free(&d->pa);
+	d->pa = proxyauth_load(cfg);
+	proxyd_local_backend(d);
+	servers_free(d);
+	list = cfg_list(cfg, OPT_PROXY_SERVERS, &n);
+	d->servers = xcalloc(n + 1, sizeof(*d->servers));
+	for (size_t i = 0; i < n; i++) {
+		if (strchr(list[i], '=') == NULL) {
+			log_warn(NULL, "proxy_servers: ignoring '%s': not "
+				 "NAME=ADDRESS[:PORT_BASE]", list[i]);
+			continue;
+		}
+		d->servers[d->nservers++] = xstrdup(list[i]);
+	}
+}
+
+/* The protocol from the service name or -o protocol=. */
+static int proxyd_protocol(struct proxyd *d, const char **error_r)
+{
+	const char *name = svc_name(d->svc);
+	const char *o = svc_override(d->svc, "protocol");
+
+	if (o != NULL) {
+		if (strcmp(o, "imap") == 0)
+			d->proto = PROXY_IMAP;
+		else if (strcmp(o, "pop3") == 0)
+			d->proto = PROXY_POP3;
+		else
+			goto bad;
+		return 0;
+	}
+	if (strncmp(name, "imap", 4) == 0) {
+		d->proto = PROXY_IMAP;
+		return 0;
+	}
+	if (strncmp(name, "pop3", 4) == 0) {
+		d->proto = PROXY_POP3;
+		return 0;
+	}
+bad:
+	*error_r = "the service needs -o protocol=imap or -o protocol=pop3";
+	return -1;
+}
+
+static int proxyd_init(struct svc *svc, const char **error_r)
+{
+	const struct cfg *cfg = svc_config(svc);
+	struct proxyd *d = &proxyd_state;
+	struct authclient_settings aset = {
+		.timeout_ms = cfg_duration(cfg, OPT_AUTHD_TIMEOUT),
+		.max_frame = (size_t)cfg_size(cfg, OPT_IPC_FRAME_MAX),
+	};
+	char *path;
+
+	d->svc = svc;
+	svc_set_ctx(svc, d);
+	if (proxyd_protocol(d, error_r) < 0 ||
+	    svc_tls_mode(svc, d->proto == PROXY_IMAP ? "imaps" : "pop3s",
+			 &d->implicit_tls, error_r) < 0)
+		return -1;
+	d->tls = svc_tls_server(svc);
+	proxyd_settings(d);
+	path = path_join(svc_root(svc), AUTHCLIENT_SOCKET);
+	d->auth = authclient_new(svc_loop(svc), path, &aset);
+	free(path);
+	log_info(NULL, "%s proxy ready: service %s, %s",
+		 d->proto == PROXY_IMAP ? "imap" : "pop3", svc_name(svc),
+		 d->implicit_tls ? "implicit TLS" :
+		 d->tls != NULL ? "STARTTLS offered" :
+				  "no TLS (no certificate)");
+	return 0;
+}
+
+static void proxyd_accept(struct svc *svc, uv_stream_t *client, int listener)
+{
+	psession_accept(proxyd_get(svc), client);
+}
+
+static void proxyd_reload(struct svc *svc)
+{
+	struct proxyd *d = proxyd_get(svc);
+
+	if (d == NULL)
+		return;
+	proxyd_settings(d);
+	/* The skeleton loaded the certificate again: the old context is
+	 * gone (sessions keep their own reference). */
+	d->tls = svc_tls_server(svc);
+}
+
+static void proxyd_drained(struct svc *svc)
+{
+	struct proxyd *d = proxyd_get(svc);
+
+	if (d != NULL)
+		authclient_free(&d->auth);
+}
+
+static void proxyd_stop(struct svc *svc)
+{
+	struct proxyd *d = proxyd_get(svc);
+
+	if (d != NULL)
+		psessions_stop(d);
+}
+
+static void proxyd_deinit(struct svc *svc)
+{
+	struct proxyd *d = proxyd_get(svc);
+
+	if (d == NULL)
+		return;
+	servers_free(d);
+	proxyauth_free(&d->pa);
+	free(d->hostname);
+	free(d->local_host);
+	d->hostname = d->local_host = NULL;
+	while (d->down != NULL) {
+		struct backend_down *b = d->down;
+
+		d->down = b->next;
+		free(b->key);
+		free(b);
+	}
+}
+
+static const struct svc_spec proxyd_spec = {
+	.name = "proxyd",
+	.init = proxyd_init,
+	.on_accept = proxyd_accept,
+	.on_reload = proxyd_reload,
+	.on_stop = proxyd_stop,
+	.on_drained = proxyd_drained,
+	.deinit = proxyd_deinit,
+};
+
+int main(int argc, char **argv)
+{
+	return svc_main(argc, argv, &proxyd_spec);
+}

@@ -458,6 +458,20 @@ int conn_write_c(struct conn *c, const char *cstr)
 	return conn_write(c, cstr, strlen(cstr));
 }
 
+void conn_write_vline(struct conn *c, size_t max, const char *fmt,
+		      va_list ap)
+{
+	struct str *line = str_new(128, max + 2);
+
+	(void)str_vsetf(line, fmt, ap);
+	if (str_len(line) > max)
+		str_truncate(line, max);
+	if (str_append(line, "\r\n", 2) < 0 ||
+	    conn_write(c, str_c(line), str_len(line)) < 0)
+		conn_abort(c, "write failed");
+	str_free(&line);
+}
+
 /* TLS. */
 
 static void conn_tls_log(struct conn *c)

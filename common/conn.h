@@ -26,6 +26,7 @@
 #define TERN_CONN_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -74,6 +75,10 @@ struct conn *conn_accept(uv_stream_t *server, const struct conn_ops *ops,
  * pre-handshake queue would pass CONN_PLAIN_QUEUE_MAX (data dropped). */
 int conn_write(struct conn *c, const void *data, size_t len);
 int conn_write_c(struct conn *c, const char *cstr);
+/* One protocol reply line (SMTP, LMTP): formatted, cut at max bytes, CRLF
+ * appended, queued; a failure aborts the conn. */
+void conn_write_vline(struct conn *c, size_t max, const char *fmt,
+		      va_list ap) TERN_PRINTF(3, 0);
 /* Bytes queued and not yet handed to the kernel (ciphertext once encrypted). */
 size_t conn_pending(const struct conn *c);
 

@@ -532,3 +532,27 @@ int smtp_data_feed(struct smtp_data *d, const char **pos, const char *end,
 	}
 	return 0;
 }
+
+void smtp_date(time_t when, char buf[static SMTP_DATE_SIZE])
+{
+	struct tm tm;
+
+	if (localtime_r(&when, &tm) == NULL ||
+	    strftime(buf, SMTP_DATE_SIZE, "%a, %d %b %Y %H:%M:%S %z",
+		     &tm) == 0)
+		str_lcpy(buf, "Thu, 01 Jan 1970 00:00:00 +0000",
+			 SMTP_DATE_SIZE);
+}
+
+bool smtp_hello_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > SMTP_HELLO_MAX)
+		return false;
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p <= ' ' || *p >= 127 || *p == '(' || *p == ')')
+			return false;
+	}
+	return true;
+}

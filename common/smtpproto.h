@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "compat.h"
 #include "str.h"
@@ -83,6 +84,17 @@ int smtp_cmd_parse(char *line, size_t len, unsigned flags,
 const char *smtp_cmd_param(const struct smtp_cmd *cmd, const char *keyword,
 			   bool *found_r);
 const char *smtp_verb_name(enum smtp_verb verb);
+
+/* The argument of HELO, EHLO or LHLO: 1 to SMTP_HELLO_MAX printable
+ * ASCII bytes without spaces or parentheses (it goes into a Received
+ * header as written). */
+#define SMTP_HELLO_MAX 255
+bool smtp_hello_name_valid(const char *name);
+
+/* The date of a Received: header (RFC 5322 section 3.3), local time:
+ * "Sun, 29 Nov 2026 04:05:06 +0000". */
+#define SMTP_DATE_SIZE 64
+void smtp_date(time_t when, char buf[static SMTP_DATE_SIZE]);
 
 /* ---- DATA ---- */
 

@@ -20,7 +20,6 @@
 #include "xalloc.h"
 
 #define REPLY_MAX 1024
-#define HEADER_DATE_MAX 64
 
 struct txn {
 	struct lmtpd *ld;
@@ -108,23 +107,14 @@ size_t txn_rcpt_count(const struct txn *t)
 
 static void on_spool(void *ctx);
 
-static void rfc5322_date(time_t now, char *buf, size_t size)
-{
-	struct tm tm;
-
-	if (localtime_r(&now, &tm) == NULL ||
-	    strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-		str_lcpy(buf, "Thu, 01 Jan 1970 00:00:00 +0000", size);
-}
-
 /* Return-Path: and Received: (RFC 5321 section 4.4), folded. */
 static void add_headers(struct txn *t, const char *lhlo, const char *peer)
 {
-	char date[HEADER_DATE_MAX];
+	char date[SMTP_DATE_SIZE];
 	bool local = strcmp(peer, "unix") == 0;
 	int r;
 
-	rfc5322_date((time_t)t->date, date, sizeof(date));
+	smtp_date((time_t)t->date, date);
 	r = str_printf(t->buf, "Return-Path: <%s>\r\n"
 		       "Received: from %s (%s%s%s)\r\n"
 		       "\tby %s (Tern) with LMTP id %s\r\n",

@@ -2,8 +2,8 @@
  * lmtpd.h: tern-lmtpd, the LMTP server (RFC 2033) that delivers into
  * tern-stored.  This header holds what the whole process shares: its
  * clients of tern-authd and tern-stored and the settings from tern.conf
- * (re-read on reload).  main.c fills it in; session.c, rcpt.c, spool.c and
- * deliver.c read it.
+ * (re-read on reload).  main.c fills it in; session.c, rcpt.c and deliver.c
+ * read it (the spool writer is common/spool.c).
  *
  * Listeners: the "lmtp" service (inet, 127.0.0.1:7025) and "lmtp-local"
  * (unix, run/lmtp.sock) run this program; both speak the same protocol.

@@ -18,6 +18,7 @@
 #include "cfg.h"
 #include "lmtpd.h"
 #include "log.h"
+#include "paths.h"
 #include "session.h"
 #include "storeasync.h"
 #include "str.h"
@@ -35,18 +36,6 @@ bool lmtpd_host_is_local(const struct lmtpd *ld, const char *host)
 {
 	return host[0] == '\0' || strcasecmp(host, "localhost") == 0 ||
 	       strcasecmp(host, ld->hostname) == 0;
-}
-
-static char *path_join(const char *a, const char *b)
-{
-	struct str *p = str_new(256, 8192);
-	char *r;
-
-	if (str_printf(p, "%s/%s", a, b) < 0)
-		str_clear(p);
-	r = xstrdup(str_c(p));
-	str_free(&p);
-	return r;
 }
 
 /* The settings from tern.conf (again on reload). */

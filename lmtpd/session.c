@@ -20,7 +20,6 @@
 #include "xalloc.h"
 
 #define REPLY_MAX 1024
-#define LHLO_MAX 255
 /* Input kept while a command waits: one read beyond a command line. */
 #define INPUT_MAX(line_max) (2 * CONN_READ_SIZE + (line_max) + 2)
 
@@ -92,21 +91,13 @@ static void reply(struct session *s, const char *fmt, ...) TERN_PRINTF(2, 3);
 
 static void reply(struct session *s, const char *fmt, ...)
 {
-	struct str *line;
 	va_list ap;
 
 	if (s->gone)
 		return;
-	line = str_new(128, REPLY_MAX + 2);
 	va_start(ap, fmt);
-	(void)str_vsetf(line, fmt, ap);
+	conn_write_vline(s->conn, REPLY_MAX, fmt, ap);
 	va_end(ap);
-	if (str_len(line) > REPLY_MAX)
-		str_truncate(line, REPLY_MAX);
-	if (str_append(line, "\r\n", 2) < 0 ||
-	    conn_write(s->conn, str_c(line), str_len(line)) < 0)
-		conn_abort(s->conn, "write failed");
-	str_free(&line);
 }
 
 /* A protocol error: too many end the session. */
@@ -145,22 +136,9 @@ static void txn_wake(void *ctx)
 
 /* ---- commands ---- */
 
-static bool lhlo_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > LHLO_MAX)
-		return false;
-	for (const char *p = name; *p != '\0'; p++) {
-		if (*p <= ' ' || *p >= 127 || *p == '(' || *p == ')')
-			return false;
-	}
-	return true;
-}
-
 static void cmd_lhlo(struct session *s, const struct smtp_cmd *cmd)
 {
-	if (!lhlo_name_ok(cmd->arg)) {
+	if (!smtp_hello_name_valid(cmd->arg)) {
 		reply_error(s, "501 5.5.4 Syntax: LHLO hostname");
 		return;
 	}

@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "compat.h"
+#include "fsutil.h"
 #include "spool.h"
 #include "str.h"
 #include "xalloc.h"
@@ -18,11 +21,16 @@ enum spool_op {
 	OP_WRITE,
 	OP_CLOSE,
 	OP_UNLINK,
+	OP_COMMIT,
 };
 
 struct spool {
 	uv_loop_t *loop;
 	uv_fs_t req;
+	uv_work_t work;		/* spool_commit */
+	char *final_path;
+	int commit_errno;	/* 0, or why the commit failed */
+	const char *commit_step;
 	enum spool_op op;	/* running, or OP_NONE */
 	char *path;
 	uv_file fd;		/* -1 when not open */
@@ -66,6 +74,7 @@ static void teardown(struct spool *sp)
 	sp->op = OP_NONE;
 	str_free(&sp->buf);
 	str_free(&sp->error);
+	free(sp->final_path);
 	free(sp->path);
 	free(sp);
 }
@@ -118,6 +127,7 @@ static bool op_result(struct spool *sp, enum spool_op op, ssize_t r)
 			set_error(sp, "close", r);
 		break;
 	case OP_UNLINK:
+	case OP_COMMIT:
 	case OP_NONE:
 		break;
 	}
@@ -156,7 +166,7 @@ struct spool *spool_new(uv_loop_t *loop, const char *dir, const char *name,
 
 	sp->loop = loop;
 	sp->fd = -1;
-	sp->buf = str_new(SPOOL_CHUNK, SPOOL_CHUNK + 64);
+	sp->buf = str_new(SPOOL_CHUNK, SPOOL_WRITE_MAX);
 	sp->error = str_new(128, SPOOL_ERROR_MAX);
 	sp->req.data = sp;
 	sp->cb = cb;
@@ -211,6 +221,87 @@ int spool_close(struct spool *sp, spool_cb *cb, void *ctx)
 	if (r < 0) {
 		set_error(sp, "close", r);
 		sp->op = OP_NONE;
+		return -1;
+	}
+	return 0;
+}
+
+/* On the thread pool: fsync, close, rename, fsync the folder. */
+static void commit_work(uv_work_t *w)
+{
+	struct spool *sp = w->data;
+	int fd = sp->fd;
+	bool renamed = false;
+
+	sp->commit_errno = 0;
+	if (fsync(fd) < 0) {
+		sp->commit_errno = errno;
+		sp->commit_step = "fsync";
+	}
+	if (close(fd) < 0 && sp->commit_errno == 0) {
+		sp->commit_errno = errno;
+		sp->commit_step = "close";
+	}
+	if (sp->commit_errno == 0) {
+		if (rename(sp->path, sp->final_path) < 0) {
+			sp->commit_errno = errno;
+			sp->commit_step = "rename";
+		} else {
+			renamed = true;
+		}
+	}
+	if (renamed && fsutil_sync_parent(sp->final_path, NULL) < 0) {
+		sp->commit_errno = errno != 0 ? errno : EIO;
+		sp->commit_step = "fsync folder of";
+		/* Not durable: the client will be told so; take the file
+		 * back so that a retry cannot double it. */
+		if (rename(sp->final_path, sp->path) < 0)
+			(void)unlink(sp->final_path);
+	}
+}
+
+static void commit_done(uv_work_t *w, int status)
+{
+	struct spool *sp = w->data;
+
+	sp->op = OP_NONE;
+	sp->fd = -1;
+	if (status < 0 && sp->commit_errno == 0) {
+		sp->commit_errno = ECANCELED;
+		sp->commit_step = "commit";
+	}
+	if (sp->commit_errno != 0) {
+		if (str_len(sp->error) == 0)
+			(void)str_setf(sp->error, "%s %s: %s", sp->commit_step,
+				       strcmp(sp->commit_step, "rename") == 0 ||
+				       strcmp(sp->commit_step, "fsync folder "
+					      "of") == 0 ? sp->final_path :
+				       sp->path, strerror(sp->commit_errno));
+	} else {
+		sp->created = false;	/* it is the queue's now */
+	}
+	if (sp->dropping) {
+		teardown(sp);
+		return;
+	}
+	if (sp->cb != NULL)
+		sp->cb(sp->ctx);
+}
+
+int spool_commit(struct spool *sp, const char *final_path, spool_cb *cb,
+		 void *ctx)
+{
+	if (sp->fd < 0 || str_len(sp->error) > 0)
+		return -1;
+	sp->cb = cb;
+	sp->ctx = ctx;
+	free(sp->final_path);
+	sp->final_path = xstrdup(final_path);
+	sp->work.data = sp;
+	sp->op = OP_COMMIT;
+	if (uv_queue_work(sp->loop, &sp->work, commit_work, commit_done) < 0) {
+		sp->op = OP_NONE;
+		set_error(sp, "commit", UV_EIO);
 		return -1;
 	}
 	return 0;

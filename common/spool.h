@@ -1,12 +1,15 @@
 /*
- * spool.h: one message written into the store's spool folder
- * (STORE_DIR/tmp/, docs/store.md) by tern-lmtpd, off the loop thread.
+ * spool.h: one message file written off the loop thread: by tern-lmtpd
+ * into the store's spool folder (STORE_DIR/tmp/, docs/store.md), by
+ * tern-smtpd into the mail queue (docs/protocols/queue.md).
  *
  * The file is created exclusively (O_CREAT|O_EXCL, mode 0640) and written
  * with libuv's file requests, which run on the thread pool: the loop never
  * blocks on the disk.  One operation runs at a time; the caller checks
- * spool_busy() and waits for the callback before the next write.  The
- * store fsyncs the file when it takes it (the spool rules), so we do not.
+ * spool_busy() and waits for the callback before the next write.  lmtpd
+ * closes the file and hands it over (the store fsyncs it when it takes
+ * it); smtpd commits it: fsync, close, rename into its final folder,
+ * fsync that folder (spool_commit), all on the thread pool.
  *
  * Errors are sticky: after the first failure every later write is skipped
  * (spool_write returns -1) and spool_error() says what went wrong.  A
@@ -14,10 +17,10 @@
  * time: a running operation finishes in the background without a callback,
  * then the file is closed and, when asked, removed.
  *
- * Callers: deliver.c.  Loop thread only.
+ * Callers: lmtpd/deliver.c, smtpd/message.c.  Loop thread only.
  */
-#ifndef TERN_LMTPD_SPOOL_H
-#define TERN_LMTPD_SPOOL_H
+#ifndef TERN_SPOOL_H
+#define TERN_SPOOL_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +29,8 @@
 #include "compat.h"
 #include "str.h"
 
-#define SPOOL_CHUNK (64 * 1024)	/* bytes handed to one write */
+#define SPOOL_CHUNK (64 * 1024)	/* bytes handed to one write, usually */
+#define SPOOL_WRITE_MAX (4 * 1024 * 1024)	/* at most */
 
 struct spool;
 
@@ -46,6 +50,13 @@ int spool_write(struct spool *sp, struct str *buf, spool_cb *cb, void *ctx)
 /* Closes the file (after the last write); cb when closed.  -1 when nothing
  * was started (the file is not open): no callback then. */
 int spool_close(struct spool *sp, spool_cb *cb, void *ctx) TERN_WUR;
+/* Makes the file durable under final_path (same file system): fsync,
+ * close, rename, fsync of final_path's folder; cb when done.  On success
+ * the file is no longer the spool's (spool_free never removes it); on
+ * failure it is removed from final_path again if the rename had happened.
+ * -1 when nothing was started (an earlier error, the file not open). */
+int spool_commit(struct spool *sp, const char *final_path, spool_cb *cb,
+		 void *ctx) TERN_WUR;
 /* NULL while everything worked, else the first error. */
 const char *spool_error(const struct spool *sp);
 const char *spool_path(const struct spool *sp);

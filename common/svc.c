@@ -59,6 +59,7 @@ struct svc {
 	struct tls_ctx *tls;
 	int tls_tried;
 	size_t sessions;
+	struct svc_session *session_list;
 	int stopping;
 	int drained;		/* on_drained was called */
 	int debug;
@@ -226,6 +227,39 @@ void svc_session_opened(struct svc *svc)
 }
 
 static void svc_finish(struct svc *svc);
+
+void svc_session_add(struct svc *svc, struct svc_session *ss, unsigned holds)
+{
+	ss->holds = holds;
+	ss->prev = NULL;
+	ss->next = svc->session_list;
+	if (ss->next != NULL)
+		ss->next->prev = ss;
+	svc->session_list = ss;
+	svc_session_opened(svc);
+}
+
+bool svc_session_put(struct svc *svc, struct svc_session *ss)
+{
+	if (ss->holds == 0)
+		log_panic(NULL, "session hold underflow");
+	if (--ss->holds > 0)
+		return false;
+	if (ss->prev != NULL)
+		ss->prev->next = ss->next;
+	else
+		svc->session_list = ss->next;
+	if (ss->next != NULL)
+		ss->next->prev = ss->prev;
+	ss->prev = ss->next = NULL;
+	svc_session_closed(svc);
+	return true;
+}
+
+struct svc_session *svc_session_first(struct svc *svc)
+{
+	return svc->session_list;
+}
 
 void svc_session_closed(struct svc *svc)
 {

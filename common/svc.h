@@ -97,8 +97,28 @@ bool svc_plaintext_allowed(enum svc_plaintext setting, bool tls,
 enum svc_plaintext svc_plaintext_setting(struct svc *svc, const char *key,
 					 unsigned cfg_value);
 
+/*
+ * The client sessions of a protocol daemon: struct svc_session is the
+ * first member of the daemon's session struct.  The skeleton keeps the
+ * open sessions in a list (svc_session_first(), then ->next) and counts
+ * them for the drain on stop.  holds counts what may still call back into
+ * the session (its connection, timers, requests in flight: take one with
+ * ss->holds++); svc_session_put() drops one and, at the last, takes the
+ * session off the list and returns true: the caller then frees it.
+ */
+struct svc_session {
+	struct svc_session *prev, *next;
+	unsigned holds;
+};
+
+void svc_session_add(struct svc *svc, struct svc_session *ss,
+		     unsigned holds);
+bool svc_session_put(struct svc *svc, struct svc_session *ss) TERN_WUR;
+struct svc_session *svc_session_first(struct svc *svc);
+
 /* Session accounting for the drain on stop: the loop ends when stopping and
- * no session is open, or at the drain deadline. */
+ * no session is open, or at the drain deadline.  (svc_session_add and
+ * svc_session_put do this for listed sessions.) */
 void svc_session_opened(struct svc *svc);
 void svc_session_closed(struct svc *svc);
 size_t svc_sessions(struct svc *svc);

@@ -45,7 +45,6 @@ struct imapd {
 	uint64_t login_ms;		/* imap_login_timeout */
 	uint64_t idle_ms;		/* imap_idle_timeout */
 	struct mime_settings mime;
-	struct session *sessions;	/* open sessions (session.c) */
 	struct mbox *mboxes;		/* selected folders (mbox.c) */
 };
 

@@ -41,16 +41,8 @@ static void session_run(struct session *s);
 
 static void session_release(struct session *s)
 {
-	struct imapd *d = s->d;
-
-	if (--s->holds > 0)
+	if (!svc_session_put(s->d->svc, &s->ss))
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		d->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	imap_parser_free(&s->parser);
 	imap_cmd_free(&s->cmd);
 	str_free(&s->in);
@@ -62,7 +54,6 @@ static void session_release(struct session *s)
 	free(s->sasl_mech);
 	free(s->sasl_user);
 	free(s);
-	svc_session_closed(d->svc);
 }
 
 static void idle_closed(uv_handle_t *h)
@@ -283,7 +274,7 @@ void store_call(struct session *s, struct ipc_msg *req, bool idempotent,
 	c->cb = cb;
 	c->ctx = ctx;
 	c->ctx_free = ctx_free;
-	s->holds++;
+	s->ss.holds++;
 	if (s->d->store == NULL) {
 		/* Stopping: the store client is gone. */
 		struct ipc_msg *none = NULL;
@@ -595,7 +586,7 @@ static void login(struct session *s, const char *user, const char *password)
 		auth_failed(s, "[AUTHENTICATIONFAILED] Authentication failed");
 		return;
 	}
-	s->holds++;
+	s->ss.holds++;
 	authclient_authenticate(s->d->auth, user, password, "imap", s->rip,
 				auth_done, s);
 }
@@ -640,7 +631,7 @@ static void sasl_plain(struct session *s, const char *b64, size_t len)
 		if (proxyauth_verify(s->d->proxy, authc, password, s->peer) &&
 		    strlen(authz) <= DIR_ADDRESS_MAX) {
 			/* tern-proxyd logs in for its user. */
-			s->holds++;
+			s->ss.holds++;
 			authclient_lookup(s->d->auth, authz, proxy_lookup_done,
 					  s);
 			str_free(&buf);
@@ -1089,12 +1080,8 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 	uv_timer_init(svc_loop(d->svc), &s->idle);
 	s->idle.data = s;
 	uv_timer_start(&s->idle, on_idle, d->login_ms, d->login_ms);
-	s->holds = 2;	/* the conn and the timer */
-	s->next = d->sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	d->sessions = s;
-	svc_session_opened(d->svc);
+	/* held by the conn and the timer(s) */
+	svc_session_add(d->svc, &s->ss, 2);
 	log_info(s->id, "connect from %s%s", s->peer,
 		 d->implicit_tls ? " (TLS)" : "");
 	if (d->implicit_tls) {
@@ -1122,7 +1109,10 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 
 void sessions_stop(struct imapd *d)
 {
-	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+	for (struct svc_session *ss = svc_session_first(d->svc); ss != NULL;
+	     ss = ss->next) {
+		struct session *s = (struct session *)ss;
+
 		if (s->gone)
 			continue;
 		if ((s->blocked && !s->idling) || s->running) {

@@ -38,6 +38,7 @@
 
 #include "compat.h"
 #include "storeasync.h"
+#include "svc.h"
 
 #define SESSION_ERRORS_MAX 50
 #define SESSION_AUTH_FAILURES_MAX 3
@@ -59,7 +60,7 @@ enum session_state {
 };
 
 struct session {
-	struct session *prev, *next;
+	struct svc_session ss;	/* first: the skeleton's list and holds */
 	struct imapd *d;
 	struct conn *conn;
 	struct imap_parser *parser;
@@ -77,7 +78,6 @@ struct session {
 	struct imap_cmd *cmd;	/* the command running */
 	char *tagged;		/* its final response, while a sync runs */
 	uv_timer_t idle;
-	unsigned holds;		/* the conn, the timer, requests */
 	unsigned errors, auth_failures;
 	struct imap_seqset *saved;	/* SEARCHRES "$", as UIDs */
 	struct compress *z;	/* COMPRESS=DEFLATE, or NULL */

@@ -36,7 +36,6 @@ struct lmtpd {
 	bool quota_permanent;	/* lmtp_quota_permanent */
 	bool plus_folder;	/* lmtp_plus_folder */
 	uint64_t spool_seq;	/* spool file names */
-	struct session *sessions;	/* open sessions (session.c) */
 };
 
 /* The process's one context (svc_ctx of the skeleton). */

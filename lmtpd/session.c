@@ -32,7 +32,7 @@ enum session_state {
 };
 
 struct session {
-	struct session *prev, *next;
+	struct svc_session ss;	/* first: the skeleton's list and holds */
 	struct lmtpd *ld;
 	struct conn *conn;
 	struct linereader *lr;
@@ -47,7 +47,6 @@ struct session {
 	uint64_t size_hint;	/* MAIL SIZE= */
 	size_t rcpt_cmds;	/* RCPT commands in this transaction */
 	unsigned errors;
-	unsigned holds;		/* the conn, the timer, pending checks */
 	bool blocked;		/* waiting for an answer: input parked */
 	bool running;		/* inside session_run */
 	bool gone;		/* the conn is closed */
@@ -60,16 +59,8 @@ static void session_run(struct session *s);
 
 static void session_release(struct session *s)
 {
-	struct lmtpd *ld = s->ld;
-
-	if (--s->holds > 0)
+	if (!svc_session_put(s->ld->svc, &s->ss))
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		ld->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	txn_free(&s->txn);
 	linereader_free(&s->lr);
 	str_free(&s->in);
@@ -77,7 +68,6 @@ static void session_release(struct session *s)
 	free(s->peer);
 	free(s->lhlo);
 	free(s);
-	svc_session_closed(ld->svc);
 }
 
 static void idle_closed(uv_handle_t *h)
@@ -251,7 +241,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	s->blocked = true;
-	s->holds++;
+	s->ss.holds++;
 	rcpt_check(s->ld, s->id, cmd->path, s->size_hint, rcpt_done, s);
 }
 
@@ -473,12 +463,8 @@ void session_accept(struct lmtpd *ld, uv_stream_t *client)
 	uv_timer_init(svc_loop(ld->svc), &s->idle);
 	s->idle.data = s;
 	uv_timer_start(&s->idle, on_idle, ld->idle_ms, ld->idle_ms);
-	s->holds = 2;	/* the conn and the timer */
-	s->next = ld->sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	ld->sessions = s;
-	svc_session_opened(ld->svc);
+	/* held by the conn and the timer(s) */
+	svc_session_add(ld->svc, &s->ss, 2);
 	log_info(s->id, "connect from %s", s->peer);
 	if (svc_stopping(ld->svc)) {
 		reply(s, "421 4.3.2 %s Service shutting down",
@@ -491,7 +477,10 @@ void session_accept(struct lmtpd *ld, uv_stream_t *client)
 
 void sessions_stop(struct lmtpd *ld)
 {
-	for (struct session *s = ld->sessions; s != NULL; s = s->next) {
+	for (struct svc_session *ss = svc_session_first(ld->svc); ss != NULL;
+	     ss = ss->next) {
+		struct session *s = (struct session *)ss;
+
 		if (s->gone)
 			continue;
 		if (s->state == ST_DATA || s->state == ST_FINISH ||

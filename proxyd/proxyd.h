@@ -70,7 +70,6 @@ struct proxyd {
 	char *hostname;
 	char *local_host;		/* this machine's backend listener */
 	unsigned local_port;
-	struct psession *sessions;
 	struct backend_down *down;
 };
 

@@ -64,7 +64,7 @@ enum bstep {
 };
 
 struct psession {
-	struct psession *prev, *next;
+	struct svc_session ss;	/* first: the skeleton's list and holds */
 	struct proxyd *d;
 	struct conn *client;
 	struct conn *backend;
@@ -89,7 +89,6 @@ struct psession {
 	uv_connect_t creq;
 	uv_tcp_t *tcp;			/* connecting, before conn_new */
 	bool resolving;			/* gai in flight */
-	unsigned holds;
 	unsigned auth_failures, errors;
 	uint64_t started;
 	uint64_t up, down;		/* bytes client->backend, back */
@@ -114,16 +113,8 @@ static void wipe(struct str *buf)
 
 static void session_release(struct psession *s)
 {
-	struct proxyd *d = s->d;
-
-	if (--s->holds > 0)
+	if (!svc_session_put(s->d->svc, &s->ss))
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		d->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	imap_parser_free(&s->ip);
 	pop3_parser_free(&s->pp);
 	linereader_free(&s->blr);
@@ -137,7 +128,6 @@ static void session_release(struct psession *s)
 	free(s->backend_name);
 	free(s->backend_host);
 	free(s);
-	svc_session_closed(d->svc);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -574,12 +564,12 @@ static void backend_connect(struct psession *s, const char *mailhost)
 	hints.ai_flags = AI_NUMERICSERV;
 	snprintf(port, sizeof(port), "%u", s->backend_port);
 	s->gai.data = s;
-	s->holds++;
+	s->ss.holds++;
 	s->resolving = true;
 	r = uv_getaddrinfo(svc_loop(d->svc), &s->gai, on_resolved,
 			   s->backend_host, port, &hints);
 	if (r < 0) {
-		s->holds--;
+		s->ss.holds--;
 		s->resolving = false;
 		backend_failed(s, uv_strerror(r));
 	}
@@ -591,7 +581,10 @@ static unsigned user_connections(struct proxyd *d, const char *user)
 {
 	unsigned n = 0;
 
-	for (struct psession *o = d->sessions; o != NULL; o = o->next) {
+	for (struct svc_session *ss = svc_session_first(d->svc); ss != NULL;
+	     ss = ss->next) {
+		const struct psession *o = (const struct psession *)ss;
+
 		if (!o->gone && o->state == PS_RELAY && o->user != NULL &&
 		    strcmp(o->user, user) == 0)
 			n++;
@@ -665,7 +658,7 @@ static void login(struct psession *s, const char *user, const char *password)
 		return;
 	}
 	s->state = PS_AUTHD;
-	s->holds++;
+	s->ss.holds++;
 	authclient_authenticate(s->d->auth, user, password,
 				s->d->proto == PROXY_IMAP ? "imap" : "pop3",
 				s->peer, auth_done, s);
@@ -1202,12 +1195,8 @@ void psession_accept(struct proxyd *d, uv_stream_t *client)
 	uv_timer_init(svc_loop(d->svc), &s->timer);
 	s->timer.data = s;
 	uv_timer_start(&s->timer, on_timer, d->login_ms, d->login_ms);
-	s->holds = 2;	/* the client conn and the timer */
-	s->next = d->sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	d->sessions = s;
-	svc_session_opened(d->svc);
+	/* held by the conn and the timer(s) */
+	svc_session_add(d->svc, &s->ss, 2);
 	log_info(s->id, "connect from %s%s", s->peer,
 		 d->implicit_tls ? " (TLS)" : "");
 	if (d->implicit_tls) {
@@ -1240,7 +1229,10 @@ void psession_accept(struct proxyd *d, uv_stream_t *client)
 
 void psessions_stop(struct proxyd *d)
 {
-	for (struct psession *s = d->sessions; s != NULL; s = s->next) {
+	for (struct svc_session *ss = svc_session_first(d->svc); ss != NULL;
+	     ss = ss->next) {
+		struct psession *s = (struct psession *)ss;
+
 		if (s->gone || s->client == NULL)
 			continue;
 		if (s->state != PS_PREAUTH || s->running) {

@@ -51,7 +51,7 @@ enum sasl_state {
 };
 
 struct session {
-	struct session *prev, *next;
+	struct svc_session ss;	/* first: the skeleton's list and holds */
 	struct smtpd *sd;
 	struct conn *conn;
 	struct linereader *lr;
@@ -81,7 +81,6 @@ struct session {
 	bool bdat_used;		/* this transaction used BDAT */
 	unsigned errors;
 	unsigned auth_failures;
-	unsigned holds;		/* the conn, the timers, pending checks */
 	bool esmtp;		/* EHLO (not HELO) */
 	bool tls;		/* TLS is on (implicit or after STARTTLS) */
 	bool counted;		/* registered with the connection counters */
@@ -97,16 +96,8 @@ static void session_run(struct session *s);
 
 static void session_release(struct session *s)
 {
-	struct smtpd *sd = s->sd;
-
-	if (--s->holds > 0)
+	if (!svc_session_put(s->sd->svc, &s->ss))
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		sd->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	msg_free(&s->msg);
 	linereader_free(&s->lr);
 	str_free(&s->in);
@@ -118,7 +109,6 @@ static void session_release(struct session *s)
 	free(s->auth_user);
 	free(s->login_user);
 	free(s);
-	svc_session_closed(sd->svc);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -370,7 +360,7 @@ static void login(struct session *s, const char *user, const char *password)
 		return;
 	}
 	s->blocked = true;
-	s->holds++;
+	s->ss.holds++;
 	authclient_authenticate(s->sd->auth, user, password, "smtp", s->peer,
 				auth_done, s);
 }
@@ -658,7 +648,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	if (s->auth_user != NULL && sd->sender_login_check &&
 	    cmd->path[0] != '\0' && strcasecmp(cmd->path, s->auth_user) != 0) {
 		s->blocked = true;
-		s->holds++;
+		s->ss.holds++;
 		authclient_resolve(sd->auth, cmd->path, sender_checked, s);
 		return;
 	}
@@ -860,7 +850,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	s->blocked = true;
-	s->holds++;
+	s->ss.holds++;
 	authclient_resolve(s->sd->auth, job->address, rcpt_resolved, job);
 }
 
@@ -932,7 +922,7 @@ static void message_end(struct session *s)
 {
 	s->state = ST_FINISH;
 	s->blocked = true;
-	s->holds++;	/* the session waits for the commit, even closed */
+	s->ss.holds++;	/* the session waits for the commit, even closed */
 	msg_finish(s->msg, finish_done);
 }
 
@@ -1286,12 +1276,8 @@ void session_accept(struct smtpd *sd, uv_stream_t *client)
 	s->conn = conn_new(svc_loop(sd->svc), client, &session_ops, s, s->id);
 	s->peer = xstrdup(conn_peer_address(s->conn));
 	session_timers(s);
-	s->holds = 3;	/* the conn and the two timers */
-	s->next = sd->sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	sd->sessions = s;
-	svc_session_opened(sd->svc);
+	/* held by the conn and the timer(s) */
+	svc_session_add(sd->svc, &s->ss, 3);
 	log_info(s->id, "connect from unknown[%s]%s", s->peer,
 		 sd->implicit_tls ? " (TLS)" : "");
 	if (sd->implicit_tls) {
@@ -1314,7 +1300,7 @@ void session_accept(struct smtpd *sd, uv_stream_t *client)
 		if (sd->conn_limit > 0 && authclient_connected(sd->auth) &&
 		    !netlist_match(sd->mynetworks, s->peer)) {
 			s->greet_waits++;
-			s->holds++;
+			s->ss.holds++;
 			authclient_connect_notify(sd->auth, sd->service, rip,
 						  conn_counted, s);
 		} else {
@@ -1332,7 +1318,10 @@ void session_accept(struct smtpd *sd, uv_stream_t *client)
 
 void sessions_stop(struct smtpd *sd)
 {
-	for (struct session *s = sd->sessions; s != NULL; s = s->next) {
+	for (struct svc_session *ss = svc_session_first(sd->svc); ss != NULL;
+	     ss = ss->next) {
+		struct session *s = (struct session *)ss;
+
 		if (s->gone)
 			continue;
 		if (s->state == ST_DATA || s->state == ST_BDAT ||

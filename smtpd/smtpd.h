@@ -51,7 +51,6 @@ struct smtpd {
 	bool normalize_newlines;	/* smtpd_bare_newline = normalize */
 	bool vrfy_502;			/* smtpd_vrfy_reply = 502 */
 	bool sender_login_check;	/* smtpd_sender_login_check */
-	struct session *sessions;	/* open sessions (session.c) */
 };
 
 /* The process's one context (svc_ctx of the skeleton). */

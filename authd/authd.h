@@ -95,6 +95,8 @@ struct authd_job {
 
 /* job.c */
 void authd_job_start(struct authd_job *job);
+/* Start-up work on the thread pool (the dummy hash of unknown users). */
+void authd_job_prepare(struct authd *ad);
 void authd_poll_start(struct authd *ad);
 void authd_poll_stop(struct authd *ad);
 /* Opens the directory now (start-up, before serving); logs failures. */

@@ -47,6 +47,27 @@ static void dummy_make(void)
 	str_free(&err);
 }
 
+/* The dummy hash is made once, with the default argon2id cost (tens of
+ * milliseconds): at start-up on the thread pool, so that the first login
+ * after a start does not pay for it. */
+static void dummy_work(uv_work_t *w)
+{
+	pthread_once(&dummy_once, dummy_make);
+}
+
+static void dummy_after(uv_work_t *w, int status)
+{
+	free(w);
+}
+
+void authd_job_prepare(struct authd *ad)
+{
+	uv_work_t *w = xcalloc(1, sizeof(*w));
+
+	if (uv_queue_work(ad->loop, w, dummy_work, dummy_after) < 0)
+		free(w);	/* the first check makes it instead */
+}
+
 /* ---- work functions (pool threads) ---- */
 
 /* Opens the directory when it is not open; call with dir_lock held. */

@@ -84,6 +84,7 @@ static int authd_init(struct svc *svc, const char **error_r)
 	/* Before serving: the loop has no client yet to keep waiting. */
 	authd_dir_open(ad);
 	authd_poll_start(ad);
+	authd_job_prepare(ad);
 	svc_set_ctx(svc, ad);
 	log_info(NULL, "thread pool %u, password checks at once %u, "
 		 "cache %zu entries", threads, ad->auth_slots,

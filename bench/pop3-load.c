@@ -8,7 +8,10 @@
  * each RETR answer is read to its terminating dot and its bytes counted.
  * Prints one RESULT line: sessions, messages, bytes (message bytes as
  * received, dot-stuffed, with CRLF), elapsed seconds, messages/s, MB/s
- * (10^6 bytes), and the session time p50 and max.
+ * (10^6 bytes), and the session time p50 and max; then one PHASES line:
+ * the median time of each phase of a session in ms (greeting, login =
+ * USER+PASS, uidl, retr = all RETRs, quit), so a report can say where
+ * the time goes.
  *
  * Bounds: at most 100 sessions of at most 1,000,000 messages; every read
  * and write times out after 60 s; loopback addresses only.  Standalone C
@@ -31,6 +34,11 @@
 
 #define BUF_SIZE (256 * 1024)
 #define IO_TIMEOUT_MS 60000
+#define PHASES 5	/* greeting, login, uidl, retr, quit */
+
+static const char *const phase_names[PHASES] = {
+	"greeting", "login", "uidl", "retr", "quit",
+};
 
 struct client {
 	int fd;
@@ -215,7 +223,7 @@ int main(int argc, char **argv)
 	const char *user = NULL, *password = NULL, *target = NULL;
 	int sessions = 5, pipeline = 0;
 	static struct client c;
-	double *times, t0, total;
+	double *times, *phase[PHASES], t0, total;
 	uint64_t messages = 0, bytes = 0;
 	char line[1024], host[64], *colon;
 	int port;
@@ -244,6 +252,8 @@ int main(int argc, char **argv)
 	host[colon - target] = '\0';
 	port = atoi(colon + 1);
 	times = calloc((size_t)sessions, sizeof(*times));
+	for (int p = 0; p < PHASES; p++)
+		phase[p] = calloc((size_t)sessions, sizeof(double));
 	t0 = now();
 	for (int s = 0; s < sessions; s++) {
 		double st = now();
@@ -254,12 +264,14 @@ int main(int argc, char **argv)
 		c.start = c.end = 0;
 		c.bytes = 0;
 		expect_ok(&c, "greeting");
+		phase[0][s] = now() - st;
 		snprintf(cmd, sizeof(cmd), "USER %s\r\n", user);
 		send_all(&c, cmd, strlen(cmd));
 		expect_ok(&c, "USER");
 		snprintf(cmd, sizeof(cmd), "PASS %s\r\n", password);
 		send_all(&c, cmd, strlen(cmd));
 		expect_ok(&c, "PASS");
+		phase[1][s] = now() - st - phase[0][s];
 		send_all(&c, "UIDL\r\n", 6);
 		expect_ok(&c, "UIDL");
 		/* Count the listing's lines, then forget its bytes. */
@@ -271,6 +283,7 @@ int main(int argc, char **argv)
 		}
 		if (n > 1000000)
 			die("too many messages: %u", n);
+		phase[2][s] = now() - st;
 		if (pipeline) {
 			for (unsigned i = 1; i <= n; i++) {
 				int len = snprintf(cmd, sizeof(cmd),
@@ -287,10 +300,14 @@ int main(int argc, char **argv)
 			expect_ok(&c, "RETR");
 			read_multi(&c);
 		}
+		phase[3][s] = now() - st;
 		send_all(&c, "QUIT\r\n", 6);
 		expect_ok(&c, "QUIT");
 		close(c.fd);
 		times[s] = now() - st;
+		phase[4][s] = times[s] - phase[3][s];
+		phase[3][s] -= phase[2][s];
+		phase[2][s] -= phase[0][s] + phase[1][s];
 		messages += n;
 		bytes += c.bytes;
 	}
@@ -302,6 +319,14 @@ int main(int argc, char **argv)
 	       (unsigned long long)messages, (unsigned long long)bytes, total,
 	       (double)messages / total, (double)bytes / total / 1e6,
 	       times[(sessions - 1) / 2], times[sessions - 1]);
+	printf("PHASES");
+	for (int p = 0; p < PHASES; p++) {
+		qsort(phase[p], (size_t)sessions, sizeof(double), cmp_double);
+		printf(" %s_ms=%.2f", phase_names[p],
+		       phase[p][(sessions - 1) / 2] * 1000);
+		free(phase[p]);
+	}
+	printf("\n");
 	free(times);
 	return 0;
 }

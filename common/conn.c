@@ -406,6 +406,18 @@ static void conn_flush_tls(struct conn *c)
 
 static void conn_write_raw(struct conn *c, const char *data, size_t len)
 {
+	/* Nothing queued: write what the socket takes now, without a copy;
+	 * the rest (if any) is queued as usual. */
+	if (c->write_bytes == 0 && c->state == CONN_OPEN) {
+		uv_buf_t buf = uv_buf_init((char *)data, (unsigned int)(
+			len < CONN_WRITE_CHUNK ? len : CONN_WRITE_CHUNK));
+		int n = uv_try_write(c->stream, &buf, 1);
+
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+	}
 	while (len > 0 && c->state != CONN_CLOSED) {
 		size_t n = len < CONN_WRITE_CHUNK ? len : CONN_WRITE_CHUNK;
 		struct conn_wreq *w = conn_wreq_new(c, n);

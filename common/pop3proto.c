@@ -364,6 +364,29 @@ static bool top_done(const struct pop3_body *b)
 	return b->bol && !b->header && b->lines == 0;
 }
 
+/*
+ * The length of the longest run of whole lines at p that need no change:
+ * each ends in CRLF, holds no other CR or LF and does not start with ".",
+ * and the run fits in max bytes.  RETR copies such a run as it is, which
+ * is nearly all of a stored message.
+ */
+static size_t plain_lines(const char *p, const char *end, size_t max)
+{
+	const char *q = p;
+
+	if ((size_t)(end - p) > max)
+		end = p + max;
+	while (q < end && *q != '.') {
+		const char *lf = memchr(q, '\n', (size_t)(end - q));
+
+		if (lf == NULL || lf == q || lf[-1] != '\r' ||
+		    memchr(q, '\r', (size_t)(lf - 1 - q)) != NULL)
+			break;
+		q = lf + 1;
+	}
+	return (size_t)(q - p);
+}
+
 int pop3_body_feed(struct pop3_body *b, const char **pos, const char *end,
 		   struct str *out)
 {
@@ -373,6 +396,13 @@ int pop3_body_feed(struct pop3_body *b, const char **pos, const char *end,
 	while (p < end || b->cr) {
 		size_t room = str_room(out), n;
 
+		if (b->lines < 0 && b->bol && !b->cr &&
+		    (n = plain_lines(p, end, room)) > 0) {
+			/* RETR only: TOP counts lines. */
+			(void)emit(b, out, p, n);
+			p += n;
+			continue;
+		}
 		if (top_done(b)) {
 			r = 1;
 			break;

@@ -16,6 +16,7 @@
 #include "mailbox.h"
 #include "popd.h"
 #include "storeasync.h"
+#include "storeclient.h"
 #include "str.h"
 #include "svc.h"
 #include "xalloc.h"
@@ -27,6 +28,12 @@
 
 #define MSG_DELETED 0x1
 #define MSG_RETRIEVED 0x2
+#define MSG_SEEN 0x4		/* \Seen in the store at login */
+
+/* mailbox_open() takes the lock while it reads the snapshot (status,
+ * then the snapshot cache or fetch). */
+#define OPEN_LOCK 0x1
+#define OPEN_SNAPSHOT 0x2
 
 struct mbox_msg {
 	uint32_t uid;
@@ -42,11 +49,15 @@ struct mailbox {
 	char *address;
 	int lock_fd;
 	uint32_t uidvalidity;
+	bool have_status;	/* the fields below are known */
+	uint32_t uidnext, exists;
+	uint64_t modseq;	/* HIGHESTMODSEQ */
 	struct mbox_msg *msgs;
 	uint32_t n, cap;
 	char *paths;
 	size_t plen, pcap;
 	unsigned pending;	/* store requests and file work in flight */
+	unsigned opening;	/* OPEN_* steps of mailbox_open() left */
 	bool freed;
 	bool failed;		/* update: some request failed */
 	const char *error;	/* the first failure, static text */
@@ -158,6 +169,15 @@ static void finish(struct mailbox *mb, enum mailbox_status st,
 		cb(st, error, mb->ctx);
 }
 
+/* One step of mailbox_open() succeeded: the last one opens the mailbox.
+ * (A failed step calls finish() at once, which clears cb.) */
+static void open_step_done(struct mailbox *mb, unsigned step)
+{
+	mb->opening &= ~step;
+	if (mb->opening == 0)
+		finish(mb, MAILBOX_OK, NULL);
+}
+
 /* ---- store requests ---- */
 
 static struct ipc_msg *request(struct mailbox *mb, const char *type)
@@ -187,6 +207,164 @@ static void log_store_failure(struct mailbox *mb, const char *what,
 		 error != NULL ? error : "no message");
 }
 
+/* ---- the snapshot cache ----
+ *
+ * The message lists of INBOXes recently opened by this process, least
+ * recently used first out, within pop3_snapshot_cache bytes.  An entry is
+ * used only when the store's status of the INBOX is exactly the one it was
+ * made with: UIDs only grow (UIDNEXT) and an expunge lowers the count
+ * unless an append (UIDNEXT again) hides it, so equal UIDVALIDITY, UIDNEXT
+ * and count mean the same messages, whose size and blob never change; an
+ * equal HIGHESTMODSEQ also means unchanged \Seen flags.  A list is kept
+ * only when it matches the status taken just before it was fetched
+ * (count, every UID below UIDNEXT), so a delivery or an expunge between
+ * the two never leaves a wrong list behind.
+ */
+
+struct snap {
+	struct snap *prev, *next;	/* most recently used first */
+	int64_t account;
+	char *address;
+	uint32_t uidvalidity, uidnext, exists;
+	uint64_t modseq;
+	struct mbox_msg *msgs;		/* flags: MSG_SEEN only */
+	uint32_t n;
+	char *paths;
+	size_t plen;
+	size_t bytes;			/* charged to the cache */
+};
+
+static struct snap *snap_head, *snap_tail;
+static size_t snap_bytes;
+
+static void snap_unlink(struct snap *e)
+{
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		snap_head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		snap_tail = e->prev;
+	e->prev = e->next = NULL;
+	snap_bytes -= e->bytes;
+}
+
+static void snap_push(struct snap *e)
+{
+	e->next = snap_head;
+	if (snap_head != NULL)
+		snap_head->prev = e;
+	else
+		snap_tail = e;
+	snap_head = e;
+	snap_bytes += e->bytes;
+}
+
+static void snap_free(struct snap *e)
+{
+	free(e->address);
+	free(e->msgs);
+	free(e->paths);
+	free(e);
+}
+
+/* Evicts until the cache holds at most max bytes. */
+static void snap_trim(size_t max)
+{
+	while (snap_tail != NULL && snap_bytes > max) {
+		struct snap *e = snap_tail;
+
+		snap_unlink(e);
+		snap_free(e);
+	}
+}
+
+static struct snap *snap_find(const struct mailbox *mb)
+{
+	for (struct snap *e = snap_head; e != NULL; e = e->next) {
+		if (e->account == mb->account &&
+		    strcmp(e->address, mb->address) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Takes the list from the cache when the status says it is current. */
+static bool snap_get(struct mailbox *mb)
+{
+	struct snap *e;
+
+	snap_trim(mb->pd->snapshot_cache);	/* it may have been lowered */
+	if (mb->pd->snapshot_cache == 0 || !mb->have_status)
+		return false;
+	if ((e = snap_find(mb)) == NULL)
+		return false;
+	snap_unlink(e);
+	if (e->uidvalidity != mb->uidvalidity || e->uidnext != mb->uidnext ||
+	    e->exists != mb->exists || e->modseq != mb->modseq ||
+	    e->n > mb->pd->messages_max) {
+		snap_free(e);	/* out of date */
+		return false;
+	}
+	snap_push(e);
+	mb->msgs = xmalloc((e->n > 0 ? e->n : 1) * sizeof(*mb->msgs));
+	if (e->n > 0)
+		memcpy(mb->msgs, e->msgs, e->n * sizeof(*mb->msgs));
+	mb->n = mb->cap = e->n;
+	mb->paths = xmalloc(e->plen > 0 ? e->plen : 1);
+	if (e->plen > 0)
+		memcpy(mb->paths, e->paths, e->plen);
+	mb->plen = mb->pcap = e->plen;
+	return true;
+}
+
+/* Keeps a copy of the list just fetched, when it matches the status. */
+static void snap_put(struct mailbox *mb)
+{
+	size_t max = mb->pd->snapshot_cache;
+	struct snap *e;
+
+	if (max == 0 || !mb->have_status || mb->n != mb->exists ||
+	    (mb->n > 0 && mb->msgs[mb->n - 1].uid >= mb->uidnext))
+		return;
+	if ((e = snap_find(mb)) != NULL) {
+		snap_unlink(e);
+		snap_free(e);
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->bytes = sizeof(*e) + strlen(mb->address) + 1 +
+		   mb->n * sizeof(*mb->msgs) + mb->plen;
+	if (e->bytes > max) {
+		free(e);
+		return;
+	}
+	e->account = mb->account;
+	e->address = xstrdup(mb->address);
+	e->uidvalidity = mb->uidvalidity;
+	e->uidnext = mb->uidnext;
+	e->exists = mb->exists;
+	e->modseq = mb->modseq;
+	e->n = mb->n;
+	e->msgs = xmalloc((mb->n > 0 ? mb->n : 1) * sizeof(*e->msgs));
+	for (uint32_t i = 0; i < mb->n; i++) {
+		e->msgs[i] = mb->msgs[i];
+		e->msgs[i].flags &= MSG_SEEN;
+	}
+	e->plen = mb->plen;
+	e->paths = xmalloc(mb->plen > 0 ? mb->plen : 1);
+	if (mb->plen > 0)
+		memcpy(e->paths, mb->paths, mb->plen);
+	snap_trim(max - e->bytes);
+	snap_push(e);
+}
+
+void mailbox_cache_clear(void)
+{
+	snap_trim(0);
+}
+
 /* ---- the snapshot ---- */
 
 static void fetch_from(struct mailbox *mb, uint32_t first);
@@ -194,7 +372,7 @@ static void fetch_from(struct mailbox *mb, uint32_t first);
 static int add_message(struct mailbox *mb, struct ipc_msg *f)
 {
 	const char *error, *blob;
-	int64_t uid, size;
+	int64_t uid, size, flags;
 	size_t len;
 
 	if (ipc_msg_check(f, spec_message, &error) < 0) {
@@ -220,7 +398,10 @@ static int add_message(struct mailbox *mb, struct ipc_msg *f)
 		mb->paths = xrealloc(mb->paths, mb->pcap);
 	}
 	memcpy(mb->paths + mb->plen, blob, len + 1);
+	if (ipc_msg_get_int(f, "flags", &flags) < 0)
+		flags = 0;
 	mb->msgs[mb->n++] = (struct mbox_msg){ .uid = (uint32_t)uid,
+		.flags = (flags & STORE_SEEN) ? MSG_SEEN : 0,
 		.size = (uint64_t)size, .path = mb->plen };
 	mb->plen += len + 1;
 	return 0;
@@ -268,7 +449,8 @@ done:
 	}
 	log_debug(mb->id, "snapshot of <%s>: %u messages", mb->address,
 		  mb->n);
-	finish(mb, MAILBOX_OK, NULL);
+	snap_put(mb);
+	open_step_done(mb, OPEN_SNAPSHOT);
 }
 
 static void fetch_from(struct mailbox *mb, uint32_t first)
@@ -286,7 +468,7 @@ static void status_done(enum storeasync_status st,
 			const char *error, void *ctx)
 {
 	struct mailbox *mb = ctx;
-	int64_t uv;
+	int64_t uv, next, exists, modseq;
 
 	if (!settle(mb))
 		return;
@@ -301,6 +483,24 @@ static void status_done(enum storeasync_status st,
 		return;
 	}
 	mb->uidvalidity = (uint32_t)uv;
+	mb->have_status =
+		ipc_msg_get_int(final, "uidnext", &next) == 0 &&
+		ipc_msg_get_int(final, "exists", &exists) == 0 &&
+		ipc_msg_get_int(final, "highestmodseq", &modseq) == 0 &&
+		next >= 0 && next <= (int64_t)UINT32_MAX + 1 && exists >= 0 &&
+		exists <= UINT32_MAX && modseq >= 0;
+	if (mb->have_status) {
+		/* UIDNEXT past the last UID is kept as 0: never matched. */
+		mb->uidnext = next > UINT32_MAX ? 0 : (uint32_t)next;
+		mb->exists = (uint32_t)exists;
+		mb->modseq = (uint64_t)modseq;
+	}
+	if (snap_get(mb)) {
+		log_debug(mb->id, "snapshot of <%s>: %u messages (cached)",
+			  mb->address, mb->n);
+		open_step_done(mb, OPEN_SNAPSHOT);
+		return;
+	}
 	fetch_from(mb, 1);
 }
 
@@ -352,7 +552,6 @@ static void lock_done(uv_work_t *w, int status)
 	struct lock_work *lw = w->data;
 	struct mailbox *mb = lw->mb;
 	enum mailbox_status st = status < 0 ? MAILBOX_TEMPFAIL : lw->st;
-	struct ipc_msg *m;
 
 	if (st == MAILBOX_TEMPFAIL)
 		log_warn(mb->id, "lock %s: %s", lw->path,
@@ -367,14 +566,14 @@ static void lock_done(uv_work_t *w, int status)
 		       "cannot lock the mailbox" : NULL);
 		return;
 	}
-	m = request(mb, "status");
-	send_request(mb, &m, STOREASYNC_IDEMPOTENT, status_done);
+	open_step_done(mb, OPEN_LOCK);
 }
 
 void mailbox_open(struct mailbox *mb, mailbox_cb *cb, void *ctx)
 {
 	struct lock_work *lw = xcalloc(1, sizeof(*lw));
 	struct str *p = str_new(256, 8192);
+	struct ipc_msg *m;
 
 	mb->cb = cb;
 	mb->ctx = ctx;
@@ -388,16 +587,28 @@ void mailbox_open(struct mailbox *mb, mailbox_cb *cb, void *ctx)
 	lw->delay_ms = mb->pd->login_delay_ms;
 	lw->work.data = lw;
 	mb->pending++;
+	mb->opening = OPEN_LOCK | OPEN_SNAPSHOT;
 	if (uv_queue_work(svc_loop(mb->pd->svc), &lw->work, lock_work,
 			  lock_done) < 0)
 		log_panic(mb->id, "uv_queue_work failed");
+	/* The snapshot is read while the lock is taken; it is dropped with
+	 * the mailbox when the lock is refused. */
+	m = request(mb, "status");
+	send_request(mb, &m, STOREASYNC_IDEMPOTENT, status_done);
 }
 
 /* ---- UPDATE ---- */
 
-/* UID sets of the messages with (flags & want), each within the store's
- * bounds; *count_r sets. */
-static char **uid_sets(const struct mailbox *mb, uint32_t want, bool not_del,
+/* true when message i is one uid_sets() is after. */
+static bool uid_wanted(const struct mailbox *mb, uint32_t i, uint32_t want,
+		       uint32_t skip)
+{
+	return (mb->msgs[i].flags & want) && !(mb->msgs[i].flags & skip);
+}
+
+/* UID sets of the messages with (flags & want) but none of skip, each
+ * within the store's bounds; *count_r sets. */
+static char **uid_sets(const struct mailbox *mb, uint32_t want, uint32_t skip,
 		       size_t *count_r)
 {
 	char **sets = NULL;
@@ -408,14 +619,12 @@ static char **uid_sets(const struct mailbox *mb, uint32_t want, bool not_del,
 	for (uint32_t i = 0; i < mb->n;) {
 		uint32_t j = i;
 
-		if (!(mb->msgs[i].flags & want) ||
-		    (not_del && (mb->msgs[i].flags & MSG_DELETED))) {
+		if (!uid_wanted(mb, i, want, skip)) {
 			i++;
 			continue;
 		}
 		/* A run of consecutive UIDs all selected. */
-		while (j + 1 < mb->n && (mb->msgs[j + 1].flags & want) &&
-		       !(not_del && (mb->msgs[j + 1].flags & MSG_DELETED)) &&
+		while (j + 1 < mb->n && uid_wanted(mb, j + 1, want, skip) &&
 		       mb->msgs[j + 1].uid == mb->msgs[j].uid + 1)
 			j++;
 		if (ranges == SET_RANGES_MAX ||
@@ -536,8 +745,10 @@ static void update_step_done(struct mailbox *mb, const char *what,
 bool mailbox_update(struct mailbox *mb, mailbox_cb *cb, void *ctx)
 {
 	size_t ndel, nseen;
-	char **del = uid_sets(mb, MSG_DELETED, false, &ndel);
-	char **seen = uid_sets(mb, MSG_RETRIEVED, true, &nseen);
+	char **del = uid_sets(mb, MSG_DELETED, 0, &ndel);
+	/* \Seen where it is not set yet (nor expunged anyway). */
+	char **seen = uid_sets(mb, MSG_RETRIEVED, MSG_DELETED | MSG_SEEN,
+			       &nseen);
 
 	mb->cb = cb;
 	mb->ctx = ctx;

@@ -10,16 +10,19 @@
  * the account's last POP3 login, which pop3_login_delay checks.  File work
  * runs on the libuv thread pool.
  *
- * The snapshot: the INBOX's UIDVALIDITY (store "status"), then every
- * message in UID order (store "fetch" in batches: UID, size, blob path),
- * at most pop3_messages_max.  Message numbers are 1..n in that order and
- * never change during the session; UIDLs are "UIDVALIDITY.UID" in hex
- * (stable across sessions and restarts, unique per mailbox).
+ * The snapshot, read while the lock is taken: the INBOX's status (store
+ * "status": UIDVALIDITY, UIDNEXT, count, HIGHESTMODSEQ), then every
+ * message in UID order (store "fetch" in batches: UID, size, blob path,
+ * \Seen), at most pop3_messages_max, unless the process's snapshot cache
+ * (pop3_snapshot_cache) holds the list for exactly that status.  Message
+ * numbers are 1..n in that order and never change during the session;
+ * UIDLs are "UIDVALIDITY.UID" in hex (stable across sessions and
+ * restarts, unique per mailbox).
  *
  * UPDATE: the messages marked deleted get \Deleted and are expunged by
  * UID (store "store", then "expunge" with the UID set); the ones retrieved
- * get \Seen.  A message another session expunged meanwhile is simply
- * absent: no error.
+ * get \Seen unless they had it at login.  A message another session
+ * expunged meanwhile is simply absent: no error.
  *
  * Lifetime: mailbox_free() may be called with requests in flight; their
  * answers are then dropped and the lock is released once they are done.
@@ -54,6 +57,9 @@ struct mailbox *mailbox_new(struct popd *pd, const char *id,
 			    int64_t account, const char *address);
 /* Drops the snapshot and releases the lock (after pending requests). */
 void mailbox_free(struct mailbox **mb);
+
+/* Frees the snapshot cache (at exit). */
+void mailbox_cache_clear(void);
 
 /* Takes the lock and the snapshot. */
 void mailbox_open(struct mailbox *mb, mailbox_cb *cb, void *ctx);

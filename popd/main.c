@@ -20,8 +20,10 @@
 #include "authclient.h"
 #include "cfg.h"
 #include "log.h"
+#include "mailbox.h"
 #include "popd.h"
 #include "proxyauth.h"
+#include "retr.h"
 #include "session.h"
 #include "storeasync.h"
 #include "str.h"
@@ -94,6 +96,7 @@ static void popd_settings(struct popd *pd)
 	pd->messages_max = (unsigned)cfg_int(cfg, OPT_POP3_MESSAGES_MAX);
 	proxyauth_free(&pd->proxy);
 	pd->proxy = proxyauth_load(cfg);
+	pd->snapshot_cache = (size_t)cfg_size(cfg, OPT_POP3_SNAPSHOT_CACHE);
 }
 
 static int popd_init(struct svc *svc, const char **error_r)
@@ -108,6 +111,7 @@ static int popd_init(struct svc *svc, const char **error_r)
 		.timeout_ms = cfg_duration(cfg, OPT_POP3_STORE_TIMEOUT),
 		.max_frame = (size_t)cfg_size(cfg, OPT_IPC_FRAME_MAX),
 	};
+	const char *store_dir;
 	char *path;
 
 	pd->svc = svc;
@@ -116,6 +120,11 @@ static int popd_init(struct svc *svc, const char **error_r)
 	if (svc_tls_mode(svc, "pop3s", &pd->implicit_tls, error_r) < 0)
 		return -1;
 	pd->tls = svc_tls_server(svc);
+	store_dir = cfg_str(cfg, OPT_STORE_DIR);
+	path = store_dir[0] == '/' ? xstrdup(store_dir) :
+				     path_join(svc_root(svc), store_dir);
+	retr_set_store_dir(path);
+	free(path);
 	pd->lock_dir = path_join(svc_root(svc), POPD_LOCK_DIR);
 	if (mkdir(pd->lock_dir, 0750) < 0 && errno != EEXIST) {
 		log_error(NULL, "mkdir %s: %s", pd->lock_dir, strerror(errno));
@@ -189,6 +198,8 @@ static void popd_deinit(struct svc *svc)
 	free(pd->lock_dir);
 	pd->hostname = pd->expire = pd->lock_dir = NULL;
 	proxyauth_free(&pd->proxy);
+	mailbox_cache_clear();
+	retr_free_spare();
 }
 
 static const struct svc_spec popd_spec = {

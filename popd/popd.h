@@ -27,6 +27,8 @@ struct proxyauth;
 struct session;
 
 #define POPD_LOCK_DIR "data/pop3"	/* under the instance root */
+/* The service name for authd: failure and connection counters. */
+#define POPD_SERVICE "pop3"
 
 struct popd {
 	struct svc *svc;
@@ -43,7 +45,7 @@ struct popd {
 	uint64_t idle_ms;		/* pop3_idle_timeout */
 	uint64_t login_delay_ms;	/* pop3_login_delay */
 	unsigned messages_max;		/* pop3_messages_max */
-	struct session *sessions;	/* open sessions (session.c) */
+	size_t snapshot_cache;		/* pop3_snapshot_cache, bytes */
 };
 
 /* The process's one context (svc_ctx of the skeleton). */

@@ -46,6 +46,8 @@ struct retr {
 	bool started;		/* the first chunk was handled */
 	bool claimed;		/* retr_send() was called */
 	bool ready;		/* a chunk waits for retr_send() */
+	bool pre;		/* out holds ok and the first chunk encoded */
+	char ok[RETR_OK_MAX];	/* RETR's reply line, "" = none given */
 	struct pop3_body *body;
 	struct str *out;
 	retr_done_cb *cb;
@@ -53,14 +55,56 @@ struct retr {
 	char buf[RETR_CHUNK];
 };
 
+/* The blob folder, opened once: blob paths under it are opened relative
+ * to it, which saves the kernel the walk of the leading components. */
+static int store_fd = -1;
+static char *store_dir;
+static size_t store_dir_len;
+
+void retr_set_store_dir(const char *dir)
+{
+	if (store_fd >= 0)
+		close(store_fd);
+	free(store_dir);
+	store_dir = NULL;
+	store_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (store_fd < 0)
+		return;		/* absolute paths then, as before */
+	store_dir = xstrdup(dir);
+	store_dir_len = strlen(dir);
+	while (store_dir_len > 1 && store_dir[store_dir_len - 1] == '/')
+		store_dir[--store_dir_len] = '\0';
+}
+
+/* One finished retr is kept for the next message, with its buffers (the
+ * output grown to the size of the messages sent): a download of many
+ * messages does not allocate and grow them again for each one. */
+static struct retr *spare;
+
 static void retr_destroy(struct retr *r)
 {
 	if (r->fd >= 0)
 		close(r->fd);	/* only after a cancel during a read */
+	free(r->path);
+	r->path = NULL;
+	if (spare == NULL) {
+		str_clear(r->out);
+		spare = r;
+		return;
+	}
 	pop3_body_free(&r->body);
 	str_free(&r->out);
-	free(r->path);
 	free(r);
+}
+
+void retr_free_spare(void)
+{
+	if (spare == NULL)
+		return;
+	pop3_body_free(&spare->body);
+	str_free(&spare->out);
+	free(spare);
+	spare = NULL;
 }
 
 /* Thread pool: open on the first call, read the next chunk, close at the
@@ -116,8 +160,17 @@ static bool read_nowait(struct retr *r)
 			.resolve = RESOLVE_CACHED,
 		};
 		struct stat st;
-		long fd = syscall(SYS_openat2, AT_FDCWD, r->path, &how,
-				  sizeof(how));
+		const char *path = r->path;
+		int dirfd = AT_FDCWD;
+		long fd;
+
+		if (store_fd >= 0 &&
+		    strncmp(path, store_dir, store_dir_len) == 0 &&
+		    path[store_dir_len] == '/') {
+			dirfd = store_fd;
+			path += store_dir_len + 1;
+		}
+		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 
 		if (fd < 0)
 			return false;
@@ -187,6 +240,16 @@ again:
 	}
 	r->started = true;
 	*st_r = RETR_FAILED;
+	if (r->pre) {
+		/* Encoded while the client read the message before. */
+		r->pre = false;
+		if (r->eof) {
+			if (flush(r))
+				*st_r = RETR_OK;
+			return true;
+		}
+		goto sent;
+	}
 	while ((fr = pop3_body_feed(r->body, &pos, end, r->out)) == -1) {
 		if (!flush(r))
 			return true;
@@ -204,6 +267,7 @@ again:
 			*st_r = RETR_OK;
 		return true;
 	}
+sent:
 	if (!flush(r))
 		return true;
 	if (read_next(r))
@@ -228,6 +292,29 @@ static void run(struct retr *r)
 	cb(st, bytes, ctx);
 }
 
+/*
+ * The first chunk read ahead is encoded as RETR sends it, behind its
+ * reply line, while the client is still busy with the message before:
+ * the RETR that follows only writes it.  TOP (or anything unexpected)
+ * encodes it again from buf.
+ */
+static void pre_encode(struct retr *r)
+{
+	const char *pos = r->buf;
+
+	if (r->ok[0] == '\0' || r->err != 0)
+		return;
+	pop3_body_reset(r->body, -1);
+	str_clear(r->out);
+	if (str_append_c(r->out, r->ok) < 0 ||
+	    pop3_body_feed(r->body, &pos, r->buf + r->got, r->out) != 0 ||
+	    (r->eof && pop3_body_finish(r->body, r->out) < 0)) {
+		str_clear(r->out);
+		return;
+	}
+	r->pre = true;
+}
+
 static void read_done(uv_work_t *w, int status)
 {
 	struct retr *r = w->data;
@@ -241,6 +328,7 @@ static void read_done(uv_work_t *w, int status)
 		r->err = ECANCELED;
 	if (!r->claimed) {
 		r->ready = true;	/* read ahead: wait for retr_send() */
+		pre_encode(r);
 		return;
 	}
 	run(r);
@@ -263,20 +351,33 @@ static bool read_next(struct retr *r)
 	return false;
 }
 
-struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path)
+struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path,
+		       const char *ok_line)
 {
-	struct retr *r = xmalloc(sizeof(*r));
+	struct retr *r = spare;
+	struct pop3_body *body = NULL;
+	struct str *out = NULL;
 
+	if (r != NULL) {
+		spare = NULL;
+		body = r->body;
+		out = r->out;
+	} else {
+		r = xmalloc(sizeof(*r));
+	}
 	memset(r, 0, offsetof(struct retr, buf));
+	r->body = body != NULL ? body : pop3_body_new(-1);
+	r->out = out != NULL ? out : str_new(4096, OUT_MAX);
 	r->loop = loop;
 	r->conn = c;
 	r->path = xstrdup(path);
+	if (ok_line != NULL)
+		str_lcpy(r->ok, ok_line, sizeof(r->ok));
 	r->fd = -1;
-	r->body = pop3_body_new(-1);
-	r->out = str_new(4096, OUT_MAX);
 	r->work.data = r;
 	if (read_nowait(r)) {
 		r->ready = true;	/* read ahead: wait for retr_send() */
+		pre_encode(r);
 		return r;
 	}
 	r->busy = true;
@@ -292,9 +393,13 @@ int retr_send(struct retr *r, const char *ok_line, int64_t lines,
 	r->claimed = true;
 	r->cb = cb;
 	r->ctx = ctx;
-	pop3_body_reset(r->body, lines);
-	if (str_append_c(r->out, ok_line) < 0)
+	if (!r->pre || lines >= 0 || strcmp(ok_line, r->ok) != 0) {
+		r->pre = false;
+		pop3_body_reset(r->body, lines);
 		str_clear(r->out);
+		if (str_append_c(r->out, ok_line) < 0)
+			str_clear(r->out);
+	}
 	if (r->busy)
 		return 0;	/* read_done() goes on */
 	r->ready = false;

@@ -11,7 +11,9 @@
  * open, and the file closed in the work item that reaches its end).
  * The session opens the next message while the client is still reading
  * the current one (read-ahead), so a client that retrieves messages in
- * order finds the first piece waiting and gets its answer at once.
+ * order finds the first piece waiting, already encoded behind RETR's
+ * reply line, and gets its answer with one write.  Blobs under the store
+ * folder are opened relative to a descriptor of that folder.
  *
  * retr_send() says what to send: each piece goes through the pop3proto
  * encoder (CRLF line ends, dot-stuffing, TOP's line limit) and is written
@@ -36,6 +38,7 @@
 #include "compat.h"
 
 #define RETR_CHUNK (64 * 1024)
+#define RETR_OK_MAX 64	/* a reply line with its CRLF, and the NUL */
 
 struct conn;
 struct retr;
@@ -49,8 +52,15 @@ enum retr_status {
 /* bytes: message bytes sent after encoding (for the log). */
 typedef void retr_done_cb(enum retr_status st, uint64_t bytes, void *ctx);
 
-/* Starts reading the blob at path (read-ahead). */
-struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path);
+/* The blob folder (store_dir): blobs under it are opened relative to it.
+ * Called at start-up; without it (or when it cannot be opened) blobs are
+ * opened by their absolute path. */
+void retr_set_store_dir(const char *dir);
+/* Starts reading the blob at path (read-ahead).  ok_line: the reply line
+ * RETR would send for it (with its CRLF, shorter than RETR_OK_MAX), so
+ * that the first chunk is encoded ahead too; NULL = not known. */
+struct retr *retr_open(uv_loop_t *loop, struct conn *c, const char *path,
+		       const char *ok_line);
 /*
  * Sends the message: lines < 0 for RETR, else TOP with that many body
  * lines; ok_line (with its CRLF) is copied.  1: done at once, *st_r and
@@ -64,5 +74,7 @@ int retr_send(struct retr *r, const char *ok_line, int64_t lines,
 void retr_resume(struct retr *r);
 /* The session is going away: stop, close the file, free; sets *r NULL. */
 void retr_cancel(struct retr **r);
+/* Frees the one finished retr kept for reuse (at exit). */
+void retr_free_spare(void);
 
 #endif

@@ -35,7 +35,7 @@ enum session_state {
 };
 
 struct session {
-	struct session *prev, *next;
+	struct svc_session ss;	/* first: the skeleton's list and holds */
 	struct popd *pd;
 	struct conn *conn;
 	struct pop3_parser *parser;
@@ -56,7 +56,6 @@ struct session {
 	bool retr_top;
 	unsigned errors;
 	unsigned auth_failures;
-	unsigned holds;		/* the conn, the timer, an authd request */
 	uint32_t n_retr, n_dele;	/* for the log */
 	uint64_t retr_bytes;
 	bool tls;		/* TLS is on (implicit or after STLS) */
@@ -65,6 +64,7 @@ struct session {
 	bool running;		/* inside session_run */
 	bool gone;		/* the conn is closed */
 	bool stop;		/* close once the command is done */
+	bool counted;		/* reported to authd's connection counters */
 };
 
 static void session_run(struct session *s);
@@ -74,16 +74,8 @@ static void read_ahead(struct session *s, uint32_t n);
 
 static void session_release(struct session *s)
 {
-	struct popd *pd = s->pd;
-
-	if (--s->holds > 0)
+	if (!svc_session_put(s->pd->svc, &s->ss))
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		pd->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
 	pop3_parser_free(&s->parser);
 	str_free(&s->in);
 	str_free(&s->out);
@@ -92,7 +84,6 @@ static void session_release(struct session *s)
 	free(s->user);
 	free(s->login);
 	free(s);
-	svc_session_closed(pd->svc);
 }
 
 static void idle_closed(uv_handle_t *h)
@@ -161,6 +152,13 @@ static void session_wake(struct session *s)
 }
 
 /* ---- AUTHORIZATION ---- */
+
+/* false for a unix-socket or unknown peer: authd counts IPs only. */
+static bool peer_is_ip(const char *peer)
+{
+	return strcmp(peer, "unix") != 0 && strcmp(peer, "unknown") != 0 &&
+	       peer[0] != '\0';
+}
 
 /* Whether USER/PASS and AUTH PLAIN may be used now. */
 static bool login_allowed(const struct session *s)
@@ -350,9 +348,9 @@ static void login(struct session *s, const char *user, const char *password)
 	}
 	s->state = ST_LOGIN;
 	s->blocked = true;
-	s->holds++;
-	authclient_authenticate(s->pd->auth, user, password, "pop3", s->peer,
-				auth_done, s);
+	s->ss.holds++;
+	authclient_authenticate(s->pd->auth, user, password, POPD_SERVICE,
+				s->peer, auth_done, s);
 }
 
 /* A refusal for a plaintext login that is not allowed now. */
@@ -404,7 +402,7 @@ static void sasl_plain(struct session *s, const char *b64)
 			/* tern-proxyd logs in for its user. */
 			s->state = ST_LOGIN;
 			s->blocked = true;
-			s->holds++;
+			s->ss.holds++;
 			authclient_lookup(s->pd->auth, authz,
 					  proxy_lookup_done, s);
 			str_clear(s->sasl);
@@ -558,16 +556,26 @@ static void cmd_uidl(struct session *s, const struct pop3_cmd *cmd)
 	reply(s, ".");
 }
 
+/* RETR's reply line for message n (ok: RETR_OK_MAX bytes). */
+static void retr_ok_line(struct session *s, uint32_t n, char *ok)
+{
+	snprintf(ok, RETR_OK_MAX, "+OK %llu octets\r\n",
+		 (unsigned long long)mailbox_size(s->mb, n));
+}
+
 /* Reads the first message from n on ahead, when there is one. */
 static void read_ahead(struct session *s, uint32_t n)
 {
+	char ok[RETR_OK_MAX];
+
 	retr_cancel(&s->ahead);
 	while (n <= mailbox_count(s->mb) && !mailbox_valid(s->mb, n))
 		n++;
 	if (n > mailbox_count(s->mb) || s->gone || conn_closing(s->conn))
 		return;
+	retr_ok_line(s, n, ok);
 	s->ahead = retr_open(svc_loop(s->pd->svc), s->conn,
-			     mailbox_path(s->mb, n));
+			     mailbox_path(s->mb, n), ok);
 	s->ahead_msg = n;
 }
 
@@ -610,15 +618,14 @@ static void cmd_retr(struct session *s, const struct pop3_cmd *cmd)
 	uint32_t n = msg_arg(s, cmd);
 	enum retr_status st;
 	uint64_t bytes;
-	char ok[64];
+	char ok[RETR_OK_MAX];
 
 	if (n == 0)
 		return;
 	if (top)
 		str_lcpy(ok, "+OK Top of message follows\r\n", sizeof(ok));
 	else
-		snprintf(ok, sizeof(ok), "+OK %llu octets\r\n",
-			 (unsigned long long)mailbox_size(s->mb, n));
+		retr_ok_line(s, n, ok);
 	flush_out(s);
 	s->retr_msg = n;
 	s->retr_top = top;
@@ -628,7 +635,7 @@ static void cmd_retr(struct session *s, const struct pop3_cmd *cmd)
 	} else {
 		retr_cancel(&s->ahead);
 		s->retr = retr_open(svc_loop(s->pd->svc), s->conn,
-				    mailbox_path(s->mb, n));
+				    mailbox_path(s->mb, n), NULL);
 	}
 	if (retr_send(s->retr, ok, top ? (cmd->lines > INT64_MAX ? INT64_MAX :
 					  (int64_t)cmd->lines) : -1,
@@ -871,6 +878,10 @@ static void on_close(struct conn *c, const char *reason)
 		log_logout(s, "disconnected without QUIT, nothing deleted");
 	log_info(s->id, "disconnect from %s%s%s", s->peer,
 		 reason != NULL ? ": " : "", reason != NULL ? reason : "");
+	if (s->counted && s->pd->auth != NULL)
+		authclient_disconnect_notify(s->pd->auth, POPD_SERVICE,
+					     s->peer);
+	s->counted = false;
 	s->gone = true;
 	s->conn = NULL;
 	retr_cancel(&s->retr);
@@ -912,12 +923,14 @@ void session_accept(struct popd *pd, uv_stream_t *client)
 	uv_timer_init(svc_loop(pd->svc), &s->idle);
 	s->idle.data = s;
 	uv_timer_start(&s->idle, on_idle, pd->idle_ms, pd->idle_ms);
-	s->holds = 2;	/* the conn and the timer */
-	s->next = pd->sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	pd->sessions = s;
-	svc_session_opened(pd->svc);
+	/* held by the conn and the timer(s) */
+	svc_session_add(pd->svc, &s->ss, 2);
+	if (peer_is_ip(s->peer) && pd->auth != NULL) {
+		/* The reply (the counts) is not waited for. */
+		authclient_connect_notify(pd->auth, POPD_SERVICE, s->peer,
+					  NULL, NULL);
+		s->counted = true;
+	}
 	log_info(s->id, "connect from %s%s", s->peer,
 		 pd->implicit_tls ? " (TLS)" : "");
 	if (pd->implicit_tls) {
@@ -941,7 +954,10 @@ void session_accept(struct popd *pd, uv_stream_t *client)
 
 void sessions_stop(struct popd *pd)
 {
-	for (struct session *s = pd->sessions; s != NULL; s = s->next) {
+	for (struct svc_session *ss = svc_session_first(pd->svc); ss != NULL;
+	     ss = ss->next) {
+		struct session *s = (struct session *)ss;
+
 		if (s->gone)
 			continue;
 		if (s->blocked || s->running) {

@@ -493,6 +493,68 @@ def test_expunged_by_another_session(env):
     assert env.uids(a) == []
 
 
+def _flags(env, a):
+    st = env.store()
+    try:
+        frames, _ = st.ok("fetch", [("account", env.ids[a]), ("address", a),
+                                    ("folder", "INBOX")])
+        return {m.get("uid"): m.get("flags") for m in frames}
+    finally:
+        st.close()
+
+
+def _listing(env, a, retr=False):
+    """(UIDLs, last lines) of a whole session; RETR of every message when
+    retr (so QUIT sets \\Seen)."""
+    c = env.pop(a)
+    uidls = [u.split()[1] for u in c.uidl()[1]]
+    ends = [c.top(i + 1, 99)[1][-1] for i in range(len(uidls))]
+    if retr:
+        for i in range(len(uidls)):
+            c.retr(i + 1)
+    assert c.quit().startswith(b"+OK")
+    return uidls, ends
+
+
+def test_snapshot_cache_follows_changes(env):
+    a = "ann@example.com"
+    env.deliver(a, [message("s1"), message("s2")])
+    # Enough sessions for both tern-popd processes to cache the list.
+    first = [_listing(env, a) for _ in range(4)]
+    assert all(x == first[0] for x in first), first
+    assert first[0][1] == [b"END-s1", b"END-s2"]
+    u1, u2 = env.uids(a)
+    # One expunged and one delivered: the same count, other messages.
+    env.expunge(a, u1)
+    env.deliver(a, [message("s3")])
+    for _ in range(4):
+        uidls, ends = _listing(env, a)
+        assert ends == [b"END-s2", b"END-s3"], ends
+        assert uidls[0] == first[0][0][1] and uidls[1] not in first[0][0]
+    # RETR and QUIT set \Seen; once it is gone again (as an IMAP client
+    # may do), the next session's QUIT sets it again.
+    _listing(env, a, retr=True)
+    assert all(f & 1 for f in _flags(env, a).values()), _flags(env, a)
+    # A new message: the lists cached from here on know 2 of 3 as seen.
+    env.deliver(a, [message("s4")])
+    for _ in range(4):
+        assert _listing(env, a)[1] == [b"END-s2", b"END-s3", b"END-s4"]
+    st = env.store()
+    try:
+        st.ok("store", [("account", env.ids[a]), ("address", a),
+                        ("folder", "INBOX"), ("uids", "1:*"),
+                        ("mode", "-"), ("flags", 1)])
+    finally:
+        st.close()
+    assert not any(f & 1 for f in _flags(env, a).values())
+    _listing(env, a, retr=True)
+    assert all(f & 1 for f in _flags(env, a).values()), _flags(env, a)
+    # An expunge alone: one message fewer.
+    env.expunge(a, env.uids(a)[0])
+    for _ in range(4):
+        assert _listing(env, a)[1] == [b"END-s3", b"END-s4"]
+
+
 def test_stored_line_endings_and_dots(env):
     a = "bob@example.com"
     env.append(a, b"Subject: lf\n\n.leading dot\nplain\n..two\nno end")
@@ -534,6 +596,51 @@ def test_failures_share_authd_delay(env):
     assert max(times) >= 0.8, times       # authd's delay (capped at 1s)
     env.log_has(r"authentication failed: service=pop3 rip=127\.0\.0\.1 "
                 r"user=<ann@example\.com> reason=password")
+
+
+def _pop3_connections(env, rip="127.0.0.1"):
+    """authd's count of open POP3 connections from rip."""
+    c = ternipc.Client(os.path.join(env.root, "run", "authd.sock"),
+                       "tern-authd", 1, 10.0)
+    try:
+        _, m = c.answer(c.send("connections", [("service", "pop3"),
+                                                ("rip", rip)]),
+                        final=("connections", "error"))
+        assert m.type == "connections", m
+        return int(m.get("count"))
+    finally:
+        c.close()
+
+
+def _wait_connections(env, want):
+    got = None
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        got = _pop3_connections(env)
+        if got == want:
+            return
+        time.sleep(0.02)
+    assert got == want, f"authd counts {got} POP3 connections, not {want}"
+
+
+def test_connections_reported_to_authd(env):
+    _wait_connections(env, 0)
+    a = Raw(env.port)
+    assert a.line().startswith("+OK")
+    b = Raw(env.ssl_port, tls_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", env.ssl_port), timeout=30)))
+    assert b.line().startswith("+OK")
+    c = env.pop("ann@example.com")       # logged in, a mailbox open
+    _wait_connections(env, 3)
+    assert a.cmd("QUIT").startswith("+OK")
+    a.close()
+    _wait_connections(env, 2)
+    b.close()                            # gone without QUIT
+    _wait_connections(env, 1)
+    c.quit()
+    _wait_connections(env, 0)
+    # another IP's count is untouched
+    assert _pop3_connections(env, "192.0.2.1") == 0
 
 
 def test_login_delay_and_expire(env):

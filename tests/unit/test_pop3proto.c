@@ -334,6 +334,45 @@ static void test_encode_retr(void **state)
 		     "H: v\r\n\r\n..\r\nbody\r\n.\r\n");
 }
 
+/* Random text of CR, LF, dots and letters, in long CRLF runs (the fast
+ * path of RETR) broken by the odd bare CR or LF and leading dot: the
+ * whole message at once and byte at a time must give the same bytes. */
+static void test_encode_random(void **state)
+{
+	static const char alphabet[] = "ab.\r\n";
+	unsigned int seed = 12345;
+	char msg[600];
+
+	for (int round = 0; round < 300; round++) {
+		size_t len = 0;
+
+		while (len < sizeof(msg) - 4) {
+			seed = seed * 1103515245u + 12345u;
+			if ((seed >> 16) % 4 != 0) {
+				msg[len++] = 'x';
+				if ((seed >> 20) % 6 == 0) {
+					msg[len++] = '\r';
+					msg[len++] = '\n';
+				}
+			} else {
+				msg[len++] = alphabet[(seed >> 18) % 5];
+			}
+		}
+		msg[len] = '\0';
+		for (int64_t lines = -1; lines <= 2; lines += 3) {
+			char *whole = encode(msg, len, lines, 0, 1 << 16);
+			char *bytes = encode(msg, len, lines, 1, 4);
+			char *small = encode(msg, len, lines, 0, 7);
+
+			assert_string_equal(whole, bytes);
+			assert_string_equal(whole, small);
+			free(whole);
+			free(bytes);
+			free(small);
+		}
+	}
+}
+
 static void test_encode_top(void **state)
 {
 	static const char msg[] = "A: 1\r\nB: 2\r\n\r\nl1\r\n.l2\r\nl3\r\n";
@@ -360,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_sasl_plain),
 		cmocka_unit_test(test_encode_retr),
 		cmocka_unit_test(test_encode_top),
+		cmocka_unit_test(test_encode_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

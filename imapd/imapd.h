@@ -42,6 +42,7 @@ struct imapd {
 	char *store_dir;		/* store_dir: APPEND spools into its tmp/ */
 	size_t line_max;		/* imap_line_limit */
 	uint64_t append_max;		/* imap_append_limit */
+	bool literal_minus;		/* imap_literal = minus */
 	uint64_t login_ms;		/* imap_login_timeout */
 	uint64_t idle_ms;		/* imap_idle_timeout */
 	struct mime_settings mime;

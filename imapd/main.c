@@ -52,6 +52,7 @@ static void imapd_settings(struct imapd *d)
 						      OPT_IMAP_PLAINTEXT_AUTH));
 	d->line_max = (size_t)cfg_size(cfg, OPT_IMAP_LINE_LIMIT);
 	d->append_max = cfg_size(cfg, OPT_IMAP_APPEND_LIMIT);
+	d->literal_minus = cfg_enum(cfg, OPT_IMAP_LITERAL) == 1;
 	d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
 	d->idle_ms = cfg_duration(cfg, OPT_IMAP_IDLE_TIMEOUT);
 	mime_settings_from_cfg(cfg, &d->mime);

@@ -299,8 +299,8 @@ static bool login_allowed(const struct session *s)
 
 void session_capabilities(struct session *s, struct str *out)
 {
-	(void)!str_append_c(out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID "
-			   "ENABLE IDLE");
+	(void)!str_printf(out, "IMAP4rev1 IMAP4rev2 %s SASL-IR ID ENABLE IDLE",
+			  s->d->literal_minus ? "LITERAL-" : "LITERAL+");
 	if (s->state == ST_NOTAUTH) {
 		if (!s->tls && s->d->tls != NULL)
 			(void)!str_append_c(out, " STARTTLS");
@@ -1068,7 +1068,8 @@ void session_accept(struct imapd *d, uv_stream_t *client)
 	imap_parser_settings_default(&set);
 	set.max_line = d->line_max;
 	set.max_append = d->append_max;
-	set.literal = IMAP_LITERAL_PLUS;
+	set.literal = d->literal_minus ? IMAP_LITERAL_MINUS :
+					 IMAP_LITERAL_PLUS;
 	s->parser = imap_parser_new(&set);
 	/* Small at first: most connections idle most of the time. */
 	s->in = str_new(256, INPUT_MAX * 2);

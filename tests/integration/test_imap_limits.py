@@ -251,3 +251,36 @@ def test_login_timeout(quick_srv):
     time.sleep(3)
     r.ok("NOOP")
     r.close()
+
+
+@pytest.fixture(scope="module")
+def minus_srv():
+    if imapenv.TARGET != "tern":
+        pytest.skip("Tern only: imap_literal is Tern's option")
+    s = imapenv.make_server(imap_literal="minus")
+    yield s
+    s.close()
+
+
+def test_literal_minus(minus_srv):
+    """RFC 7888: with LITERAL- a {n+} literal over 4096 bytes is refused
+    without its bytes being taken as commands, and the connection goes on;
+    small ones and synchronising ones work."""
+    s = minus_srv
+    a = s.account()
+    r = s.raw(a)
+    caps = r.ok("CAPABILITY")
+    text = b" ".join(caps.untagged)
+    assert b"LITERAL-" in text and b"LITERAL+" not in text
+    # a small non-synchronising literal is fine
+    r.ok(b"CREATE {5+}\r\nSmall")
+    # a large one is refused; its announced bytes are skipped, not run
+    junk = b"x" * 4090 + b"\r\nt0 LOGOUT\r\n"
+    r.send(b"t1 CREATE {%d+}\r\n" % len(junk) + junk + b"\r\n")
+    res = r.response(timeout=10)
+    assert res.split()[0] in (b"t1", b"*") and (b"BAD" in res or
+                                                b"NO" in res), res
+    r.ok("NOOP")
+    assert "Small" in " ".join(
+        ln.decode() for ln in r.ok('LIST "" "*"').untagged)
+    r.close()

@@ -59,6 +59,23 @@ static unsigned int size_thread_pool(void)
 	return (unsigned int)n;
 }
 
+/* The LDAP directory from tern.conf (directory_backend = ldap). */
+static int open_ldap(struct authd *ad, const struct cfg *cfg,
+		     const char **error_r)
+{
+	static char msg[AUTHD_ERROR_MAX];
+	struct str *error = str_new(128, AUTHD_ERROR_MAX);
+	int r = 0;
+
+	if (dir_open_config(cfg, true, &ad->dir, error) != DIR_OK) {
+		snprintf(msg, sizeof(msg), "directory: %s", str_c(error));
+		*error_r = msg;
+		r = -1;
+	}
+	str_free(&error);
+	return r;
+}
+
 static int authd_init(struct svc *svc, const char **error_r)
 {
 	struct authd *ad = &authd_state;
@@ -80,7 +97,12 @@ static int authd_init(struct svc *svc, const char **error_r)
 		*error_r = "pthread_mutex_init failed";
 		return -1;
 	}
-	ad->dir_path = xstrdup(cfg_str(cfg, OPT_DIRECTORY_FILE));
+	ad->dir_path = dir_config_describe(cfg);
+	/* The LDAP backend is opened here (it connects at its first call);
+	 * job.c opens the SQLite one itself when ad->dir is NULL. */
+	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_LDAP &&
+	    open_ldap(ad, cfg, error_r) < 0)
+		return -1;
 	/* Before serving: the loop has no client yet to keep waiting. */
 	authd_dir_open(ad);
 	authd_poll_start(ad);
@@ -108,9 +130,14 @@ static void authd_reload(struct svc *svc)
 	anvil_set_settings(ad->anvil, &set);
 	cache_set_limits(ad->cache, (size_t)cfg_int(cfg, OPT_AUTHD_CACHE_SIZE),
 			 cfg_duration(cfg, OPT_AUTHD_CACHE_TTL));
-	if (strcmp(ad->dir_path, cfg_str(cfg, OPT_DIRECTORY_FILE)) != 0)
-		log_warn(NULL, "directory_file changed: restart tern-authd "
-			 "to use it");
+	{
+		char *now = dir_config_describe(cfg);
+
+		if (strcmp(ad->dir_path, now) != 0)
+			log_warn(NULL, "the directory changed to %s: restart "
+				 "tern-authd to use it", now);
+		free(now);
+	}
 }
 
 static void authd_stop(struct svc *svc)

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
-#include "dir.h"
+#include "dir_backend.h"
 #include "xalloc.h"
 
 #define DIR_LOCAL_MAX 64
@@ -471,4 +471,369 @@ void dir_resolution_free(struct dir_resolution **res)
 	free(r->detail);
 	free(r);
 	*res = NULL;
+}
+
+/* ---- checks and helpers the backends share (dir_backend.h) ---- */
+
+enum dir_status dir_norm_address(const char *in, char **out_r,
+				 struct str *error)
+{
+	struct str *s = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
+	enum dir_status st = DIR_INVALID;
+
+	*out_r = NULL;
+	if (in == NULL)
+		str_setf(error, "missing address");
+	else
+		st = dir_address_normalize(in, s, NULL, error);
+	if (st == DIR_OK)
+		*out_r = xstrdup(str_c(s));
+	str_free(&s);
+	return st;
+}
+
+enum dir_status dir_norm_domain(const char *in, char **out_r, struct str *error)
+{
+	struct str *s = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
+	enum dir_status st = DIR_INVALID;
+
+	*out_r = NULL;
+	if (in == NULL)
+		str_setf(error, "missing domain");
+	else
+		st = dir_domain_normalize(in, s, error);
+	if (st == DIR_OK)
+		*out_r = xstrdup(str_c(s));
+	str_free(&s);
+	return st;
+}
+
+/* Printable UTF-8 text of fewer than DIR_NAME_MAX bytes. */
+enum dir_status dir_check_text(const char *what, const char *text,
+			       struct str *error)
+{
+	if (text == NULL)
+		return DIR_OK;
+	if (strlen(text) >= DIR_NAME_MAX) {
+		str_setf(error, "%s is longer than %d bytes", what,
+			  DIR_NAME_MAX - 1);
+		return DIR_INVALID;
+	}
+	for (const char *p = text; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			str_setf(error, "%s contains a control character",
+				  what);
+			return DIR_INVALID;
+		}
+	}
+	return DIR_OK;
+}
+
+enum dir_status dir_check_cos_name(const char *name, struct str *error)
+{
+	size_t len = name != NULL ? strlen(name) : 0;
+
+	if (len == 0 || len >= DIR_NAME_MAX) {
+		str_setf(error, "invalid cos name: 1 to %d letters, digits, "
+			  "'.', '_' or '-'", DIR_NAME_MAX - 1);
+		return DIR_INVALID;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-')) {
+			str_setf(error, "invalid cos name '%.300s': use "
+				  "letters, digits, '.', '_' or '-'", name);
+			return DIR_INVALID;
+		}
+	}
+	return DIR_OK;
+}
+
+enum dir_status dir_check_u64(const char *what, uint64_t v, struct str *error)
+{
+	if (v > (uint64_t)INT64_MAX) {
+		str_setf(error, "%s is too large", what);
+		return DIR_INVALID;
+	}
+	return DIR_OK;
+}
+
+/* Grows a pointer array by one slot. */
+void dir_array_push(void ***arr, size_t *count, void *item)
+{
+	*arr = xrealloc(*arr, (*count + 1) * sizeof(**arr));
+	(*arr)[(*count)++] = item;
+}
+
+static uint64_t seen_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static char **seen_slot(char **slots, size_t cap, const char *s)
+{
+	size_t i = (size_t)seen_hash(s) & (cap - 1);
+
+	while (slots[i] != NULL && strcmp(slots[i], s) != 0)
+		i = (i + 1) & (cap - 1);
+	return &slots[i];
+}
+
+/* false when s was there already. */
+bool dir_seen_add(struct dir_seen *set, const char *s)
+{
+	char **slot;
+
+	if (set->count * 2 >= set->cap) {
+		size_t cap = set->cap == 0 ? 64 : set->cap * 2;
+		char **slots = xcalloc(cap, sizeof(*slots));
+
+		for (size_t i = 0; i < set->cap; i++)
+			if (set->slots[i] != NULL)
+				*seen_slot(slots, cap, set->slots[i]) =
+					set->slots[i];
+		free(set->slots);
+		set->slots = slots;
+		set->cap = cap;
+	}
+	slot = seen_slot(set->slots, set->cap, s);
+	if (*slot != NULL)
+		return false;
+	*slot = xstrdup(s);
+	set->count++;
+	return true;
+}
+
+void dir_seen_free(struct dir_seen *set)
+{
+	for (size_t i = 0; i < set->cap; i++)
+		free(set->slots[i]);
+	free(set->slots);
+}
+
+/* ---- dispatch to the backend (dir_backend.h) ---- */
+
+void dir_close(struct dir **dir)
+{
+	if (*dir == NULL)
+		return;
+	(*dir)->ops->close(*dir);
+	*dir = NULL;
+}
+
+const char *dir_backend_name(const struct dir *dir)
+{
+	return dir->ops->name;
+}
+
+enum dir_status dir_serial(struct dir *dir, uint64_t *serial_r,
+			   struct str *error)
+{
+	return dir->ops->serial(dir, serial_r, error);
+}
+
+enum dir_status dir_cos_add(struct dir *dir, const struct dir_cos *cos,
+			    struct str *error)
+{
+	return dir->ops->cos_add(dir, cos, error);
+}
+
+enum dir_status dir_cos_set(struct dir *dir, const struct dir_cos *cos,
+			    struct str *error)
+{
+	return dir->ops->cos_set(dir, cos, error);
+}
+
+enum dir_status dir_cos_del(struct dir *dir, const char *name,
+			    struct str *error)
+{
+	return dir->ops->cos_del(dir, name, error);
+}
+
+enum dir_status dir_cos_get(struct dir *dir, const char *name,
+			    struct dir_cos **cos_r, struct str *error)
+{
+	return dir->ops->cos_get(dir, name, cos_r, error);
+}
+
+enum dir_status dir_cos_list(struct dir *dir, struct dir_cos ***list_r,
+			     size_t *count_r, struct str *error)
+{
+	return dir->ops->cos_list(dir, list_r, count_r, error);
+}
+
+enum dir_status dir_domain_add(struct dir *dir, const struct dir_domain *dom,
+			       struct str *error)
+{
+	return dir->ops->domain_add(dir, dom, error);
+}
+
+enum dir_status dir_domain_set(struct dir *dir, const struct dir_domain *dom,
+			       struct str *error)
+{
+	return dir->ops->domain_set(dir, dom, error);
+}
+
+enum dir_status dir_domain_del(struct dir *dir, const char *name,
+			       struct str *error)
+{
+	return dir->ops->domain_del(dir, name, error);
+}
+
+enum dir_status dir_domain_get(struct dir *dir, const char *name,
+			       struct dir_domain **dom_r, struct str *error)
+{
+	return dir->ops->domain_get(dir, name, dom_r, error);
+}
+
+enum dir_status dir_domain_list(struct dir *dir, struct dir_domain ***list_r,
+				size_t *count_r, struct str *error)
+{
+	return dir->ops->domain_list(dir, list_r, count_r, error);
+}
+
+enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
+				struct str *error)
+{
+	return dir->ops->account_add(dir, acct, error);
+}
+
+enum dir_status dir_account_set(struct dir *dir,
+				const struct dir_account *acct,
+				struct str *error)
+{
+	return dir->ops->account_set(dir, acct, error);
+}
+
+enum dir_status dir_account_del(struct dir *dir, const char *address,
+				struct str *error)
+{
+	return dir->ops->account_del(dir, address, error);
+}
+
+enum dir_status dir_account_get(struct dir *dir, const char *address,
+				struct dir_account **acct_r,
+				struct str *error)
+{
+	return dir->ops->account_get(dir, address, acct_r, error);
+}
+
+enum dir_status dir_account_list(struct dir *dir, const char *domain,
+				 struct dir_account ***list_r,
+				 size_t *count_r, struct str *error)
+{
+	return dir->ops->account_list(dir, domain, list_r, count_r, error);
+}
+
+enum dir_status dir_alias_add(struct dir *dir, const char *address,
+			      const char *target, struct str *error)
+{
+	return dir->ops->alias_add(dir, address, target, error);
+}
+
+enum dir_status dir_alias_del(struct dir *dir, const char *address,
+			      struct str *error)
+{
+	return dir->ops->alias_del(dir, address, error);
+}
+
+enum dir_status dir_alias_list(struct dir *dir, const char *domain,
+			       struct dir_alias ***list_r, size_t *count_r,
+			       struct str *error)
+{
+	return dir->ops->alias_list(dir, domain, list_r, count_r, error);
+}
+
+enum dir_status dir_list_add(struct dir *dir, const char *address,
+			     struct str *error)
+{
+	return dir->ops->list_add(dir, address, error);
+}
+
+enum dir_status dir_list_del(struct dir *dir, const char *address,
+			     struct str *error)
+{
+	return dir->ops->list_del(dir, address, error);
+}
+
+enum dir_status dir_list_member_add(struct dir *dir, const char *list,
+				    const char *member, struct str *error)
+{
+	return dir->ops->list_member_add(dir, list, member, error);
+}
+
+enum dir_status dir_list_member_del(struct dir *dir, const char *list,
+				    const char *member, struct str *error)
+{
+	return dir->ops->list_member_del(dir, list, member, error);
+}
+
+enum dir_status dir_list_get(struct dir *dir, const char *address,
+			     struct dir_list_info **list_r, struct str *error)
+{
+	return dir->ops->list_get(dir, address, list_r, error);
+}
+
+enum dir_status dir_list_list(struct dir *dir, const char *domain,
+			      struct dir_list_info ***list_r, size_t *count_r,
+			      struct str *error)
+{
+	return dir->ops->list_list(dir, domain, list_r, count_r, error);
+}
+
+enum dir_status dir_resolve(struct dir *dir, const char *address,
+			    struct dir_resolution **res_r, struct str *error)
+{
+	return dir->ops->resolve(dir, address, res_r, error);
+}
+
+/* ---- login (every backend) ---- */
+
+enum dir_status dir_authenticate(struct dir *dir, const char *address,
+				 const char *password,
+				 struct dir_account **acct_r,
+				 struct str *error)
+{
+	struct dir_account *acct = NULL;
+	enum dir_status st;
+	bool ok;
+
+	if (acct_r != NULL)
+		*acct_r = NULL;
+	st = dir_account_get(dir, address, &acct, error);
+	if (st == DIR_TEMPFAIL)
+		return st;
+	if (st != DIR_OK || acct->password_hash == NULL) {
+		/* Same cost and answer as a wrong password. */
+		(void)dir_password_verify(password != NULL &&
+					  password[0] != '\0' ? password :
+					  "-", DIR_DUMMY_HASH);
+		dir_account_free(&acct);
+		str_setf(error, "authentication failed");
+		return DIR_AUTHFAIL;
+	}
+	ok = dir_password_verify(password, acct->password_hash);
+	if (!ok) {
+		dir_account_free(&acct);
+		str_setf(error, "authentication failed");
+		return DIR_AUTHFAIL;
+	}
+	if (acct->status != DIR_ACCOUNT_ACTIVE) {
+		str_setf(error, "account %s is %s", acct->address,
+			  dir_account_status_name(acct->status));
+		dir_account_free(&acct);
+		return DIR_REFUSED;
+	}
+	if (acct_r != NULL)
+		*acct_r = acct;
+	else
+		dir_account_free(&acct);
+	return DIR_OK;
 }

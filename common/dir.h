@@ -2,9 +2,11 @@
  * dir.h: the directory interface: domains, accounts, aliases, distribution
  * lists, classes of service, recipient resolution and authentication.
  *
- * One interface, several backends: the embedded SQLite backend
- * (dir_sqlite.c, the default: data/directory.db in WAL mode) and later
- * LDAP.  tern-authd is the only daemon that opens the directory; ternctl
+ * One interface, two backends chosen by directory_backend: the embedded
+ * SQLite backend (dir_sqlite.c, the default: data/directory.db in WAL
+ * mode) and OpenLDAP with Tern's schema (dir_ldap.c, ldap-schema/); dir.c
+ * dispatches every call through the handle's table (dir_backend.h).
+ * tern-authd is the only daemon that opens the directory; ternctl
  * writes through the same backend code; every other daemon asks tern-authd
  * (authclient.h).  Records returned by the getters are owned by the caller
  * and freed with the matching *_free().
@@ -126,7 +128,39 @@ struct dir;
 enum dir_status dir_open_sqlite(const char *path, bool readonly,
 				struct dir **dir_r, struct str *error)
 	TERN_WUR;
+/* The LDAP backend (dir_ldap.c, docs/ldap.md).  uri: one or more LDAP
+ * URIs, space-separated (ldapi://, ldap://); bind_dn NULL or "" = SASL
+ * EXTERNAL (ldapi only), else a simple bind with the password read from
+ * bind_password_file (its first line).  No connection is made here for
+ * readonly (the first call connects); otherwise the server is reached and
+ * the entries Tern needs under base_dn are created when missing.  A
+ * server that is down or slower than timeout_ms gives DIR_TEMPFAIL. */
+struct dir_ldap_settings {
+	const char *uri;
+	const char *base_dn;
+	const char *bind_dn;
+	const char *bind_password_file;
+	unsigned timeout_ms;
+};
+enum dir_status dir_open_ldap(const struct dir_ldap_settings *set,
+			      bool readonly, struct dir **dir_r,
+			      struct str *error) TERN_WUR;
+/* The backend tern.conf names (directory_backend and its options); the
+ * values of directory_backend as cfg_enum() gives them. */
+enum dir_backend_kind { DIR_BACKEND_SQLITE = 0, DIR_BACKEND_LDAP = 1 };
+struct cfg;
+enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
+				struct dir **dir_r, struct str *error)
+	TERN_WUR;
+/* The bundled slapd's URI: ldapi:// with ROOT/run/ldapi percent-encoded
+ * (malloc'd). */
+char *dir_ldap_bundled_uri(const char *root);
+/* What dir_open_config() opens, for log lines: a path or the LDAP URI
+ * (malloc'd). */
+char *dir_config_describe(const struct cfg *cfg);
 void dir_close(struct dir **dir);
+/* "sqlite" or "ldap". */
+const char *dir_backend_name(const struct dir *dir);
 
 /* A number that changes whenever anything in the directory changes, from
  * any process: caches compare it (tern-authd polls it) to invalidate. */

@@ -39,17 +39,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dir.h"
+#include "dir_backend.h"
 #include "xalloc.h"
 
 #define DIR_BUSY_MS 5000
 #define DIR_SCHEMA_VERSION 1
 #define DIR_VISIT_MAX (4 * DIR_EXPAND_MAX)
-/* A hash for unknown accounts, so that they cost what a real one costs. */
-#define DIR_DUMMY_HASH "$argon2id$v=19$m=32768,t=3,p=1$dGVybi1kdW1teS1zYWx0" \
-	"AA$xS86hIyfvYzBIAa7ciB/HbMPAKSyNsMD3oIGF//A5LA"
 
-struct dir {
+struct sdir {
+	struct dir base;	/* first: dir.c sees this */
 	sqlite3 *db;
 	char *path;
 	bool readonly;
@@ -114,7 +112,7 @@ static const char schema_v1[] =
 /* migrations[v] takes schema version v to v + 1 (none yet). */
 static const char *const migrations[DIR_SCHEMA_VERSION] = { NULL };
 
-static enum dir_status db_fail(struct dir *dir, int rc, const char *what,
+static enum dir_status db_fail(struct sdir *dir, int rc, const char *what,
 			       struct str *error)
 {
 	int prim = rc & 0xff;
@@ -149,7 +147,7 @@ static int bind_va(sqlite3_stmt *st, const char *fmt, va_list ap)
 	return rc;
 }
 
-static enum dir_status stmt_open(struct dir *dir, const char *sql,
+static enum dir_status stmt_open(struct sdir *dir, const char *sql,
 				 sqlite3_stmt **st_r, struct str *error,
 				 const char *fmt, ...)
 {
@@ -173,7 +171,7 @@ static enum dir_status stmt_open(struct dir *dir, const char *sql,
 }
 
 /* 1 = a row, 0 = done, -1 = error (status in *st_r). */
-static int stmt_next(struct dir *dir, sqlite3_stmt *st, enum dir_status *st_r,
+static int stmt_next(struct sdir *dir, sqlite3_stmt *st, enum dir_status *st_r,
 		     struct str *error)
 {
 	int rc = sqlite3_step(st);
@@ -188,7 +186,7 @@ static int stmt_next(struct dir *dir, sqlite3_stmt *st, enum dir_status *st_r,
 
 /* Runs a statement without rows; *changes_r (when not NULL) = rows hit.
  * SQLITE_CONSTRAINT is DIR_EXISTS with no message. */
-static enum dir_status run(struct dir *dir, const char *sql, int *changes_r,
+static enum dir_status run(struct sdir *dir, const char *sql, int *changes_r,
 			   struct str *error, const char *fmt, ...)
 {
 	sqlite3_stmt *st;
@@ -218,7 +216,7 @@ static enum dir_status run(struct dir *dir, const char *sql, int *changes_r,
 }
 
 /* One integer from the first row: DIR_NOTFOUND when there is no row. */
-static enum dir_status query_i64(struct dir *dir, const char *sql,
+static enum dir_status query_i64(struct sdir *dir, const char *sql,
 				 int64_t *r, struct str *error,
 				 const char *fmt, ...)
 {
@@ -253,7 +251,7 @@ static char *col_dup(sqlite3_stmt *st, int col)
 	return p != NULL ? xstrdup((const char *)p) : NULL;
 }
 
-static enum dir_status exec_sql(struct dir *dir, const char *sql,
+static enum dir_status exec_sql(struct sdir *dir, const char *sql,
 				struct str *error)
 {
 	int rc = sqlite3_exec(dir->db, sql, NULL, NULL, NULL);
@@ -263,7 +261,7 @@ static enum dir_status exec_sql(struct dir *dir, const char *sql,
 
 /* ---- transactions ---- */
 
-static enum dir_status write_begin(struct dir *dir, struct str *error)
+static enum dir_status write_begin(struct sdir *dir, struct str *error)
 {
 	if (dir->readonly) {
 		str_setf(error, "directory %s is open read-only", dir->path);
@@ -273,7 +271,7 @@ static enum dir_status write_begin(struct dir *dir, struct str *error)
 }
 
 /* Commits (bumping the serial) when status is DIR_OK, else rolls back. */
-static enum dir_status write_end(struct dir *dir, enum dir_status status,
+static enum dir_status write_end(struct sdir *dir, enum dir_status status,
 				 struct str *error)
 {
 	if (status == DIR_OK)
@@ -288,7 +286,7 @@ static enum dir_status write_end(struct dir *dir, enum dir_status status,
 
 /* ---- opening ---- */
 
-static enum dir_status schema_ensure(struct dir *dir, struct str *error)
+static enum dir_status schema_ensure(struct sdir *dir, struct str *error)
 {
 	enum dir_status st;
 	int64_t n, version = 0;
@@ -342,7 +340,7 @@ static void file_precreate(const char *path)
 		close(fd);
 }
 
-static enum dir_status dir_setup(struct dir *dir, struct str *error)
+static enum dir_status dir_setup(struct sdir *dir, struct str *error)
 {
 	enum dir_status st;
 
@@ -372,16 +370,29 @@ static enum dir_status dir_setup(struct dir *dir, struct str *error)
 	return st;
 }
 
+static void sq_close(struct dir *handle)
+{
+	struct sdir *dir = (struct sdir *)handle;
+
+	if (dir->db != NULL)
+		sqlite3_close_v2(dir->db);
+	free(dir->path);
+	free(dir);
+}
+
+static const struct dir_ops sqlite_ops;
+
 enum dir_status dir_open_sqlite(const char *path, bool readonly,
 				struct dir **dir_r, struct str *error)
 {
-	struct dir *dir = xcalloc(1, sizeof(*dir));
+	struct sdir *dir = xcalloc(1, sizeof(*dir));
 	int flags = readonly ? SQLITE_OPEN_READONLY :
 		    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	enum dir_status st;
 	int rc;
 
 	*dir_r = NULL;
+	dir->base.ops = &sqlite_ops;
 	dir->path = xstrdup(path);
 	dir->readonly = readonly;
 	if (!readonly)
@@ -391,32 +402,22 @@ enum dir_status dir_open_sqlite(const char *path, bool readonly,
 		str_setf(error, "cannot open directory %s: %s", path,
 			  dir->db != NULL ? sqlite3_errmsg(dir->db) :
 			  sqlite3_errstr(rc));
-		dir_close(&dir);
+		sq_close(&dir->base);
 		return DIR_TEMPFAIL;
 	}
 	st = dir_setup(dir, error);
 	if (st != DIR_OK) {
-		dir_close(&dir);
+		sq_close(&dir->base);
 		return st;
 	}
-	*dir_r = dir;
+	*dir_r = &dir->base;
 	return DIR_OK;
 }
 
-void dir_close(struct dir **dir)
+static enum dir_status sq_serial(struct dir *handle, uint64_t *serial_r,
+				 struct str *error)
 {
-	if (*dir == NULL)
-		return;
-	if ((*dir)->db != NULL)
-		sqlite3_close_v2((*dir)->db);
-	free((*dir)->path);
-	free(*dir);
-	*dir = NULL;
-}
-
-enum dir_status dir_serial(struct dir *dir, uint64_t *serial_r,
-			   struct str *error)
-{
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status st;
 	int64_t v = 0;
 
@@ -432,100 +433,12 @@ enum dir_status dir_serial(struct dir *dir, uint64_t *serial_r,
 
 /* ---- checks shared by the writers ---- */
 
-static enum dir_status norm_address(const char *in, char **out_r,
-				    struct str *error)
-{
-	struct str *s = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	enum dir_status st = DIR_INVALID;
-
-	*out_r = NULL;
-	if (in == NULL)
-		str_setf(error, "missing address");
-	else
-		st = dir_address_normalize(in, s, NULL, error);
-	if (st == DIR_OK)
-		*out_r = xstrdup(str_c(s));
-	str_free(&s);
-	return st;
-}
-
-static enum dir_status norm_domain(const char *in, char **out_r,
-				   struct str *error)
-{
-	struct str *s = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	enum dir_status st = DIR_INVALID;
-
-	*out_r = NULL;
-	if (in == NULL)
-		str_setf(error, "missing domain");
-	else
-		st = dir_domain_normalize(in, s, error);
-	if (st == DIR_OK)
-		*out_r = xstrdup(str_c(s));
-	str_free(&s);
-	return st;
-}
-
 static const char *domain_of(const char *address)
 {
 	return strrchr(address, '@') + 1;
 }
 
-/* Printable UTF-8 text of fewer than DIR_NAME_MAX bytes. */
-static enum dir_status check_text(const char *what, const char *text,
-				  struct str *error)
-{
-	if (text == NULL)
-		return DIR_OK;
-	if (strlen(text) >= DIR_NAME_MAX) {
-		str_setf(error, "%s is longer than %d bytes", what,
-			  DIR_NAME_MAX - 1);
-		return DIR_INVALID;
-	}
-	for (const char *p = text; *p != '\0'; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			str_setf(error, "%s contains a control character",
-				  what);
-			return DIR_INVALID;
-		}
-	}
-	return DIR_OK;
-}
-
-static enum dir_status check_cos_name(const char *name, struct str *error)
-{
-	size_t len = name != NULL ? strlen(name) : 0;
-
-	if (len == 0 || len >= DIR_NAME_MAX) {
-		str_setf(error, "invalid cos name: 1 to %d letters, digits, "
-			  "'.', '_' or '-'", DIR_NAME_MAX - 1);
-		return DIR_INVALID;
-	}
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-')) {
-			str_setf(error, "invalid cos name '%.300s': use "
-				  "letters, digits, '.', '_' or '-'", name);
-			return DIR_INVALID;
-		}
-	}
-	return DIR_OK;
-}
-
-static enum dir_status check_u64(const char *what, uint64_t v,
-				 struct str *error)
-{
-	if (v > (uint64_t)INT64_MAX) {
-		str_setf(error, "%s is too large", what);
-		return DIR_INVALID;
-	}
-	return DIR_OK;
-}
-
-static enum dir_status domain_id(struct dir *dir, const char *name,
+static enum dir_status domain_id(struct sdir *dir, const char *name,
 				 int64_t *id_r, struct str *error)
 {
 	enum dir_status st;
@@ -537,7 +450,7 @@ static enum dir_status domain_id(struct dir *dir, const char *name,
 	return st;
 }
 
-static enum dir_status cos_id(struct dir *dir, const char *name,
+static enum dir_status cos_id(struct sdir *dir, const char *name,
 			      int64_t *id_r, struct str *error)
 {
 	enum dir_status st;
@@ -555,7 +468,7 @@ static const char sql_kind[] =
 	"SELECT 2, 0, NULL, 0, target FROM aliases WHERE address = ?1 "
 	"UNION ALL SELECT 3, id, NULL, 0, NULL FROM lists WHERE address = ?1";
 
-static enum dir_status address_kind(struct dir *dir, const char *address,
+static enum dir_status address_kind(struct sdir *dir, const char *address,
 				    enum addr_kind *kind_r, struct str *error)
 {
 	enum dir_status st;
@@ -567,7 +480,7 @@ static enum dir_status address_kind(struct dir *dir, const char *address,
 }
 
 /* The address is free in the shared namespace of its (existing) domain. */
-static enum dir_status address_free(struct dir *dir, const char *address,
+static enum dir_status address_free(struct sdir *dir, const char *address,
 				    int64_t *domain_id_r, struct str *error)
 {
 	enum addr_kind kind;
@@ -585,7 +498,7 @@ static enum dir_status address_free(struct dir *dir, const char *address,
 }
 
 /* A target in one of our domains must exist; others are external. */
-static enum dir_status target_check(struct dir *dir, const char *target,
+static enum dir_status target_check(struct sdir *dir, const char *target,
 				    struct str *error)
 {
 	enum addr_kind kind;
@@ -610,19 +523,20 @@ static enum dir_status target_check(struct dir *dir, const char *target,
 
 static enum dir_status cos_check(const struct dir_cos *cos, struct str *error)
 {
-	enum dir_status st = check_cos_name(cos->name, error);
+	enum dir_status st = dir_check_cos_name(cos->name, error);
 
 	if (st == DIR_OK)
-		st = check_u64("quota", cos->quota, error);
+		st = dir_check_u64("quota", cos->quota, error);
 	if (st == DIR_OK)
-		st = check_u64("max_message_size", cos->max_message_size,
+		st = dir_check_u64("max_message_size", cos->max_message_size,
 			       error);
 	return st;
 }
 
-enum dir_status dir_cos_add(struct dir *dir, const struct dir_cos *cos,
-			    struct str *error)
+static enum dir_status sq_cos_add(struct dir *handle, const struct dir_cos *cos,
+				  struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status st = cos_check(cos, error);
 
 	if (st == DIR_OK)
@@ -638,9 +552,10 @@ enum dir_status dir_cos_add(struct dir *dir, const struct dir_cos *cos,
 	return write_end(dir, st, error);
 }
 
-enum dir_status dir_cos_set(struct dir *dir, const struct dir_cos *cos,
-			    struct str *error)
+static enum dir_status sq_cos_set(struct dir *handle, const struct dir_cos *cos,
+				  struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status st = cos_check(cos, error);
 	int n = 0;
 
@@ -659,10 +574,11 @@ enum dir_status dir_cos_set(struct dir *dir, const struct dir_cos *cos,
 	return write_end(dir, st, error);
 }
 
-enum dir_status dir_cos_del(struct dir *dir, const char *name,
-			    struct str *error)
+static enum dir_status sq_cos_del(struct dir *handle, const char *name,
+				  struct str *error)
 {
-	enum dir_status st = check_cos_name(name, error);
+	struct sdir *dir = (struct sdir *)handle;
+	enum dir_status st = dir_check_cos_name(name, error);
 	int64_t id, ndom = 0, nacct = 0;
 
 	if (st == DIR_OK && strcmp(name, "default") == 0) {
@@ -706,9 +622,10 @@ static struct dir_cos *cos_row(sqlite3_stmt *st)
 	return c;
 }
 
-enum dir_status dir_cos_get(struct dir *dir, const char *name,
-			    struct dir_cos **cos_r, struct str *error)
+static enum dir_status sq_cos_get(struct dir *handle, const char *name,
+				  struct dir_cos **cos_r, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status status = DIR_OK;
 	sqlite3_stmt *st;
 	int rc;
@@ -729,16 +646,10 @@ enum dir_status dir_cos_get(struct dir *dir, const char *name,
 	return status;
 }
 
-/* Grows a pointer array by one slot. */
-static void array_push(void ***arr, size_t *count, void *item)
+static enum dir_status sq_cos_list(struct dir *handle, struct dir_cos ***list_r,
+				   size_t *count_r, struct str *error)
 {
-	*arr = xrealloc(*arr, (*count + 1) * sizeof(**arr));
-	(*arr)[(*count)++] = item;
-}
-
-enum dir_status dir_cos_list(struct dir *dir, struct dir_cos ***list_r,
-			     size_t *count_r, struct str *error)
-{
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status status = DIR_OK;
 	struct dir_cos **list = NULL;
 	size_t n = 0;
@@ -751,7 +662,7 @@ enum dir_status dir_cos_list(struct dir *dir, struct dir_cos ***list_r,
 	if (status != DIR_OK)
 		return status;
 	while ((rc = stmt_next(dir, st, &status, error)) == 1)
-		array_push((void ***)&list, &n, cos_row(st));
+		dir_array_push((void ***)&list, &n, cos_row(st));
 	sqlite3_finalize(st);
 	if (rc < 0) {
 		dir_cos_array_free(&list, n);
@@ -764,7 +675,7 @@ enum dir_status dir_cos_list(struct dir *dir, struct dir_cos ***list_r,
 
 /* ---- domains ---- */
 
-static enum dir_status domain_write(struct dir *dir,
+static enum dir_status domain_write(struct sdir *dir,
 				    const struct dir_domain *dom, bool add,
 				    struct str *error)
 {
@@ -772,11 +683,11 @@ static enum dir_status domain_write(struct dir *dir,
 	enum dir_status st;
 	int64_t cid = 0, did = 0;
 
-	st = norm_domain(dom->name, &name, error);
+	st = dir_norm_domain(dom->name, &name, error);
 	if (st == DIR_OK && dom->catchall != NULL && dom->catchall[0] != '\0')
-		st = norm_address(dom->catchall, &catchall, error);
+		st = dir_norm_address(dom->catchall, &catchall, error);
 	if (st == DIR_OK)
-		st = check_u64("default quota", dom->default_quota, error);
+		st = dir_check_u64("default quota", dom->default_quota, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK)
@@ -816,15 +727,19 @@ out:
 	return st;
 }
 
-enum dir_status dir_domain_add(struct dir *dir, const struct dir_domain *dom,
-			       struct str *error)
+static enum dir_status sq_domain_add(struct dir *handle,
+				     const struct dir_domain *dom,
+				     struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return domain_write(dir, dom, true, error);
 }
 
-enum dir_status dir_domain_set(struct dir *dir, const struct dir_domain *dom,
-			       struct str *error)
+static enum dir_status sq_domain_set(struct dir *handle,
+				     const struct dir_domain *dom,
+				     struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return domain_write(dir, dom, false, error);
 }
 
@@ -833,14 +748,15 @@ static const char *plural(int64_t n, const char *one, const char *many)
 	return n == 1 ? one : many;
 }
 
-enum dir_status dir_domain_del(struct dir *dir, const char *name,
-			       struct str *error)
+static enum dir_status sq_domain_del(struct dir *handle, const char *name,
+				     struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	int64_t id, na = 0, nal = 0, nl = 0;
 	char *norm = NULL;
 	enum dir_status st;
 
-	st = norm_domain(name, &norm, error);
+	st = dir_norm_domain(name, &norm, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK) {
@@ -889,16 +805,18 @@ static struct dir_domain *domain_row(sqlite3_stmt *st)
 	return d;
 }
 
-enum dir_status dir_domain_get(struct dir *dir, const char *name,
-			       struct dir_domain **dom_r, struct str *error)
+static enum dir_status sq_domain_get(struct dir *handle, const char *name,
+				     struct dir_domain **dom_r,
+				     struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status status;
 	sqlite3_stmt *st = NULL;
 	char *norm = NULL;
 	int rc;
 
 	*dom_r = NULL;
-	status = norm_domain(name, &norm, error);
+	status = dir_norm_domain(name, &norm, error);
 	if (status == DIR_OK)
 		status = stmt_open(dir, SQL_DOMAIN " WHERE d.name = ?1", &st,
 				   error, "t", norm);
@@ -916,9 +834,11 @@ enum dir_status dir_domain_get(struct dir *dir, const char *name,
 	return status;
 }
 
-enum dir_status dir_domain_list(struct dir *dir, struct dir_domain ***list_r,
-				size_t *count_r, struct str *error)
+static enum dir_status sq_domain_list(struct dir *handle,
+				      struct dir_domain ***list_r,
+				      size_t *count_r, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status status;
 	struct dir_domain **list = NULL;
 	sqlite3_stmt *st;
@@ -931,7 +851,7 @@ enum dir_status dir_domain_list(struct dir *dir, struct dir_domain ***list_r,
 	if (status != DIR_OK)
 		return status;
 	while ((rc = stmt_next(dir, st, &status, error)) == 1)
-		array_push((void ***)&list, &n, domain_row(st));
+		dir_array_push((void ***)&list, &n, domain_row(st));
 	sqlite3_finalize(st);
 	if (rc < 0) {
 		dir_domain_array_free(&list, n);
@@ -952,9 +872,9 @@ static enum dir_status account_check(const struct dir_account *a,
 	const char *h = a->password_hash;
 
 	*mailhost_r = NULL;
-	st = check_text("display name", a->display_name, error);
+	st = dir_check_text("display name", a->display_name, error);
 	if (st == DIR_OK)
-		st = check_u64("quota", a->quota, error);
+		st = dir_check_u64("quota", a->quota, error);
 	if (st == DIR_OK && (unsigned)a->status > DIR_ACCOUNT_CLOSED) {
 		str_setf(error, "invalid account status");
 		st = DIR_INVALID;
@@ -967,11 +887,11 @@ static enum dir_status account_check(const struct dir_account *a,
 		st = DIR_INVALID;
 	}
 	if (st == DIR_OK)
-		st = check_text("password hash", h, error);
+		st = dir_check_text("password hash", h, error);
 	if (st == DIR_OK && a->cos != NULL)
-		st = check_cos_name(a->cos, error);
+		st = dir_check_cos_name(a->cos, error);
 	if (st == DIR_OK && a->mailhost != NULL) {
-		st = norm_domain(a->mailhost, mailhost_r, error);
+		st = dir_norm_domain(a->mailhost, mailhost_r, error);
 		if (st != DIR_OK)
 			str_setf(error, "invalid mail host '%.300s'",
 				  a->mailhost);
@@ -979,14 +899,16 @@ static enum dir_status account_check(const struct dir_account *a,
 	return st;
 }
 
-enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
-				struct str *error)
+static enum dir_status sq_account_add(struct dir *handle,
+				      struct dir_account *acct,
+				      struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	char *addr = NULL, *host = NULL;
 	int64_t did, cid = 0, now = (int64_t)time(NULL);
 	enum dir_status st;
 
-	st = norm_address(acct->address, &addr, error);
+	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
 		st = account_check(acct, &host, error);
 	if (st == DIR_OK)
@@ -1021,16 +943,17 @@ out:
 	return st;
 }
 
-enum dir_status dir_account_set(struct dir *dir,
-				const struct dir_account *acct,
-				struct str *error)
+static enum dir_status sq_account_set(struct dir *handle,
+				      const struct dir_account *acct,
+				      struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	char *addr = NULL, *host = NULL;
 	enum dir_status st;
 	int64_t cid = 0;
 	int n = 0;
 
-	st = norm_address(acct->address, &addr, error);
+	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
 		st = account_check(acct, &host, error);
 	if (st == DIR_OK)
@@ -1061,7 +984,7 @@ out:
 }
 
 /* Deletes one kind of entry by address, and its list memberships. */
-static enum dir_status entry_del(struct dir *dir, const char *address,
+static enum dir_status entry_del(struct sdir *dir, const char *address,
 				 enum addr_kind kind, struct str *error)
 {
 	static const char *const sql[] = {
@@ -1073,7 +996,7 @@ static enum dir_status entry_del(struct dir *dir, const char *address,
 	char *addr = NULL;
 	int n = 0;
 
-	st = norm_address(address, &addr, error);
+	st = dir_norm_address(address, &addr, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK) {
@@ -1093,9 +1016,10 @@ static enum dir_status entry_del(struct dir *dir, const char *address,
 	return write_end(dir, st, error);
 }
 
-enum dir_status dir_account_del(struct dir *dir, const char *address,
-				struct str *error)
+static enum dir_status sq_account_del(struct dir *handle, const char *address,
+				      struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return entry_del(dir, address, KIND_ACCOUNT, error);
 }
 
@@ -1125,17 +1049,18 @@ static struct dir_account *account_row(sqlite3_stmt *st)
 	return a;
 }
 
-enum dir_status dir_account_get(struct dir *dir, const char *address,
-				struct dir_account **acct_r,
-				struct str *error)
+static enum dir_status sq_account_get(struct dir *handle, const char *address,
+				      struct dir_account **acct_r,
+				      struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status status;
 	sqlite3_stmt *st = NULL;
 	char *addr = NULL;
 	int rc;
 
 	*acct_r = NULL;
-	status = norm_address(address, &addr, error);
+	status = dir_norm_address(address, &addr, error);
 	if (status == DIR_OK)
 		status = stmt_open(dir, SQL_ACCOUNT " WHERE a.address = ?1",
 				   &st, error, "t", addr);
@@ -1154,7 +1079,7 @@ enum dir_status dir_account_get(struct dir *dir, const char *address,
 }
 
 /* Normalizes an optional domain filter; it must exist. */
-static enum dir_status domain_filter(struct dir *dir, const char *domain,
+static enum dir_status domain_filter(struct sdir *dir, const char *domain,
 				     char **norm_r, struct str *error)
 {
 	enum dir_status st;
@@ -1163,16 +1088,17 @@ static enum dir_status domain_filter(struct dir *dir, const char *domain,
 	*norm_r = NULL;
 	if (domain == NULL)
 		return DIR_OK;
-	st = norm_domain(domain, norm_r, error);
+	st = dir_norm_domain(domain, norm_r, error);
 	if (st == DIR_OK)
 		st = domain_id(dir, *norm_r, &id, error);
 	return st;
 }
 
-enum dir_status dir_account_list(struct dir *dir, const char *domain,
-				 struct dir_account ***list_r,
-				 size_t *count_r, struct str *error)
+static enum dir_status sq_account_list(struct dir *handle, const char *domain,
+				       struct dir_account ***list_r,
+				       size_t *count_r, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	struct dir_account **list = NULL;
 	sqlite3_stmt *st = NULL;
 	enum dir_status status;
@@ -1189,7 +1115,7 @@ enum dir_status dir_account_list(struct dir *dir, const char *domain,
 				   error, "t", dom);
 	if (status == DIR_OK)
 		while ((rc = stmt_next(dir, st, &status, error)) == 1)
-			array_push((void ***)&list, &n, account_row(st));
+			dir_array_push((void ***)&list, &n, account_row(st));
 	sqlite3_finalize(st);
 	free(dom);
 	if (status != DIR_OK) {
@@ -1203,16 +1129,17 @@ enum dir_status dir_account_list(struct dir *dir, const char *domain,
 
 /* ---- aliases ---- */
 
-enum dir_status dir_alias_add(struct dir *dir, const char *address,
-			      const char *target, struct str *error)
+static enum dir_status sq_alias_add(struct dir *handle, const char *address,
+				    const char *target, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	char *addr = NULL, *tgt = NULL;
 	enum dir_status st;
 	int64_t did;
 
-	st = norm_address(address, &addr, error);
+	st = dir_norm_address(address, &addr, error);
 	if (st == DIR_OK)
-		st = norm_address(target, &tgt, error);
+		st = dir_norm_address(target, &tgt, error);
 	if (st == DIR_OK && strcmp(addr, tgt) == 0) {
 		str_setf(error, "alias %s cannot point to itself", addr);
 		st = DIR_INVALID;
@@ -1238,16 +1165,18 @@ out:
 	return st;
 }
 
-enum dir_status dir_alias_del(struct dir *dir, const char *address,
-			      struct str *error)
+static enum dir_status sq_alias_del(struct dir *handle, const char *address,
+				    struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return entry_del(dir, address, KIND_ALIAS, error);
 }
 
-enum dir_status dir_alias_list(struct dir *dir, const char *domain,
-			       struct dir_alias ***list_r, size_t *count_r,
-			       struct str *error)
+static enum dir_status sq_alias_list(struct dir *handle, const char *domain,
+				     struct dir_alias ***list_r,
+				     size_t *count_r, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	struct dir_alias **list = NULL;
 	sqlite3_stmt *st = NULL;
 	enum dir_status status;
@@ -1268,7 +1197,7 @@ enum dir_status dir_alias_list(struct dir *dir, const char *domain,
 
 		a->address = col_dup(st, 0);
 		a->target = col_dup(st, 1);
-		array_push((void ***)&list, &n, a);
+		dir_array_push((void ***)&list, &n, a);
 	}
 	sqlite3_finalize(st);
 	free(dom);
@@ -1283,14 +1212,15 @@ enum dir_status dir_alias_list(struct dir *dir, const char *domain,
 
 /* ---- distribution lists ---- */
 
-enum dir_status dir_list_add(struct dir *dir, const char *address,
-			     struct str *error)
+static enum dir_status sq_list_add(struct dir *handle, const char *address,
+				   struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	enum dir_status st;
 	char *addr = NULL;
 	int64_t did;
 
-	st = norm_address(address, &addr, error);
+	st = dir_norm_address(address, &addr, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK) {
@@ -1308,13 +1238,14 @@ enum dir_status dir_list_add(struct dir *dir, const char *address,
 	return write_end(dir, st, error);
 }
 
-enum dir_status dir_list_del(struct dir *dir, const char *address,
-			     struct str *error)
+static enum dir_status sq_list_del(struct dir *handle, const char *address,
+				   struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return entry_del(dir, address, KIND_LIST, error);
 }
 
-static enum dir_status member_write(struct dir *dir, const char *list,
+static enum dir_status member_write(struct sdir *dir, const char *list,
 				    const char *member, bool add,
 				    struct str *error)
 {
@@ -1323,9 +1254,9 @@ static enum dir_status member_write(struct dir *dir, const char *list,
 	int64_t lid;
 	int n = 0;
 
-	st = norm_address(list, &laddr, error);
+	st = dir_norm_address(list, &laddr, error);
 	if (st == DIR_OK)
-		st = norm_address(member, &maddr, error);
+		st = dir_norm_address(member, &maddr, error);
 	if (st == DIR_OK && add && strcmp(laddr, maddr) == 0) {
 		str_setf(error, "list %s cannot contain itself", laddr);
 		st = DIR_INVALID;
@@ -1362,15 +1293,17 @@ out:
 	return st;
 }
 
-enum dir_status dir_list_member_add(struct dir *dir, const char *list,
-				    const char *member, struct str *error)
+static enum dir_status sq_list_member_add(struct dir *handle, const char *list,
+					  const char *member, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return member_write(dir, list, member, true, error);
 }
 
-enum dir_status dir_list_member_del(struct dir *dir, const char *list,
-				    const char *member, struct str *error)
+static enum dir_status sq_list_member_del(struct dir *handle, const char *list,
+					  const char *member, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	return member_write(dir, list, member, false, error);
 }
 
@@ -1378,7 +1311,7 @@ enum dir_status dir_list_member_del(struct dir *dir, const char *list,
  * Collects (list address, member or NULL) rows, ordered by list address,
  * into list records.
  */
-static enum dir_status list_rows(struct dir *dir, sqlite3_stmt *st,
+static enum dir_status list_rows(struct sdir *dir, sqlite3_stmt *st,
 				 struct dir_list_info ***list_r,
 				 size_t *count_r, struct str *error)
 {
@@ -1393,7 +1326,7 @@ static enum dir_status list_rows(struct dir *dir, sqlite3_stmt *st,
 			cur = xcalloc(1, sizeof(*cur));
 			cur->address = xstrdup(a);
 			cur->members = xcalloc(1, sizeof(char *));
-			array_push((void ***)&list, &n, cur);
+			dir_array_push((void ***)&list, &n, cur);
 		}
 		if (sqlite3_column_type(st, 1) == SQLITE_NULL)
 			continue;
@@ -1416,9 +1349,11 @@ static enum dir_status list_rows(struct dir *dir, sqlite3_stmt *st,
 	"JOIN domains d ON d.id = l.domain_id " \
 	"LEFT JOIN list_members m ON m.list_id = l.id "
 
-enum dir_status dir_list_get(struct dir *dir, const char *address,
-			     struct dir_list_info **list_r, struct str *error)
+static enum dir_status sq_list_get(struct dir *handle, const char *address,
+				   struct dir_list_info **list_r,
+				   struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	struct dir_list_info **list = NULL;
 	sqlite3_stmt *st = NULL;
 	enum dir_status status;
@@ -1426,7 +1361,7 @@ enum dir_status dir_list_get(struct dir *dir, const char *address,
 	size_t n = 0;
 
 	*list_r = NULL;
-	status = norm_address(address, &addr, error);
+	status = dir_norm_address(address, &addr, error);
 	if (status == DIR_OK)
 		status = stmt_open(dir, SQL_LIST "WHERE l.address = ?1 "
 				   "ORDER BY m.member", &st, error, "t", addr);
@@ -1445,10 +1380,11 @@ enum dir_status dir_list_get(struct dir *dir, const char *address,
 	return status;
 }
 
-enum dir_status dir_list_list(struct dir *dir, const char *domain,
-			      struct dir_list_info ***list_r, size_t *count_r,
-			      struct str *error)
+static enum dir_status sq_list_list(struct dir *handle, const char *domain,
+				    struct dir_list_info ***list_r,
+				    size_t *count_r, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	sqlite3_stmt *st = NULL;
 	enum dir_status status;
 	char *dom = NULL;
@@ -1469,66 +1405,10 @@ enum dir_status dir_list_list(struct dir *dir, const char *domain,
 
 /* ---- resolution ---- */
 
-/* A set of addresses already visited (open addressing, FNV-1a). */
-struct seen {
-	char **slots;
-	size_t cap, count;
-};
-
-static uint64_t seen_hash(const char *s)
-{
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static char **seen_slot(char **slots, size_t cap, const char *s)
-{
-	size_t i = (size_t)seen_hash(s) & (cap - 1);
-
-	while (slots[i] != NULL && strcmp(slots[i], s) != 0)
-		i = (i + 1) & (cap - 1);
-	return &slots[i];
-}
-
-/* false when s was there already. */
-static bool seen_add(struct seen *set, const char *s)
-{
-	char **slot;
-
-	if (set->count * 2 >= set->cap) {
-		size_t cap = set->cap == 0 ? 64 : set->cap * 2;
-		char **slots = xcalloc(cap, sizeof(*slots));
-
-		for (size_t i = 0; i < set->cap; i++)
-			if (set->slots[i] != NULL)
-				*seen_slot(slots, cap, set->slots[i]) =
-					set->slots[i];
-		free(set->slots);
-		set->slots = slots;
-		set->cap = cap;
-	}
-	slot = seen_slot(set->slots, set->cap, s);
-	if (*slot != NULL)
-		return false;
-	*slot = xstrdup(s);
-	set->count++;
-	return true;
-}
-
-static void seen_free(struct seen *set)
-{
-	for (size_t i = 0; i < set->cap; i++)
-		free(set->slots[i]);
-	free(set->slots);
-}
-
 struct expand {
-	struct dir *dir;
+	struct sdir *dir;
 	sqlite3_stmt *kind, *members, *domain;
-	struct seen seen;
+	struct dir_seen seen;
 	struct dir_resolution *res;
 	size_t cap;
 	struct str *error;
@@ -1615,7 +1495,7 @@ static enum dir_status expand_members(struct expand *x, int64_t list_id,
 	if (sqlite3_bind_int64(x->members, 1, list_id) != SQLITE_OK)
 		return db_fail(x->dir, SQLITE_NOMEM, "bind", x->error);
 	while (stmt_next(x->dir, x->members, &status, x->error) == 1)
-		array_push((void ***)&members, &n, col_dup(x->members, 0));
+		dir_array_push((void ***)&members, &n, col_dup(x->members, 0));
 	for (size_t i = 0; i < n; i++) {
 		if (status == DIR_OK)
 			status = expand_node(x, members[i], depth + 1);
@@ -1635,7 +1515,7 @@ static enum dir_status expand_node(struct expand *x, const char *address,
 	int64_t id;
 	int local;
 
-	if (!seen_add(&x->seen, address))
+	if (!dir_seen_add(&x->seen, address))
 		return DIR_OK;	/* a duplicate or a loop */
 	if (x->seen.count > DIR_VISIT_MAX) {
 		str_setf(x->error, "expansion visits more than %d addresses",
@@ -1741,7 +1621,7 @@ static enum dir_status resolve_run(struct expand *x, const char *address)
 	char *addr = NULL, *catchall = NULL;
 	int local;
 
-	st = norm_address(address, &addr, x->error);
+	st = dir_norm_address(address, &addr, x->error);
 	if (st != DIR_OK)
 		return st;
 	local = expand_domain(x, domain_of(addr), &catchall, &st);
@@ -1757,9 +1637,11 @@ static enum dir_status resolve_run(struct expand *x, const char *address)
 	return st;
 }
 
-enum dir_status dir_resolve(struct dir *dir, const char *address,
-			    struct dir_resolution **res_r, struct str *error)
+static enum dir_status sq_resolve(struct dir *handle, const char *address,
+				  struct dir_resolution **res_r,
+				  struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
 	struct expand x = { .dir = dir, .error = error };
 	enum dir_status st;
 
@@ -1784,53 +1666,42 @@ enum dir_status dir_resolve(struct dir *dir, const char *address,
 	sqlite3_finalize(x.members);
 	sqlite3_finalize(x.domain);
 	(void)sqlite3_exec(dir->db, "COMMIT", NULL, NULL, NULL);
-	seen_free(&x.seen);
+	dir_seen_free(&x.seen);
 	if (st != DIR_OK)
 		dir_resolution_free(&x.res);
 	*res_r = x.res;
 	return st;
 }
 
-/* ---- login ---- */
+/* ---- the table dir.c dispatches through ---- */
 
-enum dir_status dir_authenticate(struct dir *dir, const char *address,
-				 const char *password,
-				 struct dir_account **acct_r,
-				 struct str *error)
-{
-	struct dir_account *acct = NULL;
-	enum dir_status st;
-	bool ok;
-
-	if (acct_r != NULL)
-		*acct_r = NULL;
-	st = dir_account_get(dir, address, &acct, error);
-	if (st == DIR_TEMPFAIL)
-		return st;
-	if (st != DIR_OK || acct->password_hash == NULL) {
-		/* Same cost and answer as a wrong password. */
-		(void)dir_password_verify(password != NULL &&
-					  password[0] != '\0' ? password :
-					  "-", DIR_DUMMY_HASH);
-		dir_account_free(&acct);
-		str_setf(error, "authentication failed");
-		return DIR_AUTHFAIL;
-	}
-	ok = dir_password_verify(password, acct->password_hash);
-	if (!ok) {
-		dir_account_free(&acct);
-		str_setf(error, "authentication failed");
-		return DIR_AUTHFAIL;
-	}
-	if (acct->status != DIR_ACCOUNT_ACTIVE) {
-		str_setf(error, "account %s is %s", acct->address,
-			  dir_account_status_name(acct->status));
-		dir_account_free(&acct);
-		return DIR_REFUSED;
-	}
-	if (acct_r != NULL)
-		*acct_r = acct;
-	else
-		dir_account_free(&acct);
-	return DIR_OK;
-}
+static const struct dir_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.serial = sq_serial,
+	.cos_add = sq_cos_add,
+	.cos_set = sq_cos_set,
+	.cos_del = sq_cos_del,
+	.cos_get = sq_cos_get,
+	.cos_list = sq_cos_list,
+	.domain_add = sq_domain_add,
+	.domain_set = sq_domain_set,
+	.domain_del = sq_domain_del,
+	.domain_get = sq_domain_get,
+	.domain_list = sq_domain_list,
+	.account_add = sq_account_add,
+	.account_set = sq_account_set,
+	.account_del = sq_account_del,
+	.account_get = sq_account_get,
+	.account_list = sq_account_list,
+	.alias_add = sq_alias_add,
+	.alias_del = sq_alias_del,
+	.alias_list = sq_alias_list,
+	.list_add = sq_list_add,
+	.list_del = sq_list_del,
+	.list_member_add = sq_list_member_add,
+	.list_member_del = sq_list_member_del,
+	.list_get = sq_list_get,
+	.list_list = sq_list_list,
+	.resolve = sq_resolve,
+};

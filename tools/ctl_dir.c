@@ -179,14 +179,15 @@ static int dctx_open(struct dctx *d)
 	if (r < 0)
 		return fail(d);
 	path = cfg_str(d->cfg, OPT_DIRECTORY_FILE);
-	if (path[0] == '\0') {
+	if (path[0] == '\0' &&
+	    cfg_enum(d->cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_SQLITE) {
 		fprintf(stderr, "ternctl: directory_file is empty\n");
 		return 1;
 	}
 	if (ctl_become_user(cfg_str(d->cfg, OPT_USER)) < 0)
 		return 1;
 	umask(027);
-	if (dir_open_sqlite(path, false, &d->dir, d->err) != DIR_OK)
+	if (dir_open_config(d->cfg, false, &d->dir, d->err) != DIR_OK)
 		return fail(d);
 	return 0;
 }

@@ -385,8 +385,7 @@ static int mbox_account(struct mbox *b, const char *address)
 	struct dir *dir = NULL;
 	int r = -1;
 
-	if (dir_open_sqlite(cfg_str(b->cfg, OPT_DIRECTORY_FILE), true, &dir,
-			    err) != DIR_OK ||
+	if (dir_open_config(b->cfg, true, &dir, err) != DIR_OK ||
 	    dir_account_get(dir, address, &a, err) != DIR_OK) {
 		fprintf(stderr, "ternctl: %s\n", str_c(err));
 	} else {

@@ -6,6 +6,7 @@
  * never overwritten, so running it twice is safe.  As root it also creates
  * the unprivileged account daemons run as (the user option, "tern") and
  * gives it the folders it writes to; the TLS key is root:tern 0640.
+ * --directory=ldap adds the bundled OpenLDAP server (setup_ldap.c).
  */
 #include "config.h"
 
@@ -15,6 +16,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -24,6 +26,7 @@
 
 #include "compat.h"
 #include "cfg.h"
+#include "dir.h"
 #include "fsutil.h"
 #include "paths.h"
 #include "proxyauth.h"
@@ -182,16 +185,40 @@ static void report_missing_services(struct ctl *ctl, const char *path,
 	str_free(&err);
 }
 
-static int setup_conf(struct ctl *ctl, unsigned port_base)
+/* The services.conf line of the bundled slapd, before the others. */
+static int ldap_line(struct ctl *ctl, unsigned port_base, struct str *line)
+{
+	char *conf = ctl_path(ctl, "conf/tern.conf");
+	struct str *err = str_new(256, 8192);
+	struct cfg *cfg = NULL;
+	int r = cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err);
+
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s\n", str_c(err));
+	else
+		r = setup_ldap_service_line(ctl, port_base,
+					    cfg_str(cfg, OPT_USER), line);
+	cfg_free(&cfg);
+	str_free(&err);
+	free(conf);
+	return r;
+}
+
+static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap)
 {
 	const char *installed[TERN_NELEM(known_programs) + 1];
 	struct str *text = str_new(4096, 1 << 20);
 	struct str *err = str_new(256, 8192);
+	struct str *line = str_new(512, 8192);
 	size_t n = 0;
 	char *path;
 	int r;
 
 	if (cfg_write_default_conf(text) < 0)
+		goto fail;
+	if (ldap && str_append_c(text, "\n# The directory is the bundled "
+				 "OpenLDAP server (docs/ldap.md).\n"
+				 "directory_backend = ldap\n") < 0)
 		goto fail;
 	path = ctl_path(ctl, "conf/tern.conf");
 	r = write_new_file(path, text, 0644, err);
@@ -211,7 +238,10 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 	}
 	installed[n] = NULL;
 	str_clear(text);
-	if (services_write_default(text, port_base, installed) < 0)
+	if (ldap && ldap_line(ctl, port_base, line) < 0)
+		goto fail;
+	if (str_append(text, str_c(line), str_len(line)) < 0 ||
+	    services_write_default(text, port_base, installed) < 0)
 		goto fail;
 	path = ctl_path(ctl, "conf/services.conf");
 	r = write_new_file(path, text, 0644, err);
@@ -226,10 +256,12 @@ static int setup_conf(struct ctl *ctl, unsigned port_base)
 		goto fail;
 	str_free(&text);
 	str_free(&err);
+	str_free(&line);
 	return 0;
 fail:
 	str_free(&text);
 	str_free(&err);
+	str_free(&line);
 	return -1;
 }
 
@@ -303,6 +335,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "port-base", required_argument, NULL, 'p' },
 		{ "hostname", required_argument, NULL, 'H' },
+		{ "directory", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char host[256] = "";
@@ -311,6 +344,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 	struct cfg *cfg = NULL;
 	char *end, *conf;
 	int c, status = 1;
+	bool ldap = false;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -327,9 +361,19 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		case 'H':
 			str_lcpy(host, optarg, sizeof(host));
 			break;
+		case 'd':
+			if (strcmp(optarg, "ldap") != 0 &&
+			    strcmp(optarg, "sqlite") != 0) {
+				fprintf(stderr, "ternctl: --directory must be "
+					"sqlite or ldap\n");
+				goto out;
+			}
+			ldap = strcmp(optarg, "ldap") == 0;
+			break;
 		default:
 			fprintf(stderr, "usage: ternctl setup [--port-base N] "
-				"[--hostname NAME]\n");
+				"[--hostname NAME] [--directory=sqlite|ldap]"
+				"\n");
 			goto out;
 		}
 	}
@@ -350,7 +394,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		if (r < 0)
 			goto out;
 	}
-	if (setup_conf(ctl, (unsigned)port_base) < 0)
+	if (setup_conf(ctl, (unsigned)port_base, ldap) < 0)
 		goto out;
 	conf = ctl_path(ctl, "conf/tern.conf");
 	if (cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err) < 0) {
@@ -369,6 +413,12 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 	    setup_user(ctl, cfg_str(cfg, OPT_USER)) < 0 ||
 	    setup_proxy_secret(cfg) < 0)
 		goto out;
+	if (ldap && setup_ldap_instance(ctl, cfg) < 0)
+		goto out;
+	if (ldap &&
+	    cfg_enum(cfg, OPT_DIRECTORY_BACKEND) != DIR_BACKEND_LDAP)
+		printf("note: conf/tern.conf was kept; set directory_backend "
+		       "= ldap in it to use the bundled directory\n");
 	printf("instance root %s is ready: start it with ternctl -r %s start\n",
 	       ctl->root, ctl->root);
 	status = 0;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -113,6 +114,9 @@ int main(int argc, char **argv)
 	char abs[PATH_MAX];
 	int c;
 
+	/* A server that goes away (slapd, tern-master) is an error to report,
+	 * not a signal that ends ternctl silently. */
+	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt(argc, argv, "+r:h")) != -1) {
 		switch (c) {
 		case 'r':

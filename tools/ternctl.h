@@ -26,6 +26,12 @@ int ctl_restart(struct ctl *ctl, int argc, char **argv);
 int ctl_reload(struct ctl *ctl, int argc, char **argv);
 int ctl_status(struct ctl *ctl, int argc, char **argv);
 int ctl_config(struct ctl *ctl, int argc, char **argv);
+/* setup_ldap.c: the bundled slapd of setup --directory=ldap.  The
+ * services.conf line (appended to out) and the instance under data/ldap. */
+struct cfg;
+int setup_ldap_service_line(struct ctl *ctl, unsigned port_base,
+			    const char *user, struct str *out);
+int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg);
 /* ctl_dir.c: directory provisioning. */
 int ctl_domain(struct ctl *ctl, int argc, char **argv);
 int ctl_account(struct ctl *ctl, int argc, char **argv);

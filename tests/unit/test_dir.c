@@ -1,5 +1,8 @@
 /* test_dir.c: the directory (dir.h) on the embedded SQLite backend, each
- * test on a fresh database in its own temporary folder. */
+ * test on a fresh database in its own temporary folder; then the tests of
+ * stored data again on the LDAP backend, against a private slapd (when
+ * /usr/sbin/slapd is installed and TERN_TOP_SRCDIR names the source tree),
+ * each test under a fresh base DN, bound with SASL EXTERNAL. */
 #include "config.h"
 
 #include <argon2.h>
@@ -8,8 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <ldap.h>
+#include <sasl/sasl.h>
 #include <sqlite3.h>
 
 #include "compat.h"
@@ -887,7 +899,301 @@ static void test_busy_is_tempfail(void **state)
 	assert_int_equal(dir_domain_add(f->d, &dom, f->err), DIR_OK);
 }
 
+/* ---- the LDAP backend ---- */
+
+#define SLAPD "/usr/sbin/slapd"
+#define SLAPADD "/usr/sbin/slapadd"
+
+extern char **environ;
+
+static struct {
+	char dir[64];
+	char sock[128];
+	char uri[512];
+	pid_t pid;
+	unsigned tests;
+	bool running;
+} slapd;
+
+static int run_wait(char *const argv[])
+{
+	pid_t pid;
+	int status;
+
+	if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0 ||
+	    waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int slapd_write_config(const char *srcdir)
+{
+	char path[192];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/config.ldif", slapd.dir);
+	fp = fopen(path, "w");
+	if (fp == NULL)
+		return -1;
+	fprintf(fp,
+		"dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\n"
+		"dn: cn=module{0},cn=config\nobjectClass: olcModuleList\n"
+		"cn: module{0}\nolcModulePath: /usr/lib/ldap\n"
+		"olcModuleLoad: back_mdb\nolcModuleLoad: syncprov\n\n"
+		"dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\n"
+		"cn: schema\n\n"
+		"include: file:///etc/ldap/schema/core.ldif\n\n"
+		"include: file:///etc/ldap/schema/cosine.ldif\n\n"
+		"include: file:///etc/ldap/schema/inetorgperson.ldif\n\n"
+		"include: file://%s/ldap-schema/tern.ldif\n\n"
+		"dn: olcDatabase={1}mdb,cn=config\n"
+		"objectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+		"olcDatabase: {1}mdb\nolcDbDirectory: %s/db\n"
+		"olcSuffix: dc=test\nolcDbNoSync: TRUE\n"
+		"olcRootDN: gidNumber=%u+uidNumber=%u,cn=peercred,"
+		"cn=external,cn=auth\n"
+		"olcDbIndex: objectClass,mail,ternListMember eq\n\n"
+		"dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n"
+		"objectClass: olcOverlayConfig\n"
+		"objectClass: olcSyncProvConfig\nolcOverlay: {0}syncprov\n",
+		srcdir, slapd.dir, (unsigned)getgid(), (unsigned)getuid());
+	return fclose(fp) == 0 ? 0 : -1;
+}
+
+static bool slapd_answers(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+
+	if (strlen(slapd.sock) >= sizeof(sun.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	memcpy(sun.sun_path, slapd.sock, strlen(slapd.sock) + 1);
+	r = fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (fd >= 0)
+		close(fd);
+	return r == 0;
+}
+
+/* Starts the private slapd; 0 = running, 1 = not available here. */
+static int slapd_start(void)
+{
+	const char *srcdir = getenv("TERN_TOP_SRCDIR");
+	char sub[192], conf[192], hurl[640];
+	char *const add[] = { SLAPADD, "-q", "-n0", "-F", sub, "-l", conf,
+			      NULL };
+	char *const run[] = { SLAPD, "-d", "0", "-h", hurl, "-F", sub, NULL };
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+	if (srcdir == NULL || access(SLAPD, X_OK) < 0)
+		return 1;
+	snprintf(slapd.dir, sizeof(slapd.dir), "/tmp/tern-test-slapd-XXXXXX");
+	if (mkdtemp(slapd.dir) == NULL)
+		return -1;
+	snprintf(slapd.sock, sizeof(slapd.sock), "%s/ldapi", slapd.dir);
+	snprintf(slapd.uri, sizeof(slapd.uri), "ldapi://");
+	for (const char *p = slapd.sock; *p != '\0'; p++)
+		snprintf(slapd.uri + strlen(slapd.uri),
+			 sizeof(slapd.uri) - strlen(slapd.uri),
+			 *p == '/' ? "%%2F" : "%c", *p);
+	snprintf(sub, sizeof(sub), "%s/slapd.d", slapd.dir);
+	snprintf(conf, sizeof(conf), "%s/config.ldif", slapd.dir);
+	snprintf(hurl, sizeof(hurl), "%s", slapd.uri);
+	{
+		char db[192];
+
+		snprintf(db, sizeof(db), "%s/db", slapd.dir);
+		if (mkdir(sub, 0700) < 0 || mkdir(db, 0700) < 0)
+			return -1;
+	}
+	if (slapd_write_config(srcdir) < 0 || run_wait(add) < 0 ||
+	    posix_spawn(&slapd.pid, SLAPD, NULL, NULL, run, environ) != 0)
+		return -1;
+	for (int i = 0; i < 500 && !slapd_answers(); i++)
+		nanosleep(&pause, NULL);
+	return slapd_answers() ? 0 : -1;
+}
+
+static void slapd_stop(void)
+{
+	char *const rm[] = { "/bin/rm", "-rf", slapd.dir, NULL };
+
+	if (slapd.pid > 0) {
+		kill(slapd.pid, SIGTERM);
+		waitpid(slapd.pid, NULL, 0);
+		slapd.pid = 0;
+	}
+	if (slapd.dir[0] != '\0')
+		(void)run_wait(rm);
+}
+
+static int sasl_defaults(LDAP *ld, unsigned flags, void *defaults, void *in)
+{
+	sasl_interact_t *it = in;
+
+	(void)ld;
+	(void)flags;
+	(void)defaults;
+	for (; it->id != SASL_CB_LIST_END; it++) {
+		it->result = "";
+		it->len = 0;
+	}
+	return LDAP_SUCCESS;
+}
+
+/* A fresh base DN "dc=tN,dc=test" for each test. */
+static int fx_setup_ldap(void **state)
+{
+	struct fx *f;
+	struct dir_ldap_settings set = { .uri = slapd.uri, .bind_dn = "",
+					 .timeout_ms = 5000 };
+	char base[64], dc[16];
+	char *dc_vals[] = { dc, NULL };
+	char *oc_vals[] = { "domain", NULL };
+	LDAPMod mdc = { LDAP_MOD_ADD, "dc", { dc_vals } };
+	LDAPMod moc = { LDAP_MOD_ADD, "objectClass", { oc_vals } };
+	LDAPMod *mods[] = { &moc, &mdc, NULL };
+	int v3 = LDAP_VERSION3;
+	LDAP *ld = NULL;
+
+	*state = NULL;
+	if (!slapd.running)
+		return 0;	/* the test skips itself */
+	f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	snprintf(dc, sizeof(dc), "t%u", ++slapd.tests);
+	snprintf(base, sizeof(base), "dc=%s,dc=test", dc);
+	assert_int_equal(ldap_initialize(&ld, slapd.uri), LDAP_SUCCESS);
+	assert_int_equal(ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3),
+			 LDAP_OPT_SUCCESS);
+	assert_int_equal(ldap_sasl_interactive_bind_s(ld, NULL, "EXTERNAL",
+						      NULL, NULL,
+						      LDAP_SASL_QUIET,
+						      sasl_defaults, NULL),
+			 LDAP_SUCCESS);
+	if (slapd.tests == 1) {
+		char *t_vals[] = { "test", NULL };
+		LDAPMod mt = { LDAP_MOD_ADD, "dc", { t_vals } };
+		LDAPMod *top[] = { &moc, &mt, NULL };
+
+		assert_int_equal(ldap_add_ext_s(ld, "dc=test", top, NULL,
+						NULL), LDAP_SUCCESS);
+	}
+	assert_int_equal(ldap_add_ext_s(ld, base, mods, NULL, NULL),
+			 LDAP_SUCCESS);
+	ldap_unbind_ext_s(ld, NULL, NULL);
+	set.base_dn = base;
+	f->err = str_new(256, 4096);
+	assert_int_equal(dir_open_ldap(&set, false, &f->d, f->err), DIR_OK);
+	assert_string_equal(dir_backend_name(f->d), "ldap");
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown_ldap(void **state)
+{
+	struct fx *f = *state;
+
+	if (f == NULL)
+		return 0;
+	dir_close(&f->d);
+	assert_null(f->d);
+	str_free(&f->err);
+	free(f);
+	return 0;
+}
+
+/* A read-only handle sees the writer's changes through dir_serial(). */
+static void test_ldap_serial_and_readonly(void **state)
+{
+	struct fx *f = *state;
+	struct dir_ldap_settings set = { .uri = slapd.uri, .bind_dn = "",
+					 .timeout_ms = 5000 };
+	struct dir_account *a = NULL;
+	char base[64];
+	struct dir *ro = NULL;
+	uint64_t s1, s2;
+
+	snprintf(base, sizeof(base), "dc=t%u,dc=test", slapd.tests);
+	set.base_dn = base;
+	assert_int_equal(dir_open_ldap(&set, true, &ro, f->err), DIR_OK);
+	s1 = serial(ro);
+	assert_int_equal(serial(ro), s1);
+	add_domain(f, "example.com");
+	s2 = serial(ro);
+	assert_true(s2 != s1);
+	add_account(f, "bob@example.com", NULL);
+	assert_true(serial(ro) != s2);
+	assert_int_equal(dir_account_get(ro, "bob@example.com", &a, f->err),
+			 DIR_OK);
+	dir_account_free(&a);
+	{
+		struct dir_cos cos = { .name = "gold" };
+
+		expect_error(f, dir_cos_add(ro, &cos, f->err), DIR_REFUSED,
+			     "read-only");
+	}
+	dir_close(&ro);
+}
+
+/* A wrong base DN or a tree without ou=domains is "try again later", never
+ * "no such account" (which would bounce mail). */
+static void test_ldap_missing_tree_is_tempfail(void **state)
+{
+	struct fx *f = *state;
+	struct dir_ldap_settings set = { .uri = slapd.uri, .bind_dn = "",
+					 .timeout_ms = 5000 };
+	struct dir_resolution *res = NULL;
+	struct dir_account *a = NULL;
+	struct dir *ro = NULL;
+	uint64_t s;
+
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", NULL);
+	for (int i = 0; i < 2; i++) {
+		set.base_dn = i == 0 ? "dc=nothere,dc=test" : "dc=test";
+		assert_int_equal(dir_open_ldap(&set, true, &ro, f->err),
+				 DIR_OK);
+		expect_error(f, dir_account_get(ro, "bob@example.com", &a,
+						f->err), DIR_TEMPFAIL,
+			     "is missing");
+		expect_error(f, dir_resolve(ro, "bob@example.com", &res,
+					    f->err), DIR_TEMPFAIL, NULL);
+		expect_error(f, dir_authenticate(ro, "bob@example.com", "x",
+						 &a, f->err), DIR_TEMPFAIL,
+			     NULL);
+		/* The serial needs the base entry only. */
+		assert_int_equal(dir_serial(ro, &s, f->err),
+				 i == 0 ? DIR_TEMPFAIL : DIR_OK);
+		dir_close(&ro);
+	}
+	assert_null(a);
+	assert_null(res);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+/* The LDAP run of a test: skipped without a private slapd. */
+#define LDAP_VARIANT(fn) \
+	static void fn##_ldap(void **state) \
+	{ \
+		if (*state == NULL) \
+			skip(); \
+		fn(state); \
+	}
+LDAP_VARIANT(test_cos)
+LDAP_VARIANT(test_domains)
+LDAP_VARIANT(test_accounts)
+LDAP_VARIANT(test_aliases)
+LDAP_VARIANT(test_lists)
+LDAP_VARIANT(test_resolve)
+LDAP_VARIANT(test_authenticate)
+LDAP_VARIANT(test_ldap_serial_and_readonly)
+LDAP_VARIANT(test_ldap_missing_tree_is_tempfail)
+
+#define TL(fn) cmocka_unit_test_setup_teardown(fn##_ldap, fx_setup_ldap, \
+					       fx_teardown_ldap)
 
 int main(void)
 {
@@ -905,7 +1211,24 @@ int main(void)
 		T(test_serial_two_connections),
 		T(test_open_errors),
 		T(test_busy_is_tempfail),
+		TL(test_cos),
+		TL(test_domains),
+		TL(test_accounts),
+		TL(test_aliases),
+		TL(test_lists),
+		TL(test_resolve),
+		TL(test_authenticate),
+		TL(test_ldap_serial_and_readonly),
+		TL(test_ldap_missing_tree_is_tempfail),
 	};
+	int failed, r = slapd_start();
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (r != 0)
+		printf("# %s: the LDAP backend tests are skipped\n",
+		       r > 0 ? "no slapd or TERN_TOP_SRCDIR" :
+			       "the private slapd did not start");
+	slapd.running = r == 0;
+	failed = cmocka_run_group_tests(tests, NULL, NULL);
+	slapd_stop();
+	return failed != 0 || r < 0 ? 1 : 0;
 }

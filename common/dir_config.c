@@ -1,0 +1,87 @@
+/*
+ * dir_config.c: opens the directory backend that tern.conf names
+ * (directory_backend and the directory_file or ldap_* options), for
+ * tern-authd and ternctl.
+ *
+ * An empty ldap_uri means the bundled slapd that `ternctl setup
+ * --directory=ldap` creates: ldapi:// on run/ldapi under the instance root,
+ * with the path percent-encoded as RFC 4516 URLs want it.
+ */
+#include "config.h"
+
+#include "compat.h"
+
+#include <stdlib.h>
+
+#include "cfg.h"
+#include "dir.h"
+#include "xalloc.h"
+
+#define DIR_URI_MAX 4096
+
+/* ldapi://ROOT/run/ldapi with every byte but unreserved ones as %XX. */
+char *dir_ldap_bundled_uri(const char *root)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	struct str *path = str_new(128, DIR_URI_MAX);
+	struct str *s = str_new(128, DIR_URI_MAX * 3);
+	int r2;
+	char *r;
+
+	r2 = str_append_c(path, root) < 0 ? -1 :
+	     str_append_c(path, "/run/ldapi");
+	if (r2 == 0)
+		r2 = str_append_c(s, "ldapi://");
+	for (const char *p = str_c(path); r2 == 0 && *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+		    c == '_' || c == '~')
+			r2 = str_append(s, p, 1);
+		else
+			r2 = str_append(s, esc, sizeof(esc));
+	}
+	r = xstrdup(str_c(s));
+	str_free(&path);
+	str_free(&s);
+	return r;
+}
+
+static char *uri_of(const struct cfg *cfg)
+{
+	const char *uri = cfg_str(cfg, OPT_LDAP_URI);
+
+	if (uri[0] != '\0')
+		return xstrdup(uri);
+	return dir_ldap_bundled_uri(cfg_root(cfg));
+}
+
+char *dir_config_describe(const struct cfg *cfg)
+{
+	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_LDAP)
+		return uri_of(cfg);
+	return xstrdup(cfg_str(cfg, OPT_DIRECTORY_FILE));
+}
+
+enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
+				struct dir **dir_r, struct str *error)
+{
+	struct dir_ldap_settings set;
+	enum dir_status st;
+	char *uri;
+
+	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) != DIR_BACKEND_LDAP)
+		return dir_open_sqlite(cfg_str(cfg, OPT_DIRECTORY_FILE),
+				       readonly, dir_r, error);
+	uri = uri_of(cfg);
+	set.uri = uri;
+	set.base_dn = cfg_str(cfg, OPT_LDAP_BASE_DN);
+	set.bind_dn = cfg_str(cfg, OPT_LDAP_BIND_DN);
+	set.bind_password_file = cfg_str(cfg, OPT_LDAP_BIND_PASSWORD_FILE);
+	set.timeout_ms = (unsigned)cfg_duration(cfg, OPT_LDAP_TIMEOUT);
+	st = dir_open_ldap(&set, readonly, dir_r, error);
+	free(uri);
+	return st;
+}

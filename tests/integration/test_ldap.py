@@ -1,0 +1,578 @@
+"""The OpenLDAP directory: Tern's schema in a private slapd, and an instance
+set up with `ternctl setup --directory=ldap` (the bundled slapd supervised by
+tern-master, provisioning with ternctl, tern-authd answering from LDAP,
+slapd down or hung, hostile names)."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+import pytest
+
+import conftest
+from conftest import SRC, build_path, free_port_block
+from test_authd import Authd
+
+SLAPD = "/usr/sbin/slapd"
+SLAPADD = "/usr/sbin/slapadd"
+SCHEMA_DIR = os.path.join(SRC, "ldap-schema")
+PASSWORD = "correct-horse-1"
+
+pytestmark = pytest.mark.skipif(
+    not (os.access(SLAPD, os.X_OK) and shutil.which("ldapsearch")),
+    reason="slapd and ldap-utils are not installed")
+
+
+def ldapi(path):
+    return "ldapi://" + urllib.parse.quote(path, safe="")
+
+
+def ldap_tool(tool, uri, args, binddn=None, password=None, input=None,
+              check=True):
+    cmd = [tool, "-H", uri]
+    if binddn:
+        cmd += ["-x", "-D", binddn, "-w", password]
+    else:
+        cmd += ["-Q", "-Y", "EXTERNAL"]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       input=input, timeout=30)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd + list(args))}: exit "
+                             f"{p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def parse_ldif(text):
+    """{dn: {attr: [values]}} of ldapsearch -LLL output (no base64)."""
+    entries, cur = {}, None
+    text = re.sub(r"\n ", "", text)
+    for line in text.splitlines():
+        if not line.strip():
+            cur = None
+            continue
+        k, _, v = line.partition(": ")
+        if k == "dn":
+            cur = entries.setdefault(v, {})
+        elif cur is not None:
+            cur.setdefault(k.rstrip(":").lower(), []).append(v)
+    return entries
+
+
+# ---- the schema files ------------------------------------------------------
+
+def schema_defs_from_schema():
+    text = open(os.path.join(SCHEMA_DIR, "tern.schema")).read()
+    oids = {}
+    for name, val in re.findall(r"^objectidentifier\s+(\S+)\s+(\S+)", text,
+                                re.M):
+        if ":" in val:
+            a, b = val.split(":")
+            val = oids[a] + "." + b
+        oids[name] = val
+    defs = []
+    for kind, body in re.findall(
+            r"^(attributetype|objectclass)\s+(\(.*?\))\s*$(?=\n\n|\n*\Z)",
+            text, re.M | re.S):
+        body = " ".join(body.split())
+        body = re.sub(r"\( (\w+):(\d+)",
+                      lambda m: "( " + oids[m.group(1)] + "." + m.group(2),
+                      body)
+        defs.append((kind, body))
+    return defs
+
+
+def schema_defs_from_ldif():
+    text = open(os.path.join(SCHEMA_DIR, "tern.ldif")).read()
+    text = re.sub(r"\n ", "", text)
+    kinds = {"olcattributetypes": "attributetype",
+             "olcobjectclasses": "objectclass"}
+    return [(kinds[k.lower()], " ".join(v.split()))
+            for k, v in re.findall(r"^(olc\w+): (.*)$", text, re.M)
+            if k.lower() in kinds]
+
+
+def test_schema_files_agree():
+    a, b = schema_defs_from_schema(), schema_defs_from_ldif()
+    assert len(a) >= 20
+    assert a == b
+    oid = re.compile(r"^\( 2\.25\.14691458620637388346113975222111632654"
+                     r"\.([12])\.\d+ NAME '(tern\w+)'")
+    names = set()
+    for kind, body in a:
+        m = oid.match(body)
+        assert m, body
+        assert m.group(1) == ("1" if kind == "attributetype" else "2")
+        assert m.group(2) not in names
+        names.add(m.group(2))
+    assert "mailHost" not in " ".join(b for _, b in a).replace(
+        "ternMailHost", "")
+
+
+class PrivateSlapd:
+    """A slapd from scratch in a temporary folder: cn=config with Tern's
+    schema from the source tree, one mdb database, rootdn by peer
+    credentials over ldapi."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tern-slapd-", dir="/tmp")
+        self.port = free_port_block(1)
+        self.sock = os.path.join(self.dir, "ldapi")
+        self.uri = ldapi(self.sock)
+        self.proc = None
+        os.mkdir(os.path.join(self.dir, "slapd.d"))
+        os.mkdir(os.path.join(self.dir, "db"))
+        uid, gid = os.getuid(), os.getgid()
+        peer = (f"gidNumber={gid}+uidNumber={uid},cn=peercred,cn=external,"
+                f"cn=auth")
+        conf = f"""dn: cn=config
+objectClass: olcGlobal
+cn: config
+
+dn: cn=module{{0}},cn=config
+objectClass: olcModuleList
+cn: module{{0}}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+include: file://{SCHEMA_DIR}/tern.ldif
+
+dn: olcDatabase={{1}}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {{1}}mdb
+olcDbDirectory: {self.dir}/db
+olcSuffix: dc=test
+olcRootDN: {peer}
+olcDbNoSync: TRUE
+olcDbIndex: objectClass eq
+olcDbIndex: mail eq,sub
+olcDbIndex: cn,displayName eq,sub
+olcDbIndex: ternListMember,ternAliasTarget,ternDomainName eq
+"""
+        with open(os.path.join(self.dir, "config.ldif"), "w") as f:
+            f.write(conf)
+        subprocess.run([SLAPADD, "-n0", "-F", self.slapd_d, "-l",
+                        os.path.join(self.dir, "config.ldif")], check=True,
+                       capture_output=True, timeout=30)
+
+    @property
+    def slapd_d(self):
+        return os.path.join(self.dir, "slapd.d")
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [SLAPD, "-d", "0", "-h",
+             f"{self.uri} ldap://127.0.0.1:{self.port}/", "-F", self.slapd_d],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            p = ldap_tool("ldapsearch", self.uri,
+                          ["-b", "", "-s", "base", "-LLL"], check=False)
+            if p.returncode == 0:
+                return
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            time.sleep(0.05)
+        raise AssertionError("private slapd did not start")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_slapd():
+    s = PrivateSlapd()
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_schema_in_private_slapd(private_slapd):
+    s = private_slapd
+    add = """dn: dc=test
+objectClass: dcObject
+objectClass: organization
+dc: test
+o: test
+
+dn: cn=default,dc=test
+objectClass: ternCos
+cn: default
+ternQuota: 1000000
+ternMaxRecipients: 100
+
+dn: ternDomainName=example.com,dc=test
+objectClass: ternDomain
+ternDomainName: example.com
+ternCosName: default
+ternCatchAll: bob@example.com
+
+dn: mail=bob@example.com,ternDomainName=example.com,dc=test
+objectClass: inetOrgPerson
+objectClass: ternAccount
+mail: bob@example.com
+cn: Bob Builder
+sn: Builder
+displayName: Bob Builder
+userPassword: {CRYPT}$6$ternsalt$x
+ternAccountId: 7
+ternMailHost: mbox1.example.com
+ternAccountStatus: active
+ternQuota: 0
+
+dn: mail=info@example.com,ternDomainName=example.com,dc=test
+objectClass: ternAlias
+mail: info@example.com
+ternAliasTarget: bob@example.com
+
+dn: mail=team@example.com,ternDomainName=example.com,dc=test
+objectClass: ternDistributionList
+mail: team@example.com
+ternListMember: bob@example.com
+ternListMember: info@example.com
+"""
+    ldap_tool("ldapadd", s.uri, [], input=add)
+    out = ldap_tool("ldapsearch", s.uri, ["-b", "dc=test", "-LLL",
+                                           "(mail=bob@example.com)"]).stdout
+    e = parse_ldif(out)
+    assert list(e) == ["mail=bob@example.com,ternDomainName=example.com,"
+                       "dc=test"]
+    (bob,) = e.values()
+    assert bob["ternmailhost"] == ["mbox1.example.com"]
+    assert bob["ternaccountid"] == ["7"]
+    # GAL-style substring searches on mail and names (indexed)
+    out = ldap_tool("ldapsearch", s.uri, ["-b", "dc=test", "-LLL",
+                                           "(|(cn=bob*)(mail=te*))",
+                                           "mail"]).stdout
+    assert sorted(v["mail"][0] for v in parse_ldif(out).values()) == [
+        "bob@example.com", "team@example.com"]
+    out = ldap_tool("ldapsearch", s.uri, ["-b", "dc=test", "-LLL",
+                                           "(ternListMember=INFO@example.com)",
+                                           "mail"]).stdout
+    assert [v["mail"] for v in parse_ldif(out).values()] == [
+        ["team@example.com"]]
+    # the schema refuses what Tern would never write
+    bad = ("dn: mail=x@example.com,ternDomainName=example.com,dc=test\n"
+           "objectClass: ternAlias\nmail: x@example.com\n")
+    p = ldap_tool("ldapadd", s.uri, [], input=bad, check=False)
+    assert p.returncode != 0 and "ternAliasTarget" in p.stderr
+    bad = ("dn: cn=other,dc=test\nobjectClass: ternCos\ncn: other\n"
+           "ternQuota: lots\n")
+    p = ldap_tool("ldapadd", s.uri, [], input=bad, check=False)
+    assert p.returncode != 0
+
+
+# ---- an instance on the bundled slapd --------------------------------------
+
+CONF = ("ldap_timeout = 1s\n"
+        "restart_delay = 100ms\n"
+        "restart_backoff_max = 1s\n"
+        "auth_failure_delay_max = 0\n")
+
+
+@pytest.fixture
+def ldap_instance(make_instance, monkeypatch):
+    monkeypatch.setattr(conftest, "LIBEXEC",
+                        conftest.LIBEXEC + ":" + build_path("authd"))
+    # The LDAP port is port base + 389: make sure it is free too.
+    for _ in range(50):
+        base = free_port_block(1)
+        if conftest.port_free(base + 389):
+            break
+    inst = make_instance(setup_args=("--directory=ldap", "--port-base",
+                                      str(base)), conf=CONF)
+    inst.ldap_port = base + 389
+    inst.uri = ldapi(os.path.join(inst.root, "run", "ldapi"))
+    with open(inst.conf("ldap.secret")) as f:
+        inst.secret = f.read().strip()
+    inst.wait_for(lambda: inst.service("ldap")["state"] == "running",
+                  what="slapd running")
+    return inst
+
+
+def search(inst, filt, *attrs, base="dc=tern"):
+    p = ldap_tool("ldapsearch", inst.uri,
+                  ["-b", base, "-LLL", "-o", "ldif-wrap=no", filt] +
+                  list(attrs), binddn="cn=tern-service,dc=tern",
+                  password=inst.secret)
+    return parse_ldif(p.stdout)
+
+
+def slapd_pid(inst):
+    s = inst.service("ldap")
+    return s["pids"][0] if s["pids"] and s["state"] == "running" else None
+
+
+def test_setup_and_supervision(ldap_instance):
+    inst = ldap_instance
+    with open(inst.conf("services.conf")) as f:
+        lines = [l for l in f if l.strip() and not l.startswith("#")]
+    assert lines[0].startswith("ldap ")          # started first
+    assert f"127.0.0.1:{inst.ldap_port}/" in lines[0]
+    assert "directory_backend = ldap" in open(inst.conf("tern.conf")).read()
+    assert os.stat(inst.conf("ldap.secret")).st_mode & 0o777 == 0o640
+    # the skeleton, and a real search over TCP as the service DN
+    e = search(inst, "(objectClass=*)", "dn", base="dc=tern")
+    for dn in ("dc=tern", "cn=tern-service,dc=tern", "cn=tern,dc=tern",
+               "ou=domains,dc=tern", "cn=default,ou=cos,dc=tern"):
+        assert dn in e
+    p = ldap_tool("ldapsearch", f"ldap://127.0.0.1:{inst.ldap_port}/",
+                  ["-b", "dc=tern", "-s", "base", "-LLL", "dc"],
+                  binddn="cn=tern-service,dc=tern", password=inst.secret)
+    assert "dc: tern" in p.stdout
+    # anonymous users see nothing of the tree
+    p = ldap_tool("ldapsearch", inst.uri, ["-x", "-b", "dc=tern", "-LLL",
+                                           "(objectClass=*)"], check=False)
+    assert "dn:" not in p.stdout
+    # killed: tern-master starts it again
+    pid = slapd_pid(inst)
+    os.kill(pid, signal.SIGKILL)
+    inst.wait_for(lambda: slapd_pid(inst) not in (None, pid), timeout=15,
+                  what="slapd restarted")
+    assert inst.service("ldap")["restarts"] >= 1
+    inst.wait_for(lambda: "dc=tern" in search(inst, "(dc=tern)", "dc"),
+                  timeout=10, what="slapd answering")
+
+
+def test_provisioning_lands_in_slapd(ldap_instance):
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("cos", "add", "staff", "--quota", "2G")
+    inst.ctl("account", "add", "bob@example.com", "--name", "Bob Builder",
+             "--cos", "staff", "--mailhost", "mbox1.example.com",
+             input=PASSWORD + "\n")
+    inst.ctl("alias", "add", "info@example.com", "bob@example.com")
+    inst.ctl("list", "add", "team@example.com")
+    inst.ctl("list", "member", "add", "team@example.com", "info@example.com")
+    inst.ctl("list", "member", "add", "team@example.com", "ext@other.org")
+    e = search(inst, "(mail=*)", "objectClass", "mail", "cn", "userPassword",
+               "ternMailHost", "ternAccountId", "ternCosName",
+               "ternAliasTarget", "ternListMember",
+               base="ou=domains,dc=tern")
+    bob = e["mail=bob@example.com,ternDomainName=example.com,"
+            "ou=domains,dc=tern"]
+    assert set(bob["objectclass"]) == {"inetOrgPerson", "ternAccount"}
+    assert bob["cn"] == ["Bob Builder"]
+    assert bob["ternmailhost"] == ["mbox1.example.com"]
+    assert bob["terncosname"] == ["staff"]
+    assert bob["ternaccountid"] == ["1"]
+    assert "userpassword" in bob or "userpassword:" in bob
+    info = e["mail=info@example.com,ternDomainName=example.com,"
+             "ou=domains,dc=tern"]
+    assert info["ternaliastarget"] == ["bob@example.com"]
+    team = e["mail=team@example.com,ternDomainName=example.com,"
+             "ou=domains,dc=tern"]
+    assert sorted(team["ternlistmember"]) == ["ext@other.org",
+                                              "info@example.com"]
+    # the stored password is {ARGON2} and slapd accepts it for a bind
+    p = ldap_tool("ldapwhoami", inst.uri, [],
+                  binddn="mail=bob@example.com,ternDomainName=example.com,"
+                         "ou=domains,dc=tern", password=PASSWORD)
+    assert "mail=bob@example.com" in p.stdout
+    # an account reads the address book, but no password hash
+    p = ldap_tool("ldapsearch", inst.uri,
+                  ["-b", "ou=domains,dc=tern", "-LLL", "(mail=*)",
+                   "mail", "userPassword"],
+                  binddn="mail=bob@example.com,ternDomainName=example.com,"
+                         "ou=domains,dc=tern", password=PASSWORD)
+    assert "info@example.com" in p.stdout
+    assert "userPassword" not in p.stdout
+    # ternctl reads it all back, as with the embedded directory
+    out = inst.ctl("account", "show", "bob@example.com").stdout
+    assert "mbox1.example.com" in out and "staff" in out
+    assert "effective: 2" in out
+    assert "team@example.com" in inst.ctl("list", "list").stdout
+    # refusals keep their meaning
+    p = inst.ctl("account", "add", "info@example.com", "--no-password",
+                 check=False)
+    assert p.returncode != 0 and "alias info@example.com exists" in p.stderr
+    p = inst.ctl("domain", "del", "example.com", check=False)
+    assert p.returncode != 0 and "delete them first" in p.stderr
+    p = inst.ctl("cos", "del", "staff", check=False)
+    assert p.returncode != 0 and "still used" in p.stderr
+    # deleting an account takes it out of lists
+    inst.ctl("list", "member", "add", "team@example.com", "bob@example.com")
+    inst.ctl("alias", "del", "info@example.com")
+    inst.ctl("account", "del", "bob@example.com")
+    out = inst.ctl("list", "show", "team@example.com").stdout
+    assert "bob@example.com" not in out
+
+
+def test_authd_answers_from_ldap(ldap_instance):
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "bob@example.com", "--mailhost",
+             "mbox1.example.com", input=PASSWORD + "\n")
+    inst.ctl("account", "add", "carol@example.com", input=PASSWORD + "\n")
+    inst.ctl("alias", "add", "info@example.com", "bob@example.com")
+    # nested lists with a loop: each account once
+    inst.ctl("list", "add", "all@example.com")
+    inst.ctl("list", "add", "sub@example.com")
+    inst.ctl("list", "member", "add", "all@example.com", "sub@example.com")
+    inst.ctl("list", "member", "add", "all@example.com", "info@example.com")
+    inst.ctl("list", "member", "add", "sub@example.com", "all@example.com")
+    inst.ctl("list", "member", "add", "sub@example.com", "carol@example.com")
+    inst.ctl("list", "member", "add", "sub@example.com", "bob@example.com")
+    c = Authd(inst)
+    mtype, f = c.call("lookup", address="Bob@EXAMPLE.com")
+    assert mtype == "account", f
+    assert f["mailhost"] == ["mbox1.example.com"]
+    assert c.call("lookup", address="nobody@example.com")[0] == "notfound"
+    mid = c.send("resolve", address="all+x@example.com")
+    got = []
+    while True:
+        t, rid, f = c.recv()
+        assert rid == mid
+        if t != "target":
+            break
+        got.append(f["address"][0])
+    assert t == "resolved" and f["detail"] == ["x"]
+    assert sorted(got) == ["bob@example.com", "carol@example.com"]
+    mtype, f = c.auth("bob@example.com", PASSWORD)
+    assert (mtype, f["result"]) == ("auth", ["ok"])
+    assert c.auth("bob@example.com", "wrong")[1]["result"] == ["authfail"]
+    assert c.auth("ghost@example.com", PASSWORD)[1]["result"] == ["authfail"]
+    # changes are seen by the running daemon
+    inst.ctl("account", "set", "carol@example.com", "--status", "locked")
+    inst.wait_for(lambda: c.auth("carol@example.com", PASSWORD)[1]["result"]
+                  == ["refused"], timeout=5, what="lock seen by authd")
+    inst.ctl("account", "add", "dave@example.com", input=PASSWORD + "\n")
+    inst.wait_for(lambda: c.call("lookup", address="dave@example.com")[0]
+                  == "account", timeout=5, what="new account seen")
+    # a change made with another LDAP tool is seen too (contextCSN)
+    assert c.call("lookup", address="bob@example.com")[1]["mailhost"] == [
+        "mbox1.example.com"]
+    ldap_tool("ldapmodify", inst.uri, [],
+              binddn="cn=tern-service,dc=tern", password=inst.secret,
+              input="dn: mail=bob@example.com,ternDomainName=example.com,"
+                    "ou=domains,dc=tern\nchangetype: modify\n"
+                    "replace: ternMailHost\nternMailHost: mbox2.example.com\n")
+    inst.wait_for(lambda: c.call("lookup", address="bob@example.com")[1]
+                  .get("mailhost") == ["mbox2.example.com"], timeout=5,
+                  what="outside change seen")
+    c.close()
+
+
+def auth_result(inst, user, password=PASSWORD):
+    c = Authd(inst, timeout=15)
+    try:
+        return c.auth(user, password)[1]["result"][0]
+    finally:
+        c.close()
+
+
+def lookup_type(inst, address):
+    c = Authd(inst, timeout=15)
+    try:
+        return c.call("lookup", address=address)[0]
+    finally:
+        c.close()
+
+
+def test_slapd_down_or_hung_is_tempfail(ldap_instance):
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "bob@example.com", input=PASSWORD + "\n")
+    assert auth_result(inst, "bob@example.com") == "ok"
+    # hung: every answer is a temporary failure after ldap_timeout
+    pid = slapd_pid(inst)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        assert auth_result(inst, "bob@example.com") == "tempfail"
+        assert time.monotonic() - t0 < 10
+        assert lookup_type(inst, "new1@example.com") == "tempfail"
+        p = inst.ctl("account", "add", "x@example.com", "--no-password",
+                     check=False, timeout=30)
+        assert p.returncode != 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com") == "ok",
+                  timeout=10, what="recovery after SIGCONT")
+    # down and kept down: tempfail, never notfound or authfail
+    slapd_d = os.path.join(inst.root, "data", "ldap", "slapd.d")
+    os.rename(slapd_d, slapd_d + ".away")
+    try:
+        os.kill(slapd_pid(inst), signal.SIGKILL)
+        time.sleep(0.5)
+        for i in range(3):
+            assert auth_result(inst, "bob@example.com") == "tempfail"
+            assert lookup_type(inst, f"new{i + 2}@example.com") == "tempfail"
+    finally:
+        os.rename(slapd_d + ".away", slapd_d)
+    # tern-master starts it again; authd recovers without a restart
+    authd_pids = inst.service("authd")["pids"]
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com") == "ok",
+                  timeout=20, interval=0.3, what="recovery after restart")
+    assert lookup_type(inst, "bob@example.com") == "account"
+    assert inst.service("authd")["pids"] == authd_pids
+
+
+def test_hostile_names_are_escaped(ldap_instance):
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "victim@example.com", "--name",
+             "V*()\\ \"x\"", input=PASSWORD + "\n")
+    made = []
+    for addr in ("a*b@example.com", "q=a+b#c@example.com", "s*@example.com",
+                 "{x}|~!$%&'@example.com"):
+        p = inst.ctl("account", "add", addr, "--name", "N*()\\,+=",
+                     input=PASSWORD + "\n", check=False)
+        assert p.returncode == 0, p.stderr
+        made.append(addr)
+    for addr in ("x)(mail=*@example.com", "back\\slash@example.com",
+                 "nul\x01x@example.com", "a\\2a@example.com"):
+        p = inst.ctl("account", "add", addr, "--no-password", check=False)
+        assert p.returncode != 0 and "invalid address" in p.stderr, p.stderr
+    e = search(inst, "(objectClass=ternAccount)", "mail", "cn",
+               base="ou=domains,dc=tern")
+    mails = sorted(v["mail"][0] for v in e.values())
+    assert mails == sorted(made + ["victim@example.com"])
+    # a "*" in an address matches itself only, in lookups and logins
+    c = Authd(inst)
+    assert c.call("lookup", address="s*@example.com")[0] == "account"
+    assert c.call("lookup", address="*@example.com")[0] == "notfound"
+    assert c.call("lookup", address="v*@example.com")[0] == "notfound"
+    assert c.auth("*@example.com", PASSWORD)[1]["result"] == ["authfail"]
+    assert c.auth("s*@example.com", PASSWORD)[1]["result"] == ["ok"]
+    assert c.auth("q=a+b#c@example.com", PASSWORD)[1]["result"] == ["ok"]
+    c.close()
+    out = inst.ctl("account", "show", "victim@example.com").stdout
+    assert "V*()\\ \"x\"" in out
+    for addr in made:
+        inst.ctl("account", "del", addr)
+    assert inst.ctl("account", "list").stdout.count("@") == 1
+
+
+# ---- the provisioning suite of the embedded directory, run on LDAP ---------
+# (test_directory.py; only its check of the SQLite file's mode is left out)
+
+from test_directory import (  # noqa: E402,F401  collected here again
+    test_accounts_and_passwords, test_aliases_and_lists,
+    test_catchall_and_idna_addresses, test_cos,
+    test_domain_delete_refused_while_not_empty, test_domains,
+    test_password_never_from_argv, test_usage_errors)
+
+
+@pytest.fixture
+def inst(ldap_instance):
+    """test_directory.py's instance, on the bundled slapd."""
+    return ldap_instance

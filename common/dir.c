@@ -788,10 +788,230 @@ enum dir_status dir_list_list(struct dir *dir, const char *domain,
 	return dir->ops->list_list(dir, domain, list_r, count_r, error);
 }
 
+/* ---- recipient resolution (every backend) ---- */
+
+#define DIR_VISIT_MAX (4 * DIR_EXPAND_MAX)
+
+void dir_node_clear(struct dir_node *node)
+{
+	free(node->mailhost);
+	free(node->target);
+	for (size_t i = 0; i < node->nmembers; i++)
+		free(node->members[i]);
+	free(node->members);
+	memset(node, 0, sizeof(*node));
+}
+
+struct expand {
+	struct dir *dir;
+	struct dir_seen seen;
+	struct dir_resolution *res;
+	size_t cap;
+	struct str *error;
+};
+
+static const char *domain_part(const char *address)
+{
+	const char *at = strrchr(address, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+static enum dir_status expand_target(struct expand *x,
+				     enum dir_target_kind kind,
+				     const char *address,
+				     struct dir_node *node)
+{
+	struct dir_resolution *res = x->res;
+	struct dir_target *t;
+
+	if (res->ntargets >= DIR_EXPAND_MAX) {
+		str_setf(x->error, "expansion yields more than %d addresses",
+			 DIR_EXPAND_MAX);
+		return DIR_REFUSED;
+	}
+	if (res->ntargets == x->cap) {
+		x->cap = x->cap == 0 ? 8 : x->cap * 2;
+		res->targets = xrealloc(res->targets,
+					x->cap * sizeof(*res->targets));
+	}
+	t = &res->targets[res->ntargets++];
+	memset(t, 0, sizeof(*t));
+	t->kind = kind;
+	t->address = xstrdup(address);
+	if (kind == DIR_TARGET_ACCOUNT) {
+		t->account_id = node->account_id;
+		t->mailhost = node->mailhost != NULL ? node->mailhost :
+						       xstrdup("");
+		node->mailhost = NULL;
+		t->status = node->status;
+	}
+	return DIR_OK;
+}
+
+/* One address and, for aliases and lists, what it leads to. */
+static enum dir_status expand_node(struct expand *x, const char *address,
+				   unsigned depth)
+{
+	struct dir_node node;
+	enum dir_status st;
+	char *catchall = NULL;
+	int local;
+
+	if (!dir_seen_add(&x->seen, address))
+		return DIR_OK;	/* a duplicate or a loop */
+	if (x->seen.count > DIR_VISIT_MAX) {
+		str_setf(x->error, "expansion visits more than %d addresses",
+			 DIR_VISIT_MAX);
+		return DIR_REFUSED;
+	}
+	memset(&node, 0, sizeof(node));
+	st = x->dir->ops->node(x->dir, address, &node, x->error);
+	if (st != DIR_OK) {
+		dir_node_clear(&node);
+		return st;
+	}
+	switch (node.kind) {
+	case DIR_NODE_ACCOUNT:
+		st = expand_target(x, DIR_TARGET_ACCOUNT, address, &node);
+		break;
+	case DIR_NODE_ALIAS:
+		if (depth < DIR_LIST_DEPTH_MAX && node.target != NULL)
+			st = expand_node(x, node.target, depth + 1);
+		break;	/* nested too deep: cut */
+	case DIR_NODE_LIST:
+		for (size_t i = 0; depth < DIR_LIST_DEPTH_MAX &&
+				   st == DIR_OK && i < node.nmembers; i++)
+			st = expand_node(x, node.members[i], depth + 1);
+		break;
+	case DIR_NODE_NONE:
+		local = x->dir->ops->domain_catchall(x->dir,
+						     domain_part(address),
+						     &catchall, &st, x->error);
+		free(catchall);
+		if (local == 0)	/* elsewhere; dangling when ours */
+			st = expand_target(x, DIR_TARGET_EXTERNAL, address,
+					   NULL);
+		break;
+	}
+	dir_node_clear(&node);
+	return st;
+}
+
+/* What an address is, without its details. */
+static enum dir_status node_kind(struct expand *x, const char *address,
+				 enum dir_node_kind *kind_r)
+{
+	struct dir_node node;
+	enum dir_status st;
+
+	memset(&node, 0, sizeof(node));
+	st = x->dir->ops->node(x->dir, address, &node, x->error);
+	*kind_r = node.kind;
+	dir_node_clear(&node);
+	return st;
+}
+
+/* Where resolution starts: the address, user@ without +tag, the catch-all;
+ * *start_r is malloc'd, NULL when nothing matches. */
+static enum dir_status resolve_start(struct expand *x, const char *full,
+				     const char *base, const char *detail,
+				     const char *catchall, char **start_r)
+{
+	enum dir_node_kind kind;
+	enum dir_status st;
+
+	*start_r = NULL;
+	st = node_kind(x, full, &kind);
+	if (st != DIR_OK || kind != DIR_NODE_NONE) {
+		*start_r = st == DIR_OK ? xstrdup(full) : NULL;
+		return st;
+	}
+	if (detail != NULL) {
+		st = node_kind(x, base, &kind);
+		if (st != DIR_OK)
+			return st;
+		if (kind != DIR_NODE_NONE) {
+			x->res->detail = xstrdup(detail);
+			*start_r = xstrdup(base);
+			return DIR_OK;
+		}
+	}
+	if (catchall != NULL)
+		*start_r = xstrdup(catchall);
+	return DIR_OK;
+}
+
+static enum dir_status resolve_local(struct expand *x, const char *address,
+				     const char *catchall)
+{
+	struct str *full = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
+	struct str *base = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
+	char *detail = NULL, *start = NULL;
+	enum dir_status st;
+
+	st = dir_address_normalize(address, full, NULL, x->error);
+	if (st == DIR_OK)
+		st = dir_address_normalize(address, base, &detail, x->error);
+	if (st == DIR_OK)
+		st = resolve_start(x, str_c(full), str_c(base), detail,
+				   catchall, &start);
+	if (st == DIR_OK && start == NULL) {
+		str_setf(x->error, "%s does not exist", str_c(full));
+		st = DIR_NOTFOUND;
+	}
+	if (st == DIR_OK)
+		st = expand_node(x, start, 0);
+	if (st == DIR_OK && x->res->ntargets == 0) {
+		str_setf(x->error, "%s leads to no recipient (dangling alias "
+			 "or empty list)", str_c(full));
+		st = DIR_NOTFOUND;
+	}
+	free(start);
+	free(detail);
+	str_free(&full);
+	str_free(&base);
+	return st;
+}
+
 enum dir_status dir_resolve(struct dir *dir, const char *address,
 			    struct dir_resolution **res_r, struct str *error)
 {
-	return dir->ops->resolve(dir, address, res_r, error);
+	struct expand x = { .dir = dir, .error = error };
+	char *addr = NULL, *catchall = NULL;
+	enum dir_status st;
+	int local;
+
+	*res_r = NULL;
+	st = dir_norm_address(address, &addr, error);
+	if (st != DIR_OK)
+		return st;
+	if (dir->ops->resolve_begin != NULL &&
+	    (st = dir->ops->resolve_begin(dir, error)) != DIR_OK) {
+		if (dir->ops->resolve_end != NULL)
+			dir->ops->resolve_end(dir);	/* whatever began */
+		free(addr);
+		return st;
+	}
+	x.res = xcalloc(1, sizeof(*x.res));
+	local = dir->ops->domain_catchall(dir, domain_part(addr), &catchall,
+					  &st, error);
+	if (local == 0) {
+		x.res->local_domain = false;
+		st = expand_target(&x, DIR_TARGET_EXTERNAL, addr, NULL);
+	} else if (local == 1) {
+		x.res->local_domain = true;
+		st = resolve_local(&x, address, catchall);
+	}
+	if (dir->ops->resolve_end != NULL)
+		dir->ops->resolve_end(dir);
+	free(addr);
+	free(catchall);
+	dir_seen_free(&x.seen);
+	if (st != DIR_OK)
+		dir_resolution_free(&x.res);
+	*res_r = x.res;
+	return st;
 }
 
 /* ---- login (every backend) ---- */

@@ -14,6 +14,26 @@
 
 #include "dir.h"
 
+/* What an address is, for resolution. */
+enum dir_node_kind {
+	DIR_NODE_NONE = 0,
+	DIR_NODE_ACCOUNT,
+	DIR_NODE_ALIAS,
+	DIR_NODE_LIST,
+};
+
+struct dir_node {
+	enum dir_node_kind kind;
+	int64_t account_id;		/* ACCOUNT */
+	char *mailhost;			/* ACCOUNT, malloc'd */
+	enum dir_account_status status;	/* ACCOUNT */
+	char *target;			/* ALIAS, malloc'd */
+	char **members;			/* LIST, malloc'd, sorted */
+	size_t nmembers;
+};
+
+void dir_node_clear(struct dir_node *node);
+
 struct dir_ops {
 	const char *name;	/* "sqlite", "ldap" */
 	void (*close)(struct dir *dir);
@@ -80,9 +100,21 @@ struct dir_ops {
 	enum dir_status (*list_list)(struct dir *dir, const char *domain,
 				     struct dir_list_info ***list_r,
 				     size_t *count_r, struct str *error);
-	enum dir_status (*resolve)(struct dir *dir, const char *address,
-				   struct dir_resolution **res_r,
-				   struct str *error);
+	/*
+	 * Recipient resolution (dir_resolve() in dir.c walks aliases, lists
+	 * and catch-alls with these).  begin/end bracket one resolution
+	 * (a read transaction, prepared statements); either may be NULL.
+	 * node: what a normalized address is (DIR_NODE_NONE when nothing).
+	 * domain: 1 when the domain is one of ours (with its catch-all
+	 * address or NULL in *catchall_r), 0 when not, -1 on error (*st_r).
+	 */
+	enum dir_status (*resolve_begin)(struct dir *dir, struct str *error);
+	void (*resolve_end)(struct dir *dir);
+	enum dir_status (*node)(struct dir *dir, const char *address,
+				struct dir_node *node, struct str *error);
+	int (*domain_catchall)(struct dir *dir, const char *domain,
+			       char **catchall_r, enum dir_status *st_r,
+			       struct str *error);
 };
 
 /* The head of every backend's handle. */

@@ -57,7 +57,6 @@
 #define LDIR_BACKOFF_MAX_MS 2000
 #define LDIR_CAS_TRIES 16
 #define LDIR_MODS_MAX 20
-#define LDIR_VISIT_MAX (4 * DIR_EXPAND_MAX)
 #define LDIR_NO_CONNECTION (-1000)	/* req_run: ld_connect said why */
 
 enum kind { KIND_NONE, KIND_ACCOUNT, KIND_ALIAS, KIND_LIST };
@@ -2059,220 +2058,72 @@ static enum dir_status ld_list_list(struct dir *base, const char *domain,
 	return DIR_OK;
 }
 
-/* ---- resolution ---- */
+/* ---- resolution primitives (dir.c walks the graph) ---- */
 
-struct expand {
-	struct ldir *l;
-	struct dir_seen seen;
-	struct dir_resolution *res;
-	size_t cap;
-	struct str *error;
-};
-
-/* 1 = the domain is ours (its catch-all, or NULL, in *catchall_r),
- * 0 = not ours, -1 = error in *st_r. */
-static int expand_domain(struct expand *x, const char *domain,
-			 char **catchall_r, enum dir_status *st_r)
+static enum dir_status ld_node(struct dir *base, const char *address,
+			       struct dir_node *node, struct str *error)
 {
+	struct ldir *l = (struct ldir *)base;
+	LDAPMessage *res = NULL, *e = NULL;
+	enum dir_status st;
+	enum kind kind;
+	char *s;
+
+	st = addr_lookup(l, address, &kind, &res, &e, error);
+	if (st != DIR_OK)
+		return st;
+	switch (kind) {
+	case KIND_ACCOUNT:
+		node->kind = DIR_NODE_ACCOUNT;
+		node->status = DIR_ACCOUNT_ACTIVE;
+		s = val_str(l->ld, e, "ternAccountStatus");
+		if (s != NULL &&
+		    dir_account_status_parse(s, &node->status) < 0)
+			node->status = DIR_ACCOUNT_LOCKED;
+		free(s);
+		node->account_id = val_i64(l->ld, e, "ternAccountId");
+		node->mailhost = val_str(l->ld, e, "ternMailHost");
+		if (node->mailhost == NULL)
+			node->mailhost = xstrdup("localhost");
+		break;
+	case KIND_ALIAS:
+		node->kind = DIR_NODE_ALIAS;
+		node->target = val_str(l->ld, e, "ternAliasTarget");
+		break;
+	case KIND_LIST:
+		node->kind = DIR_NODE_LIST;
+		node->members = val_all(l->ld, e, "ternListMember",
+					&node->nmembers);
+		if (node->members != NULL)
+			qsort(node->members, node->nmembers, sizeof(char *),
+			      cmp_str);
+		break;
+	default:
+		break;
+	}
+	if (res != NULL)
+		ldap_msgfree(res);
+	return DIR_OK;
+}
+
+static int ld_domain_catchall(struct dir *base, const char *domain,
+			      char **catchall_r, enum dir_status *st_r,
+			      struct str *error)
+{
+	struct ldir *l = (struct ldir *)base;
 	LDAPMessage *res = NULL, *e;
 	enum dir_status st;
 
 	*catchall_r = NULL;
-	st = domain_read(x->l, domain, &res, &e, x->error);
+	st = domain_read(l, domain, &res, &e, error);
 	if (st == DIR_OK)
-		*catchall_r = val_str(x->l->ld, e, "ternCatchAll");
+		*catchall_r = val_str(l->ld, e, "ternCatchAll");
 	if (res != NULL)
 		ldap_msgfree(res);
 	if (st == DIR_NOTFOUND)
 		return 0;
 	*st_r = st;
 	return st == DIR_OK ? 1 : -1;
-}
-
-static enum dir_status expand_target(struct expand *x,
-				     enum dir_target_kind kind,
-				     const char *address, LDAPMessage *e)
-{
-	struct dir_resolution *res = x->res;
-	struct dir_target *t;
-
-	if (res->ntargets >= DIR_EXPAND_MAX) {
-		str_setf(x->error, "expansion yields more than %d addresses",
-			  DIR_EXPAND_MAX);
-		return DIR_REFUSED;
-	}
-	if (res->ntargets == x->cap) {
-		x->cap = x->cap == 0 ? 8 : x->cap * 2;
-		res->targets = xrealloc(res->targets,
-					x->cap * sizeof(*res->targets));
-	}
-	t = &res->targets[res->ntargets++];
-	memset(t, 0, sizeof(*t));
-	t->kind = kind;
-	t->address = xstrdup(address);
-	if (kind == DIR_TARGET_ACCOUNT) {
-		char *s = val_str(x->l->ld, e, "ternAccountStatus");
-		enum dir_account_status as = DIR_ACCOUNT_ACTIVE;
-
-		if (s != NULL && dir_account_status_parse(s, &as) < 0)
-			as = DIR_ACCOUNT_LOCKED;
-		free(s);
-		t->account_id = val_i64(x->l->ld, e, "ternAccountId");
-		t->mailhost = val_str(x->l->ld, e, "ternMailHost");
-		if (t->mailhost == NULL)
-			t->mailhost = xstrdup("localhost");
-		t->status = as;
-	}
-	return DIR_OK;
-}
-
-static enum dir_status expand_node(struct expand *x, const char *address,
-				   unsigned depth)
-{
-	LDAPMessage *res = NULL, *e = NULL;
-	enum dir_status status;
-	enum kind kind;
-	char **members = NULL, *s = NULL;
-	size_t n = 0;
-	int local;
-
-	if (!dir_seen_add(&x->seen, address))
-		return DIR_OK;	/* a duplicate or a loop */
-	if (x->seen.count > LDIR_VISIT_MAX) {
-		str_setf(x->error, "expansion visits more than %d addresses",
-			  LDIR_VISIT_MAX);
-		return DIR_REFUSED;
-	}
-	status = addr_lookup(x->l, address, &kind, &res, &e, x->error);
-	if (status != DIR_OK)
-		return status;
-	if (kind == KIND_ACCOUNT) {
-		status = expand_target(x, DIR_TARGET_ACCOUNT, address, e);
-	} else if ((kind == KIND_ALIAS || kind == KIND_LIST) &&
-		   depth >= DIR_LIST_DEPTH_MAX) {
-		status = DIR_OK;	/* nested too deep: cut */
-	} else if (kind == KIND_ALIAS) {
-		s = val_str(x->l->ld, e, "ternAliasTarget");
-	} else if (kind == KIND_LIST) {
-		members = val_all(x->l->ld, e, "ternListMember", &n);
-	}
-	if (res != NULL)
-		ldap_msgfree(res);
-	if (s != NULL) {
-		status = expand_node(x, s, depth + 1);
-		free(s);
-		return status;
-	}
-	if (members != NULL) {
-		qsort(members, n, sizeof(char *), cmp_str);
-		for (size_t i = 0; status == DIR_OK && i < n; i++)
-			status = expand_node(x, members[i], depth + 1);
-		free_strv(members, n);
-		return status;
-	}
-	if (kind != KIND_NONE)
-		return status;
-	local = expand_domain(x, domain_of(address), &s, &status);
-	free(s);
-	if (local < 0)
-		return status;
-	if (local == 1)
-		return DIR_OK;	/* dangling: nothing there any more */
-	return expand_target(x, DIR_TARGET_EXTERNAL, address, NULL);
-}
-
-/* Where resolution starts: the address, user@ without +tag, the catch-all;
- * *start_r is malloc'd, NULL when nothing matches. */
-static enum dir_status resolve_start(struct expand *x, const char *full,
-				     const char *base, const char *detail,
-				     const char *catchall, char **start_r)
-{
-	enum dir_status st;
-	enum kind kind;
-
-	*start_r = NULL;
-	st = addr_kind(x->l, full, &kind, x->error);
-	if (st != DIR_OK || kind != KIND_NONE) {
-		*start_r = st == DIR_OK ? xstrdup(full) : NULL;
-		return st;
-	}
-	if (detail != NULL) {
-		st = addr_kind(x->l, base, &kind, x->error);
-		if (st != DIR_OK)
-			return st;
-		if (kind != KIND_NONE) {
-			x->res->detail = xstrdup(detail);
-			*start_r = xstrdup(base);
-			return DIR_OK;
-		}
-	}
-	if (catchall != NULL)
-		*start_r = xstrdup(catchall);
-	return DIR_OK;
-}
-
-static enum dir_status resolve_local(struct expand *x, const char *address,
-				     const char *catchall)
-{
-	struct str *full = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	struct str *base = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	char *detail = NULL, *start = NULL;
-	enum dir_status st;
-
-	st = dir_address_normalize(address, full, NULL, x->error);
-	if (st == DIR_OK)
-		st = dir_address_normalize(address, base, &detail, x->error);
-	if (st == DIR_OK)
-		st = resolve_start(x, str_c(full), str_c(base), detail,
-				   catchall, &start);
-	if (st == DIR_OK && start == NULL) {
-		str_setf(x->error, "%s does not exist", str_c(full));
-		st = DIR_NOTFOUND;
-	}
-	if (st == DIR_OK)
-		st = expand_node(x, start, 0);
-	if (st == DIR_OK && x->res->ntargets == 0) {
-		str_setf(x->error, "%s leads to no recipient (dangling alias "
-			  "or empty list)", str_c(full));
-		st = DIR_NOTFOUND;
-	}
-	free(start);
-	free(detail);
-	str_free(&full);
-	str_free(&base);
-	return st;
-}
-
-static enum dir_status ld_resolve(struct dir *base, const char *address,
-				  struct dir_resolution **res_r,
-				  struct str *error)
-{
-	struct expand x = { .l = (struct ldir *)base, .error = error };
-	char *addr = NULL, *catchall = NULL;
-	enum dir_status st;
-	int local;
-
-	*res_r = NULL;
-	x.res = xcalloc(1, sizeof(*x.res));
-	st = dir_norm_address(address, &addr, error);
-	if (st == DIR_OK) {
-		local = expand_domain(&x, domain_of(addr), &catchall, &st);
-		if (local == 0) {
-			x.res->local_domain = false;
-			st = expand_target(&x, DIR_TARGET_EXTERNAL, addr,
-					   NULL);
-		} else if (local == 1) {
-			x.res->local_domain = true;
-			st = resolve_local(&x, address, catchall);
-		}
-	}
-	free(addr);
-	free(catchall);
-	dir_seen_free(&x.seen);
-	if (st != DIR_OK)
-		dir_resolution_free(&x.res);
-	*res_r = x.res;
-	return st;
 }
 
 /* ---- opening ---- */
@@ -2440,5 +2291,6 @@ static const struct dir_ops ldap_ops = {
 	.list_member_del = ld_list_member_del,
 	.list_get = ld_list_get,
 	.list_list = ld_list_list,
-	.resolve = ld_resolve,
+	.node = ld_node,
+	.domain_catchall = ld_domain_catchall,
 };

@@ -44,13 +44,14 @@
 
 #define DIR_BUSY_MS 5000
 #define DIR_SCHEMA_VERSION 1
-#define DIR_VISIT_MAX (4 * DIR_EXPAND_MAX)
 
 struct sdir {
 	struct dir base;	/* first: dir.c sees this */
 	sqlite3 *db;
 	char *path;
 	bool readonly;
+	/* While dir.c resolves an address (sq_resolve_begin/end). */
+	sqlite3_stmt *res_kind, *res_members, *res_domain;
 };
 
 enum addr_kind { KIND_NONE, KIND_ACCOUNT, KIND_ALIAS, KIND_LIST };
@@ -1403,274 +1404,109 @@ static enum dir_status sq_list_list(struct dir *handle, const char *domain,
 	return status;
 }
 
-/* ---- resolution ---- */
+/* ---- resolution primitives (dir.c walks the graph) ---- */
 
-struct expand {
-	struct sdir *dir;
-	sqlite3_stmt *kind, *members, *domain;
-	struct dir_seen seen;
-	struct dir_resolution *res;
-	size_t cap;
-	struct str *error;
-};
-
-/* What an address is; for an alias its target in *text_r (malloc'd). */
-static enum dir_status expand_lookup(struct expand *x, const char *address,
-				     enum addr_kind *kind_r,
-				     sqlite3_stmt **row_r)
+static enum dir_status sq_resolve_begin(struct dir *handle, struct str *error)
 {
+	struct sdir *dir = (struct sdir *)handle;
+	enum dir_status st = exec_sql(dir, "BEGIN", error);
+
+	if (st == DIR_OK)
+		st = stmt_open(dir, sql_kind, &dir->res_kind, error, "");
+	if (st == DIR_OK)
+		st = stmt_open(dir, "SELECT member FROM list_members WHERE "
+			       "list_id = ?1 ORDER BY member",
+			       &dir->res_members, error, "");
+	if (st == DIR_OK)
+		st = stmt_open(dir, "SELECT catchall FROM domains WHERE "
+			       "name = ?1", &dir->res_domain, error, "");
+	return st;
+}
+
+static void sq_resolve_end(struct dir *handle)
+{
+	struct sdir *dir = (struct sdir *)handle;
+
+	sqlite3_finalize(dir->res_kind);
+	sqlite3_finalize(dir->res_members);
+	sqlite3_finalize(dir->res_domain);
+	dir->res_kind = dir->res_members = dir->res_domain = NULL;
+	(void)sqlite3_exec(dir->db, "COMMIT", NULL, NULL, NULL);
+}
+
+static enum dir_status sq_node(struct dir *handle, const char *address,
+			       struct dir_node *node, struct str *error)
+{
+	struct sdir *dir = (struct sdir *)handle;
+	sqlite3_stmt *row = dir->res_kind, *m = dir->res_members;
 	enum dir_status status = DIR_OK;
 	int rc;
 
-	sqlite3_reset(x->kind);
-	if (sqlite3_bind_text(x->kind, 1, address, -1, SQLITE_TRANSIENT) !=
+	if (row == NULL || m == NULL) {
+		str_setf(error, "resolution not started");
+		return DIR_TEMPFAIL;
+	}
+	sqlite3_reset(row);
+	if (sqlite3_bind_text(row, 1, address, -1, SQLITE_TRANSIENT) !=
 	    SQLITE_OK)
-		return db_fail(x->dir, SQLITE_NOMEM, "bind", x->error);
-	rc = stmt_next(x->dir, x->kind, &status, x->error);
-	*kind_r = rc == 1 ? (enum addr_kind)sqlite3_column_int(x->kind, 0) :
-		  KIND_NONE;
-	*row_r = x->kind;
-	return rc < 0 ? status : DIR_OK;
-}
-
-/* 1 = the domain is ours (its catch-all, or NULL, in *catchall_r). */
-static int expand_domain(struct expand *x, const char *domain,
-			 char **catchall_r, enum dir_status *st_r)
-{
-	int rc;
-
-	*catchall_r = NULL;
-	sqlite3_reset(x->domain);
-	if (sqlite3_bind_text(x->domain, 1, domain, -1, SQLITE_TRANSIENT) !=
-	    SQLITE_OK) {
-		*st_r = db_fail(x->dir, SQLITE_NOMEM, "bind", x->error);
-		return -1;
-	}
-	rc = stmt_next(x->dir, x->domain, st_r, x->error);
-	if (rc == 1)
-		*catchall_r = col_dup(x->domain, 0);
-	return rc;
-}
-
-static enum dir_status expand_target(struct expand *x,
-				     enum dir_target_kind kind,
-				     const char *address, sqlite3_stmt *row)
-{
-	struct dir_resolution *res = x->res;
-	struct dir_target *t;
-
-	if (res->ntargets >= DIR_EXPAND_MAX) {
-		str_setf(x->error, "expansion yields more than %d addresses",
-			  DIR_EXPAND_MAX);
-		return DIR_REFUSED;
-	}
-	if (res->ntargets == x->cap) {
-		x->cap = x->cap == 0 ? 8 : x->cap * 2;
-		res->targets = xrealloc(res->targets,
-					x->cap * sizeof(*res->targets));
-	}
-	t = &res->targets[res->ntargets++];
-	memset(t, 0, sizeof(*t));
-	t->kind = kind;
-	t->address = xstrdup(address);
-	if (kind == DIR_TARGET_ACCOUNT) {
-		t->account_id = sqlite3_column_int64(row, 1);
-		t->mailhost = col_dup(row, 2);
-		t->status = (enum dir_account_status)sqlite3_column_int(row, 3);
-	}
-	return DIR_OK;
-}
-
-static enum dir_status expand_node(struct expand *x, const char *address,
-				   unsigned depth);
-
-static enum dir_status expand_members(struct expand *x, int64_t list_id,
-				      unsigned depth)
-{
-	enum dir_status status = DIR_OK;
-	char **members = NULL;
-	size_t n = 0;
-
-	sqlite3_reset(x->members);
-	if (sqlite3_bind_int64(x->members, 1, list_id) != SQLITE_OK)
-		return db_fail(x->dir, SQLITE_NOMEM, "bind", x->error);
-	while (stmt_next(x->dir, x->members, &status, x->error) == 1)
-		dir_array_push((void ***)&members, &n, col_dup(x->members, 0));
-	for (size_t i = 0; i < n; i++) {
-		if (status == DIR_OK)
-			status = expand_node(x, members[i], depth + 1);
-		free(members[i]);
-	}
-	free(members);
-	return status;
-}
-
-static enum dir_status expand_node(struct expand *x, const char *address,
-				   unsigned depth)
-{
-	enum dir_status status;
-	enum addr_kind kind;
-	sqlite3_stmt *row;
-	char *s = NULL;
-	int64_t id;
-	int local;
-
-	if (!dir_seen_add(&x->seen, address))
-		return DIR_OK;	/* a duplicate or a loop */
-	if (x->seen.count > DIR_VISIT_MAX) {
-		str_setf(x->error, "expansion visits more than %d addresses",
-			  DIR_VISIT_MAX);
-		return DIR_REFUSED;
-	}
-	status = expand_lookup(x, address, &kind, &row);
-	if (status != DIR_OK)
+		return db_fail(dir, SQLITE_NOMEM, "bind", error);
+	rc = stmt_next(dir, row, &status, error);
+	if (rc < 0)
 		return status;
-	switch (kind) {
+	if (rc == 0)
+		return DIR_OK;
+	switch ((enum addr_kind)sqlite3_column_int(row, 0)) {
 	case KIND_ACCOUNT:
-		return expand_target(x, DIR_TARGET_ACCOUNT, address, row);
+		node->kind = DIR_NODE_ACCOUNT;
+		node->account_id = sqlite3_column_int64(row, 1);
+		node->mailhost = col_dup(row, 2);
+		node->status = (enum dir_account_status)
+			sqlite3_column_int(row, 3);
+		break;
 	case KIND_ALIAS:
+		node->kind = DIR_NODE_ALIAS;
+		node->target = col_dup(row, 4);
+		break;
 	case KIND_LIST:
-		if (depth >= DIR_LIST_DEPTH_MAX)
-			return DIR_OK;	/* nested too deep: cut */
-		if (kind == KIND_LIST) {
-			id = sqlite3_column_int64(row, 1);
-			return expand_members(x, id, depth);
-		}
-		s = col_dup(row, 4);
-		status = expand_node(x, s, depth + 1);
-		free(s);
-		return status;
+		node->kind = DIR_NODE_LIST;
+		sqlite3_reset(m);
+		if (sqlite3_bind_int64(m, 1, sqlite3_column_int64(row, 1)) !=
+		    SQLITE_OK)
+			return db_fail(dir, SQLITE_NOMEM, "bind", error);
+		while (stmt_next(dir, m, &status, error) == 1)
+			dir_array_push((void ***)&node->members,
+				       &node->nmembers, col_dup(m, 0));
+		break;
 	case KIND_NONE:
 		break;
 	}
-	local = expand_domain(x, domain_of(address), &s, &status);
-	free(s);
-	if (local < 0)
-		return status;
-	if (local == 1)
-		return DIR_OK;	/* dangling: nothing there any more */
-	return expand_target(x, DIR_TARGET_EXTERNAL, address, NULL);
+	return status;
 }
 
-/* Where resolution starts: the address, user@ without +tag, the catch-all;
- * *start_r is malloc'd, NULL when nothing matches. */
-static enum dir_status resolve_start(struct expand *x, const char *full,
-				     const char *base, const char *detail,
-				     const char *catchall, char **start_r)
-{
-	enum dir_status st;
-	enum addr_kind kind;
-	sqlite3_stmt *row;
-
-	*start_r = NULL;
-	st = expand_lookup(x, full, &kind, &row);
-	if (st != DIR_OK || kind != KIND_NONE) {
-		*start_r = st == DIR_OK ? xstrdup(full) : NULL;
-		return st;
-	}
-	if (detail != NULL) {
-		st = expand_lookup(x, base, &kind, &row);
-		if (st != DIR_OK)
-			return st;
-		if (kind != KIND_NONE) {
-			x->res->detail = xstrdup(detail);
-			*start_r = xstrdup(base);
-			return DIR_OK;
-		}
-	}
-	if (catchall != NULL)
-		*start_r = xstrdup(catchall);
-	return DIR_OK;
-}
-
-static enum dir_status resolve_local(struct expand *x, const char *address,
-				     const char *catchall)
-{
-	struct str *full = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	struct str *base = str_new(DIR_ADDRESS_MAX, DIR_ADDRESS_MAX);
-	char *detail = NULL, *start = NULL;
-	enum dir_status st;
-
-	st = dir_address_normalize(address, full, NULL, x->error);
-	if (st == DIR_OK)
-		st = dir_address_normalize(address, base, &detail, x->error);
-	if (st == DIR_OK)
-		st = resolve_start(x, str_c(full), str_c(base), detail,
-				   catchall, &start);
-	if (st == DIR_OK && start == NULL) {
-		str_setf(x->error, "%s does not exist", str_c(full));
-		st = DIR_NOTFOUND;
-	}
-	if (st == DIR_OK)
-		st = expand_node(x, start, 0);
-	if (st == DIR_OK && x->res->ntargets == 0) {
-		str_setf(x->error, "%s leads to no recipient (dangling alias "
-			  "or empty list)", str_c(full));
-		st = DIR_NOTFOUND;
-	}
-	free(start);
-	free(detail);
-	str_free(&full);
-	str_free(&base);
-	return st;
-}
-
-static enum dir_status resolve_run(struct expand *x, const char *address)
-{
-	enum dir_status st;
-	char *addr = NULL, *catchall = NULL;
-	int local;
-
-	st = dir_norm_address(address, &addr, x->error);
-	if (st != DIR_OK)
-		return st;
-	local = expand_domain(x, domain_of(addr), &catchall, &st);
-	if (local == 0) {
-		x->res->local_domain = false;
-		st = expand_target(x, DIR_TARGET_EXTERNAL, addr, NULL);
-	} else if (local == 1) {
-		x->res->local_domain = true;
-		st = resolve_local(x, address, catchall);
-	}
-	free(addr);
-	free(catchall);
-	return st;
-}
-
-static enum dir_status sq_resolve(struct dir *handle, const char *address,
-				  struct dir_resolution **res_r,
-				  struct str *error)
+static int sq_domain_catchall(struct dir *handle, const char *domain,
+			      char **catchall_r, enum dir_status *st_r,
+			      struct str *error)
 {
 	struct sdir *dir = (struct sdir *)handle;
-	struct expand x = { .dir = dir, .error = error };
-	enum dir_status st;
+	sqlite3_stmt *d = dir->res_domain;
+	int rc;
 
-	*res_r = NULL;
-	x.res = xcalloc(1, sizeof(*x.res));
-	st = exec_sql(dir, "BEGIN", error);
-	if (st != DIR_OK) {
-		dir_resolution_free(&x.res);
-		return st;
+	*catchall_r = NULL;
+	if (d == NULL) {
+		str_setf(error, "resolution not started");
+		*st_r = DIR_TEMPFAIL;
+		return -1;
 	}
-	st = stmt_open(dir, sql_kind, &x.kind, error, "");
-	if (st == DIR_OK)
-		st = stmt_open(dir, "SELECT member FROM list_members WHERE "
-			       "list_id = ?1 ORDER BY member", &x.members,
-			       error, "");
-	if (st == DIR_OK)
-		st = stmt_open(dir, "SELECT catchall FROM domains WHERE "
-			       "name = ?1", &x.domain, error, "");
-	if (st == DIR_OK)
-		st = resolve_run(&x, address);
-	sqlite3_finalize(x.kind);
-	sqlite3_finalize(x.members);
-	sqlite3_finalize(x.domain);
-	(void)sqlite3_exec(dir->db, "COMMIT", NULL, NULL, NULL);
-	dir_seen_free(&x.seen);
-	if (st != DIR_OK)
-		dir_resolution_free(&x.res);
-	*res_r = x.res;
-	return st;
+	sqlite3_reset(d);
+	if (sqlite3_bind_text(d, 1, domain, -1, SQLITE_TRANSIENT) !=
+	    SQLITE_OK) {
+		*st_r = db_fail(dir, SQLITE_NOMEM, "bind", error);
+		return -1;
+	}
+	rc = stmt_next(dir, d, st_r, error);
+	if (rc == 1)
+		*catchall_r = col_dup(d, 0);
+	return rc;
 }
 
 /* ---- the table dir.c dispatches through ---- */
@@ -1703,5 +1539,8 @@ static const struct dir_ops sqlite_ops = {
 	.list_member_del = sq_list_member_del,
 	.list_get = sq_list_get,
 	.list_list = sq_list_list,
-	.resolve = sq_resolve,
+	.resolve_begin = sq_resolve_begin,
+	.resolve_end = sq_resolve_end,
+	.node = sq_node,
+	.domain_catchall = sq_domain_catchall,
 };

@@ -44,6 +44,25 @@ struct txn {
 	bool orphan;		/* txn_free came first: log and go */
 };
 
+static void on_spool(void *ctx);
+
+/* The spool file is created as the transaction starts, on the thread
+ * pool: the create (the costly part of spooling a small message) runs
+ * while the recipients are checked, instead of after DATA.  A transaction
+ * that ends without a message removes it again. */
+static void start_spool(struct txn *t)
+{
+	struct lmtpd *ld = t->ld;
+	struct str *name = str_new(64, 256);
+
+	if (str_printf(name, "lmtp.%s.%ld.%llu", t->id, (long)getpid(),
+		       (unsigned long long)++ld->spool_seq) < 0)
+		str_clear(name);
+	t->spool = spool_new(svc_loop(ld->svc), ld->spool_dir, str_c(name),
+			     on_spool, t);
+	str_free(&name);
+}
+
 struct txn *txn_new(struct lmtpd *ld, const char *id, const char *sender,
 		    txn_wake_cb *wake, void *ctx)
 {
@@ -54,6 +73,7 @@ struct txn *txn_new(struct lmtpd *ld, const char *id, const char *sender,
 	t->sender = xstrdup(sender);
 	t->wake = wake;
 	t->ctx = ctx;
+	start_spool(t);
 	return t;
 }
 
@@ -134,17 +154,10 @@ static void add_headers(struct txn *t, const char *lhlo, const char *peer)
 void txn_data_begin(struct txn *t, const char *lhlo, const char *peer)
 {
 	struct lmtpd *ld = t->ld;
-	struct str *name = str_new(64, 256);
 
 	t->date = (int64_t)time(NULL);
 	t->data = smtp_data_new(SMTP_DATA_STRICT, ld->size_limit);
 	t->buf = str_new(SPOOL_CHUNK, SPOOL_CHUNK);
-	if (str_printf(name, "lmtp.%s.%ld.%llu", t->id, (long)getpid(),
-		       (unsigned long long)++ld->spool_seq) < 0)
-		str_clear(name);
-	t->spool = spool_new(svc_loop(ld->svc), ld->spool_dir, str_c(name),
-			     on_spool, t);
-	str_free(&name);
 	add_headers(t, lhlo, peer);
 }
 

@@ -40,6 +40,8 @@ typedef void txn_reply_cb(const char *line, void *ctx);
 /* The replies are all given; the txn may be freed. */
 typedef void txn_done_cb(void *ctx);
 
+/* After MAIL: also starts creating the spool file (on the thread pool),
+ * removed again when the transaction ends without a message. */
 struct txn *txn_new(struct lmtpd *ld, const char *id, const char *sender,
 		    txn_wake_cb *wake, void *ctx);
 /* Ends the transaction.  A delivery already sent to the store is waited
@@ -52,7 +54,7 @@ void txn_free(struct txn **t);
 int txn_add_rcpt(struct txn *t, struct rcpt *r) TERN_WUR;
 size_t txn_rcpt_count(const struct txn *t);
 
-/* After "354": starts the spool file and the headers.  lhlo: the
+/* After "354": starts the message with its header fields.  lhlo: the
  * client's LHLO name, peer: its address ("unix" for the local socket). */
 void txn_data_begin(struct txn *t, const char *lhlo, const char *peer);
 

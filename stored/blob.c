@@ -39,6 +39,7 @@ struct blob_store {
 	char *noted[BLOB_SHARD_PARENTS];
 	unsigned noted_count[BLOB_SHARD_PARENTS];
 	size_t nnoted;
+	int flat;			/* DIR/ab/<hex>, not DIR/ab/cd/<hex> */
 };
 
 /* mkdir that reports whether it created the directory. */
@@ -63,6 +64,59 @@ static char *join(const char *a, const char *b)
 		abort();
 	r = xstrdup(str_c(s));
 	str_free(&s);
+	return r;
+}
+
+static int is_shard(const char *name)
+{
+	return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+/* 1 when the store keeps its blobs two levels deep (DIR/ab/cd/<hex>, the
+ * layout of stores created before the flat one): the first shard that
+ * holds anything holds a shard directory rather than a blob. */
+static int layout_nested(const char *dir)
+{
+	DIR *top = opendir(dir), *sub;
+	struct str *p = str_new(256, 8192);
+	struct dirent *a, *b;
+	int nested = -1;
+
+	while (top != NULL && nested < 0 && (a = readdir(top)) != NULL) {
+		if (!is_shard(a->d_name))
+			continue;
+		str_clear(p);
+		if (str_printf(p, "%s/%s", dir, a->d_name) < 0 ||
+		    (sub = opendir(str_c(p))) == NULL)
+			continue;
+		while (nested < 0 && (b = readdir(sub)) != NULL) {
+			if (is_shard(b->d_name))
+				nested = 1;
+			else if (blob_hex_valid(b->d_name))
+				nested = 0;
+		}
+		closedir(sub);
+	}
+	if (top != NULL)
+		closedir(top);
+	str_free(&p);
+	return nested == 1;
+}
+
+/* The 256 shards of a flat store, created ahead so that no delivery
+ * waits for a mkdir; DIR is fsynced by the caller. */
+static int make_flat_shards(struct blob_store *bs, struct str *error)
+{
+	struct str *p = str_new(256, 8192);
+	int created, r = 0;
+
+	for (unsigned i = 0; i < 256 && r == 0; i++) {
+		str_clear(p);
+		if (str_printf(p, "%s/%02x", bs->dir, i) < 0)
+			abort();
+		r = mkdir_once(str_c(p), &created, error);
+	}
+	str_free(&p);
 	return r;
 }
 
@@ -104,6 +158,9 @@ int blob_store_open(const char *dir, struct blob_store **bs_r,
 	bs->intent = join(dir, "intent");
 	if (store_lock(bs, error) < 0 ||
 	    mkdir_once(bs->tmp, &created, error) < 0)
+		goto fail;
+	bs->flat = !layout_nested(dir);
+	if (bs->flat && make_flat_shards(bs, error) < 0)
 		goto fail;
 	fd = open(bs->intent, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -155,6 +212,11 @@ const char *blob_store_tmp_dir(const struct blob_store *bs)
 	return bs->tmp;
 }
 
+int blob_store_nested(const struct blob_store *bs)
+{
+	return !bs->flat;
+}
+
 int blob_hex_valid(const char *hex)
 {
 	size_t i;
@@ -170,6 +232,8 @@ int blob_hex_valid(const char *hex)
 
 int blob_path(const struct blob_store *bs, const char *hex, struct str *out)
 {
+	if (bs->flat)
+		return str_printf(out, "%s/%.2s/%s", bs->dir, hex, hex);
 	return str_printf(out, "%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex);
 }
 
@@ -295,6 +359,10 @@ static int make_shards(struct blob_store *bs, const char *hex,
 		goto done;
 	if (created)
 		sync_later(bs, bs->dir);
+	if (bs->flat) {
+		r = 0;
+		goto done;
+	}
 	if (str_printf(p, "/%.2s", hex + 2) < 0 ||
 	    mkdir_once(str_c(p), &created, error) < 0)
 		goto done;
@@ -410,6 +478,10 @@ int blob_prepare_dirs(struct blob_store *bs, const char *hex,
 	if (!blob_hex_valid(hex)) {
 		str_free(&p);
 		return str_setf(error, "bad blob name");
+	}
+	if (bs->flat) {
+		str_free(&p);
+		return 0;	/* made at open; blob_install() remakes one */
 	}
 	if (str_printf(p, "%s/%.2s/%.2s", bs->dir, hex, hex + 2) < 0)
 		abort();
@@ -610,11 +682,6 @@ int blob_intent_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 	return r;
 }
 
-static int is_shard(const char *name)
-{
-	return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
-}
-
 static int scan_leaf(const char *path, blob_hex_cb *cb, void *ctx,
 		     struct str *error)
 {
@@ -649,8 +716,13 @@ int blob_scan(struct blob_store *bs, blob_hex_cb *cb, void *ctx,
 		if (!is_shard(a->d_name))
 			continue;
 		str_clear(p);
-		if (str_printf(p, "%s/%s", bs->dir, a->d_name) < 0 ||
-		    (mid = opendir(str_c(p))) == NULL)
+		if (str_printf(p, "%s/%s", bs->dir, a->d_name) < 0)
+			abort();
+		if (bs->flat) {
+			r = scan_leaf(str_c(p), cb, ctx, error);
+			continue;
+		}
+		if ((mid = opendir(str_c(p))) == NULL)
 			continue;
 		while (r == 0 && (b = readdir(mid)) != NULL) {
 			size_t keep = str_len(p);

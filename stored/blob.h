@@ -2,9 +2,11 @@
  * blob.h: tern-stored's immutable, content-addressed message files.
  *
  * A blob is the exact bytes of one message, named by the lower-case hex
- * SHA-256 of those bytes and kept at DIR/ab/cd/<hash> (ab and cd are the
- * first four hex digits), under the store directory (store_dir, default
- * data/store).  A message delivered to many local recipients is one blob;
+ * SHA-256 of those bytes and kept at DIR/ab/<hash> (ab: its first two hex
+ * digits), under the store directory (store_dir, default data/store).  The
+ * 256 shards are made when the store is opened.  A store of the older
+ * nested layout, DIR/ab/cd/<hash> (cd made on demand), is recognised at
+ * open and keeps it.  A message delivered to many local recipients is one blob;
  * the metadata (meta.h) counts the references and the blob file is removed
  * only after the transaction that dropped the last one has committed.
  *
@@ -15,8 +17,10 @@
  * into place (or unlinks it when the same content is already stored) and
  * remembers the directories to fsync; blob_sync_dirs() fsyncs them.
  * blob_prepare() keeps no state and blob_prepare_dirs() locks what it
- * shares: both may run on any thread; the other calls on one store come
- * from one thread at a time (the writer, or the filer it waits for).
+ * shares: both may run on any thread; so may blob_exists() and
+ * blob_remove(), which touch no shared state.  The other calls on one
+ * store come from one thread at a time (the filer, or the writer when no
+ * batch is being filed).
  *
  * Crash safety: before a batch renames new blobs into place, their hashes go
  * to DIR/intent (rewritten in place and fdatasynced; blob_intent_write()
@@ -59,6 +63,9 @@ void blob_store_free(struct blob_store **bs);
 
 const char *blob_store_dir(const struct blob_store *bs);
 const char *blob_store_tmp_dir(const struct blob_store *bs);
+/* 1 for a store of the nested layout (DIR/ab/cd/<hash>), whose shard
+ * directories blob_prepare_dirs() makes per blob. */
+int blob_store_nested(const struct blob_store *bs);
 
 /* 1 when hex is 64 lower-case hex digits. */
 int blob_hex_valid(const char *hex);
@@ -87,7 +94,8 @@ int blob_prepare_hooked(const char *spool_path,
 			void *hashed_ctx, struct str *error) TERN_WUR;
 
 /* Creates the shard directories of hex ahead of blob_install(), from any
- * thread, and fsyncs the parent of each one it created.  The parent is
+ * thread, and fsyncs the parent of each one it created (nested layout;
+ * nothing to do in the flat one).  The parent is
  * noted from before the mkdir until after that fsync, and the next
  * blob_sync_dirs() fsyncs every parent still noted: an install that finds
  * its shard already there never misses the fsync of its creation. */

@@ -6,22 +6,23 @@
  * free (step 1, several messages at once, while the writer commits earlier
  * batches):
  *   1. open the spooled file, hash it, parse its MIME structure (for the
- *      cached ENVELOPE and BODYSTRUCTURE), fsync it; meanwhile another
- *      helper creates the shard directories of its blob and fsyncs their
- *      parents (blob_prepare_dirs).
+ *      cached ENVELOPE and BODYSTRUCTURE), fsync it; meanwhile, in a store
+ *      of the nested layout, another helper creates the shard directories
+ *      of its blob and fsyncs their parents (blob_prepare_dirs).
  * The writer takes the pending ops in arrival order up to the first one
  * whose message is not taken yet, at most batch_max, and for that batch:
  *   2. (filer thread) writes the hashes of the blobs that are new to
- *      DIR/intent (fdatasync);
+ *      DIR/intent (fdatasync), with those of the batch filed before;
  *   3. (filer thread) renames them into place and fsyncs the changed
  *      directories, the fsyncs spread over the helpers;
  *   4. (writer, meanwhile) runs every op in one transaction (each in its
- *      own savepoint); once the filer is done, commits it (SQLite in WAL
- *      mode with synchronous=FULL), or rolls it back when step 2 or 3
- *      failed;
+ *      own savepoint); once the filer is done, takes the next batch and
+ *      posts it to the filer, then commits (SQLite in WAL mode with
+ *      synchronous=FULL), or rolls back when step 2 or 3 failed; a failed
+ *      commit fails the posted batch too;
  *   5. hands the ops back to the loop (uv_async_send), which answers;
  *   6. removes the files of blobs whose last reference went, then their
- *      rows.
+ *      rows (sparing the blobs of the batch being filed).
  * Nothing is acknowledged before step 4 has returned.  When the commit
  * fails, every op of the batch is answered with an error.  At start the
  * writer opens the store and recovers from a crash: hashes in the intent
@@ -31,6 +32,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -83,6 +85,10 @@ struct commit {
 	struct store_op *file_batch;	/* posted, not yet taken up */
 	int file_done, file_result;
 	struct str *file_error;
+	/* the new blobs of the batch filed before (filer only): listed in
+	 * the next intent too, as that batch may not have committed yet */
+	char (*fresh_prev)[BLOB_HEX_LEN + 1];
+	size_t nfresh_prev;
 	size_t in_flight;		/* loop thread only */
 
 	/* writer thread */
@@ -109,12 +115,33 @@ static int recover_intent(const char *hex, void *ctx)
 	return r < 0 ? -1 : 0;
 }
 
+struct reclaim_ctx {
+	struct commit *c;
+	const struct store_op *spare;	/* a batch being filed, or NULL */
+	int spared;
+};
+
+/* 1 when a spooled message of batch has the blob hex. */
+static int in_batch(const struct store_op *batch, const char *hex)
+{
+	for (const struct store_op *op = batch; op != NULL; op = op->next)
+		if (op->spool != NULL && strcmp(op->hex, hex) == 0)
+			return 1;
+	return 0;
+}
+
 static int reclaim_one(const char *hex, int64_t refs, void *ctx)
 {
-	struct commit *c = ctx;
-	struct str *error = str_new(128, COMMIT_ERROR_MAX);
+	struct reclaim_ctx *rc = ctx;
+	struct str *error;
 
-	if (blob_remove(c->ctx.blobs, hex, error) < 0)
+	(void)refs;
+	if (in_batch(rc->spare, hex)) {
+		rc->spared = 1;
+		return 0;
+	}
+	error = str_new(128, COMMIT_ERROR_MAX);
+	if (blob_remove(rc->c->ctx.blobs, hex, error) < 0)
 		log_error(NULL, "reclaim blob %s: %s", hex, str_c(error));
 	else
 		log_debug(NULL, "blob %s reclaimed", hex);
@@ -122,13 +149,20 @@ static int reclaim_one(const char *hex, int64_t refs, void *ctx)
 	return 0;
 }
 
-/* Removes unreferenced blob files, then their rows. */
-static int reclaim(struct commit *c)
+/* Removes unreferenced blob files, then their rows.  A blob of the batch
+ * being filed (spare) keeps its file, which that batch may have found
+ * already stored; the rows then stay too, for a later reclaim to forget
+ * once the batch has committed or failed (removing a file twice is
+ * harmless). */
+static int reclaim(struct commit *c, const struct store_op *spare)
 {
 	struct meta *m = c->ctx.meta;
+	struct reclaim_ctx rc = { c, spare, 0 };
 
-	if (meta_blobs_unreferenced(m, reclaim_one, c, c->ctx.error) < 0)
+	if (meta_blobs_unreferenced(m, reclaim_one, &rc, c->ctx.error) < 0)
 		return -1;
+	if (rc.spared)
+		return 0;
 	if (meta_begin(m, c->ctx.error) < 0)
 		return -1;
 	if (meta_blobs_forget_unreferenced(m, c->ctx.error) < 0 ||
@@ -159,7 +193,7 @@ static int writer_open(struct commit *c)
 		log_warn(NULL, "spool cleanup: %s", str_c(error));
 	str_clear(error);
 	if (blob_intent_scan(c->ctx.blobs, recover_intent, c, error) < 0 ||
-	    reclaim(c) < 0) {
+	    reclaim(c, NULL) < 0) {
 		if (str_len(error) == 0 &&
 		    str_append_c(error, str_c(c->ctx.error)) < 0)
 			str_clear(error);
@@ -266,7 +300,8 @@ static void take_spool(struct commit *c, struct store_op *op,
 	r = ipc_msg_get_cstr(op->req, field, &op->spool) < 0 ||
 	    blob_spool_check(c->ctx.blobs, op->spool, error) < 0 ||
 	    blob_prepare_hooked(op->spool, op->hex, &op->size, mime_chunk,
-				parser, on_hashed, &h, error) < 0;
+				parser, blob_store_nested(c->ctx.blobs) ?
+					on_hashed : NULL, &h, error) < 0;
 	if (op->dirs_state != DIRS_NONE)
 		finish_dirs(c, op);
 	if (r) {
@@ -310,31 +345,41 @@ static void run_parallel(size_t n, blob_task_cb *fn, void *arg, void *ctx)
 }
 
 /* Steps 2 and 3, on the filer thread: intent, rename, directory fsyncs.
- * -1 fails the batch. */
+ * The intent lists the new blobs of this batch and of the one filed
+ * before, which the writer may still be committing.  -1 fails the
+ * batch. */
 static int install_blobs(struct commit *c, struct store_op *batch,
 			 struct str *error)
 {
-	const char **fresh = NULL;
-	size_t n = 0;
-	int installed;
+	const char **list = xcalloc(c->nfresh_prev + 1, sizeof(*list));
+	size_t nprev = c->nfresh_prev, n = nprev;
+	int installed, r;
 
+	for (size_t i = 0; i < nprev; i++)
+		list[i] = c->fresh_prev[i];
 	for (struct store_op *op = batch; op != NULL; op = op->next) {
 		int dup = 0;
 
 		if (op->spool == NULL || blob_exists(c->ctx.blobs, op->hex))
 			continue;
-		for (size_t i = 0; i < n; i++)
-			dup |= strcmp(fresh[i], op->hex) == 0;
+		for (size_t i = nprev; i < n; i++)
+			dup |= strcmp(list[i], op->hex) == 0;
 		if (dup)
 			continue;
-		fresh = xrealloc(fresh, (n + 1) * sizeof(*fresh));
-		fresh[n++] = op->hex;
+		list = xrealloc(list, (n + 1) * sizeof(*list));
+		list[n++] = op->hex;
 	}
-	if (n > 0 && blob_intent_write(c->ctx.blobs, fresh, n, error) < 0) {
-		free(fresh);
+	r = n > 0 ? blob_intent_write(c->ctx.blobs, list, n, error) : 0;
+	/* This batch's list, for the next one (copied: the ops go back to
+	 * the loop once committed). */
+	c->fresh_prev = xrealloc(c->fresh_prev, (n - nprev + 1) *
+					       sizeof(*c->fresh_prev));
+	for (size_t i = nprev; i < n; i++)
+		memcpy(c->fresh_prev[i - nprev], list[i], BLOB_HEX_LEN + 1);
+	c->nfresh_prev = n - nprev;
+	free(list);
+	if (r < 0)
 		return -1;
-	}
-	free(fresh);
 	for (struct store_op *op = batch; op != NULL; op = op->next) {
 		if (op->spool == NULL)
 			continue;
@@ -437,63 +482,6 @@ static int file_wait(struct commit *c)
 	return r;
 }
 
-/* The new blobs are made durable (filer) while the writer runs the
- * statements; the commit waits for both, so no metadata is committed
- * before its blobs are on disk. */
-static void process(struct commit *c, struct store_op *batch, size_t n)
-{
-	struct meta *m = c->ctx.meta;
-	int spooled = 0, sql, files = 0;
-
-	for (struct store_op *op = batch; op != NULL; op = op->next)
-		spooled |= op->spool != NULL;
-	if (spooled)
-		file_post(c, batch);
-	sql = run_batch(c, batch);
-	if (spooled)
-		files = file_wait(c);
-	if (files < 0) {
-		if (sql == 0)
-			meta_rollback(m);
-		fail_batch(batch, str_c(c->file_error));
-	} else if (sql == 0 && meta_commit(m, c->ctx.error) < 0) {
-		meta_rollback(m);
-		fail_batch(batch, str_c(c->ctx.error));
-		sql = -1;
-	}
-	if (spooled && (files < 0 || sql < 0))
-		abandon(c, batch);
-	log_debug(NULL, "batch of %zu request(s) %s", n,
-		  files < 0 || sql < 0 ? "failed" : "committed");
-}
-
-/* Takes up to batch_max queued ops, in order, up to the first one not
- * ready; NULL when stopping with none left.  (The helpers keep running
- * until the writer has stopped, so every queued op becomes ready.) */
-static struct store_op *take_batch(struct commit *c, size_t *n_r)
-{
-	struct store_op *batch, **tail;
-	size_t n = 0;
-
-	uv_mutex_lock(&c->lock);
-	while ((c->queue == NULL && !c->stopping) ||
-	       (c->queue != NULL && !c->queue->ready))
-		uv_cond_wait(&c->wake, &c->lock);
-	batch = c->queue;
-	tail = &c->queue;
-	while (*tail != NULL && (*tail)->ready && n < c->set.batch_max) {
-		tail = &(*tail)->next;
-		n++;
-	}
-	c->queue = *tail;
-	*tail = NULL;
-	if (c->queue == NULL)
-		c->queue_tail = &c->queue;
-	uv_mutex_unlock(&c->lock);
-	*n_r = n;
-	return batch;
-}
-
 static void hand_back(struct commit *c, struct store_op *batch)
 {
 	uv_mutex_lock(&c->lock);
@@ -504,11 +492,110 @@ static void hand_back(struct commit *c, struct store_op *batch)
 	uv_async_send(&c->async);
 }
 
+static int batch_spooled(const struct store_op *batch)
+{
+	for (const struct store_op *op = batch; op != NULL; op = op->next)
+		if (op->spool != NULL)
+			return 1;
+	return 0;
+}
+
+/* Takes up to batch_max queued ops, in order, up to the first one not
+ * ready.  With wait, waits for one, and returns NULL only when stopping
+ * with none left; without, returns NULL when none is ready.  (The
+ * helpers keep running until the writer has stopped, so every queued op
+ * becomes ready.) */
+static struct store_op *take_batch(struct commit *c, int wait, size_t *n_r)
+{
+	struct store_op *batch, **tail;
+	size_t n = 0;
+
+	uv_mutex_lock(&c->lock);
+	while (wait && ((c->queue == NULL && !c->stopping) ||
+			(c->queue != NULL && !c->queue->ready)))
+		uv_cond_wait(&c->wake, &c->lock);
+	batch = c->queue;
+	tail = &c->queue;
+	while (*tail != NULL && (*tail)->ready && n < c->set.batch_max) {
+		tail = &(*tail)->next;
+		n++;
+	}
+	if (n > 0) {
+		c->queue = *tail;
+		*tail = NULL;
+		if (c->queue == NULL)
+			c->queue_tail = &c->queue;
+	}
+	uv_mutex_unlock(&c->lock);
+	*n_r = n;
+	return n > 0 ? batch : NULL;
+}
+
+/* A batch taken, its files posted to the filer when it has any. */
+struct taken {
+	struct store_op *batch;
+	size_t n;
+	int spooled;
+	int failed;	/* answered with errors already: only to hand back */
+};
+
+static int take(struct commit *c, int wait, struct taken *t)
+{
+	t->batch = take_batch(c, wait, &t->n);
+	t->failed = 0;
+	if (t->batch == NULL)
+		return 0;
+	t->spooled = batch_spooled(t->batch);
+	if (t->spooled)
+		file_post(c, t->batch);
+	return 1;
+}
+
+/* One batch, whose files the filer has (when it has any).  The new blobs
+ * are made durable (filer) while the writer runs the statements; the
+ * commit waits for both, so no metadata is committed before its blobs are
+ * on disk.  Once they are, the next batch is taken and its files posted,
+ * so that they go to disk while this one commits; when the commit then
+ * fails, that batch fails too (it may count on a blob of this one). */
+static void process(struct commit *c, struct taken *cur, struct taken *next)
+{
+	struct meta *m = c->ctx.meta;
+	int sql, files = 0, ok;
+
+	next->batch = NULL;
+	sql = run_batch(c, cur->batch);
+	if (cur->spooled)
+		files = file_wait(c);
+	if (files == 0 && sql == 0)
+		(void)take(c, 0, next);
+	if (files < 0) {
+		if (sql == 0)
+			meta_rollback(m);
+		fail_batch(cur->batch, str_c(c->file_error));
+	} else if (sql == 0 && meta_commit(m, c->ctx.error) < 0) {
+		meta_rollback(m);
+		fail_batch(cur->batch, str_c(c->ctx.error));
+		sql = -1;
+	}
+	ok = files == 0 && sql == 0;
+	if (!ok && next->batch != NULL) {
+		if (next->spooled)
+			(void)file_wait(c);
+		fail_batch(next->batch, "an earlier batch failed");
+		if (next->spooled)
+			abandon(c, next->batch);
+		next->failed = 1;
+	}
+	if (cur->spooled && !ok)
+		abandon(c, cur->batch);
+	log_debug(NULL, "batch of %zu request(s) %s", cur->n,
+		  ok ? "committed" : "failed");
+}
+
 static void writer_main(void *arg)
 {
 	struct commit *c = arg;
-	struct store_op *batch;
-	size_t n;
+	struct taken cur, next;
 	int ok = writer_open(c) == 0;
 
 	uv_mutex_lock(&c->lock);
@@ -517,12 +604,22 @@ static void writer_main(void *arg)
 	uv_mutex_unlock(&c->lock);
 	if (!ok)
 		return;
-	while ((batch = take_batch(c, &n)) != NULL) {
-		process(c, batch, n);
-		hand_back(c, batch);
-		if (reclaim(c) < 0)
+	if (!take(c, 1, &cur))
+		return;
+	for (;;) {
+		process(c, &cur, &next);
+		hand_back(c, cur.batch);
+		if (next.batch != NULL && next.failed) {
+			hand_back(c, next.batch);
+			next.batch = NULL;
+		}
+		if (reclaim(c, next.batch) < 0)
 			log_error(NULL, "reclaiming blobs: %s",
 				  str_c(c->ctx.error));
+		if (next.batch != NULL)
+			cur = next;
+		else if (!take(c, 1, &cur))
+			break;
 	}
 }
 
@@ -643,6 +740,7 @@ static void commit_free(struct commit *c)
 	uv_cond_destroy(&c->file_wake);
 	uv_cond_destroy(&c->dirs_done);
 	str_free(&c->file_error);
+	free(c->fresh_prev);
 	free(c->meta_path);
 	free(c->store_dir);
 	free(c);

@@ -459,6 +459,31 @@ def test_too_big(env):
                       what="spool file removed")
 
 
+def test_spool_file_made_at_mail_goes_without_message(env):
+    """The spool file is created at MAIL (ahead of the message); it is
+    removed again when no message follows: RSET, rejected recipients, a
+    dropped connection."""
+    tmp = os.path.join(env.root, "data", "store", "tmp")
+    c = env.lmtp()
+    c.lhlo()
+    assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+    env.inst.wait_for(lambda: len(os.listdir(tmp)) == 1, timeout=5,
+                      what="spool file created at MAIL")
+    assert c.cmd("RSET")[0] == 250
+    env.inst.wait_for(lambda: os.listdir(tmp) == [], timeout=5,
+                      what="spool file removed at RSET")
+    assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+    assert c.cmd("RCPT TO:<nobody@example.com>")[0] == 550
+    assert c.cmd("DATA")[0] == 503
+    assert c.cmd("RSET")[0] == 250
+    assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+    assert c.cmd("RCPT TO:<ann@example.com>")[0] == 250
+    c.close()
+    env.inst.wait_for(lambda: os.listdir(tmp) == [], timeout=5,
+                      what="spool file removed after the disconnect")
+    assert env.messages("ann@example.com") == []
+
+
 def test_bare_lf_smuggling_is_one_message(env):
     c = env.lmtp()
     c.lhlo()

@@ -58,12 +58,17 @@ def deliver_fields(path, rcpts):
 
 
 def blob_files(root):
+    """The blob files of a store: DIR/ab/<hash>, or DIR/ab/cd/<hash> in
+    a store of the nested layout."""
     top = os.path.join(root, "data", "store")
     found = set()
     for a in os.listdir(top):
         if len(a) != 2:
             continue
         for b in os.listdir(os.path.join(top, a)):
+            if len(b) == 64:
+                found.add(b)
+                continue
             for h in os.listdir(os.path.join(top, a, b)):
                 found.add(h)
     return found
@@ -89,12 +94,14 @@ def fetch_all(st, n, folder="INBOX"):
         first = final.get("next")
 
 
-def start_store(make_instance, conf=""):
+def start_store(make_instance, conf="", prepare=None):
     def services(base):
         return echod_services(
             base, f"stored unix run/stored.sock 1 yes {STORED}\n")
     inst = make_instance(services=services, conf=conf, start=False)
     inst.env["TERN_LIBEXECDIR"] += ":" + build_path("stored")
+    if prepare is not None:
+        prepare(inst.root)
     inst.ctl("start")
     inst.wait_for(lambda: inst.service("stored")["state"] == "running",
                   what="stored running")
@@ -264,6 +271,40 @@ def test_flags_expunge_quota(store):
                    {h for h, r in blob_rows(store.root).items() if r > 0},
                    what="no orphaned blob")
     st.close()
+
+
+def test_expunged_blob_delivered_again_keeps_its_file(store):
+    """A blob losing its last reference (expunge) while the same content
+    is delivered right behind it, maybe in the batch being filed while the
+    expunge commits: the new message's blob file must stay."""
+    st = Store(store.root)
+    same = message("again", "same body every time")
+    for rnd in range(30):
+        if rnd == 0:
+            st.ok("append", acct(70) + [
+                ("folder", "INBOX"), ("file", spool(store.root, same)),
+                ("flags", DELETED)])
+        # other messages keep the filer busy, so that the expunge and the
+        # new copy are likely taken in consecutive batches
+        ids = [st.send("append", acct(71) + [
+            ("folder", "INBOX"),
+            ("file", spool(store.root, message(f"fill{rnd}.{i}"))),
+            ("flags", 0)]) for i in range(6)]
+        ids.append(st.send("expunge", acct(70) + [("folder", "INBOX")]))
+        ids.append(st.send("append", acct(70) + [
+            ("folder", "INBOX"), ("file", spool(store.root, same)),
+            ("flags", DELETED)]))
+        for mid in ids:
+            _, final = st.answer(mid)
+            assert final.type == "ok", final
+        msgs = fetch_all(st, 70)
+        assert len(msgs) == 1
+        with open(msgs[0].get("blob"), "rb") as f:
+            assert f.read() == same
+    st.close()
+    rows = blob_rows(store.root)
+    files = blob_files(store.root)
+    assert all(h in files for h, refs in rows.items() if refs > 0)
 
 
 def test_bad_requests(store):
@@ -641,6 +682,53 @@ def give_back(root, *paths):
         os.chown(p, st.st_uid, st.st_gid)
 
 
+def test_nested_layout_store_keeps_its_layout(make_instance):
+    """A store of the nested layout (DIR/ab/cd/<hash>, before the flat
+    one) is recognised and kept: its blobs are found, new ones go two
+    levels deep too, and store check finds nothing wrong."""
+    def nested(root):
+        top = os.path.join(root, "data", "store")
+        os.makedirs(os.path.join(top, "00", "00"))
+        owner = os.stat(os.path.join(root, "data"))
+        for p in (top, os.path.join(top, "00"),
+                  os.path.join(top, "00", "00")):
+            os.chown(p, owner.st_uid, owner.st_gid)
+            os.chmod(p, 0o750)
+    inst = start_store(make_instance, prepare=nested)
+    try:
+        st = Store(inst.root)
+        append_n(st, inst.root, 3, 60)
+        msgs = fetch_all(st, 60)
+        st.close()
+        assert len(msgs) == 3
+        for m in msgs:
+            path = m.get("blob")
+            h = os.path.basename(path)
+            assert path == os.path.join(inst.root, "data", "store", h[:2],
+                                        h[2:4], h)
+            with open(path, "rb") as f:
+                assert f.read().startswith(b"From: a@example.org")
+        assert blob_files(inst.root) == {os.path.basename(m.get("blob"))
+                                         for m in msgs}
+    finally:
+        stop_and_check(inst)
+    p = inst.ctl("store", "check")
+    assert "no problems found" in p.stdout, p.stdout
+
+
+def test_new_store_is_flat(store):
+    top = os.path.join(store.root, "data", "store")
+    assert all(os.path.isdir(os.path.join(top, f"{i:02x}"))
+               for i in range(256))
+    st = Store(store.root)
+    append_n(st, store.root, 2, 61)
+    msgs = fetch_all(st, 61)
+    st.close()
+    for m in msgs:
+        h = os.path.basename(m.get("blob"))
+        assert m.get("blob") == os.path.join(top, h[:2], h)
+
+
 def test_store_check_finds_and_repairs(store):
     st = Store(store.root)
     append_n(st, store.root, 2, 50)
@@ -657,12 +745,11 @@ def test_store_check_finds_and_repairs(store):
     # plant: an orphan blob file, a broken quota, a stale spool file, a
     # message whose file is gone, a wrong reference count
     orphan = "ab" * 32
-    shard = os.path.join(store.root, "data", "store", "ab", "ab")
-    os.makedirs(shard, exist_ok=True)
+    shard = os.path.join(store.root, "data", "store", "ab")
+    assert os.path.isdir(shard)     # all 256 shards exist from the start
     with open(os.path.join(shard, orphan), "wb") as f:
         f.write(b"nobody's message\r\n")
-    give_back(store.root, os.path.dirname(shard), shard,
-              os.path.join(shard, orphan))
+    give_back(store.root, os.path.join(shard, orphan))
     stale = os.path.join(store.root, "data", "store", "tmp", "left.1")
     with open(stale, "wb") as f:
         f.write(b"half a message")
@@ -679,8 +766,7 @@ def test_store_check_finds_and_repairs(store):
     db.execute("UPDATE blobs SET refcount = 7 WHERE sha256 = ?", (kept,))
     db.commit()
     db.close()
-    os.unlink(os.path.join(store.root, "data", "store", lost[:2],
-                           lost[2:4], lost))
+    os.unlink(os.path.join(store.root, "data", "store", lost[:2], lost))
     p = store.ctl("store", "check", check=False)
     assert p.returncode == 1, p.stdout + p.stderr
     out = p.stdout

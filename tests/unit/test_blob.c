@@ -50,6 +50,28 @@ static int setup(void **state)
 	return 0;
 }
 
+/* A store of the nested layout (DIR/ab/cd/<hash>): one shard holding a
+ * shard directory, as such a store has from its first blob on. */
+static int setup_nested(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char sub[160];
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-blob-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
+	assert_int_equal(mkdir(f->store, 0750), 0);
+	snprintf(sub, sizeof(sub), "%s/00", f->store);
+	assert_int_equal(mkdir(sub, 0750), 0);
+	snprintf(sub, sizeof(sub), "%s/00/00", f->store);
+	assert_int_equal(mkdir(sub, 0750), 0);
+	f->error = str_new(0, 4096);
+	assert_int_equal(blob_store_open(f->store, &f->bs, f->error), 0);
+	*state = f;
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -105,7 +127,7 @@ static void test_prepare_install_dedup(void **state)
 	assert_true(blob_exists(f->bs, hex));
 	assert_int_equal(access(str_c(path), F_OK), -1);
 	assert_int_equal(blob_path(f->bs, hex, dest), 0);
-	assert_non_null(strstr(str_c(dest), "/ba/78/" ABC_HEX));
+	assert_non_null(strstr(str_c(dest), "/store/ba/" ABC_HEX));
 	assert_int_equal(stat(str_c(dest), &st), 0);
 	assert_int_equal(st.st_size, 3);
 
@@ -234,6 +256,35 @@ static void run_backwards(size_t n, blob_task_cb *fn, void *arg,
 	}
 }
 
+/* A new store is flat: its 256 shards exist from the open on, and the
+ * directories need no preparing. */
+static void test_flat_shards_made_at_open(void **state)
+{
+	struct fixture *f = *state;
+	struct str *dir = str_new(0, 4096);
+	struct stat st;
+
+	for (unsigned i = 0; i < 256; i++) {
+		str_clear(dir);
+		assert_int_equal(str_printf(dir, "%s/%02x", f->store, i), 0);
+		assert_int_equal(stat(str_c(dir), &st), 0);
+		assert_true(S_ISDIR(st.st_mode));
+	}
+	assert_int_equal(blob_prepare_dirs(f->bs, "xyz", f->error), -1);
+	assert_int_equal(blob_prepare_dirs(f->bs, ABC_HEX, f->error), 0);
+	str_clear(dir);
+	assert_int_equal(str_printf(dir, "%s/ba/78", f->store), 0);
+	assert_int_equal(stat(str_c(dir), &st), -1);
+	/* reopened, it is still flat */
+	blob_store_free(&f->bs);
+	assert_int_equal(blob_store_open(f->store, &f->bs, f->error), 0);
+	str_clear(dir);
+	assert_int_equal(blob_path(f->bs, ABC_HEX, dir), 0);
+	assert_non_null(strstr(str_c(dir), "/store/ba/" ABC_HEX));
+	str_free(&dir);
+}
+
+/* In a store of the nested layout the shards are made per blob. */
 static void test_prepare_dirs_and_parallel_sync(void **state)
 {
 	struct fixture *f = *state;
@@ -241,7 +292,7 @@ static void test_prepare_dirs_and_parallel_sync(void **state)
 	char hex[BLOB_HEX_LEN + 1];
 	uint64_t size;
 	size_t calls = 0;
-	int installed;
+	int installed, count;
 	struct stat st;
 
 	spool(f, "one", "abc", path);
@@ -260,6 +311,19 @@ static void test_prepare_dirs_and_parallel_sync(void **state)
 	assert_int_equal(blob_sync_dirs_with(f->bs, run_backwards, &calls,
 					     f->error), 0);
 	assert_true(blob_exists(f->bs, hex));
+	str_clear(dir);
+	assert_int_equal(str_printf(dir, "%s/ba/78/" ABC_HEX, f->store), 0);
+	assert_int_equal(stat(str_c(dir), &st), 0);
+	count = 0;
+	assert_int_equal(blob_scan(f->bs, count_cb, &count, f->error), 0);
+	assert_int_equal(count, 1);
+	/* reopened, the layout is kept */
+	blob_store_free(&f->bs);
+	assert_int_equal(blob_store_open(f->store, &f->bs, f->error), 0);
+	assert_true(blob_exists(f->bs, hex));
+	str_clear(dir);
+	assert_int_equal(str_printf(dir, "%s/ab", f->store), 0);
+	assert_int_equal(stat(str_c(dir), &st), -1);
 	/* nothing left to sync */
 	calls = 0;
 	assert_int_equal(blob_sync_dirs_with(f->bs, run_backwards, &calls,
@@ -287,8 +351,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spool_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_intent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flat_shards_made_at_open,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(
-			test_prepare_dirs_and_parallel_sync, setup, teardown),
+			test_prepare_dirs_and_parallel_sync, setup_nested,
+			teardown),
 		cmocka_unit_test(test_hex_valid),
 	};
 

@@ -44,6 +44,8 @@ static const struct {
 	{ "cos", ctl_cos, "cos add|set|del|list|show: classes of service" },
 	{ "store", ctl_store, "store check [ACCOUNT] [--repair]: check the "
 			      "mailbox store (tern-stored stopped)" },
+	{ "queue", ctl_queue, "queue list [--json] | flush | delete ID|ALL | "
+	  "hold ID | release ID: the mail queue" },
 	{ "mailbox", ctl_mailbox, "mailbox ls ACCOUNT [FOLDER] | mailbox cat "
 				  "ACCOUNT FOLDER UID: look into a mailbox" },
 };

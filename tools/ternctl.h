@@ -41,6 +41,8 @@ int ctl_cos(struct ctl *ctl, int argc, char **argv);
 /* ctl_store.c: store check (store stopped), mailbox ls/cat (running). */
 int ctl_store(struct ctl *ctl, int argc, char **argv);
 int ctl_mailbox(struct ctl *ctl, int argc, char **argv);
+/* ctl_queue.c: the mail queue (list, flush, delete, hold, release). */
+int ctl_queue(struct ctl *ctl, int argc, char **argv);
 
 /* Shared helpers (ternctl.c). */
 char *ctl_path(const struct ctl *ctl, const char *rel);	/* malloc'd */

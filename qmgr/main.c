@@ -1,0 +1,272 @@
+/*
+ * tern-qmgr: the queue manager of Tern's MTA.
+ *
+ * A thin main on the service skeleton (a "proc" service: no listener).
+ * init (after the privilege drop) reads the qmgr_* settings, opens the
+ * client of tern-authd and the destination of the local tern-lmtpd
+ * (run/lmtp.sock; the relay host's is made when first needed), and starts
+ * watching the queue (scan.c).  A 1 s tick
+ * starts deferred messages whose time came, closes idle connections and
+ * runs the periodic rescan.  On stop no new message starts; those being
+ * delivered finish (or are cut at the drain deadline and found in active/
+ * at the next start).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "compat.h"
+#include "authclient.h"
+#include "cfg.h"
+#include "log.h"
+#include "qmgr.h"
+#include "str.h"
+#include "svc.h"
+#include "tls.h"
+#include "xalloc.h"
+
+/* A string that reached its maximum is cut there: fine here. */
+#define STR_TRY(x) do { if ((x) < 0) { /* cut */ } } while (0)
+
+static struct qmgr qmgr_state;
+
+struct qmgr *qmgr_get(void)
+{
+	return &qmgr_state;
+}
+
+const char *qmgr_folder_name(enum qfolder f)
+{
+	static const char *const names[] = { "incoming", "active", "deferred",
+					     "hold", "corrupt", "tmp" };
+
+	return names[f];
+}
+
+char *qmgr_path(const struct qmgr *q, enum qfolder f, const char *name)
+{
+	struct str *p = str_new(256, 8192);
+	char *r;
+
+	if (str_printf(p, "%s/queue/%s%s%s", q->root, qmgr_folder_name(f),
+		       name != NULL ? "/" : "", name != NULL ? name : "") < 0)
+		str_clear(p);
+	r = xstrdup(str_c(p));
+	str_free(&p);
+	return r;
+}
+
+int64_t qmgr_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec;
+}
+
+double qmgr_now_precise(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* relayhost: "host:port", "[host]:port" or "host" (port 25). */
+static void qmgr_relay_setting(struct qmgr *q, const char *v)
+{
+	struct qmgr_settings *s = &q->set;
+	struct str *host = str_new(64, 1024);
+	const char *port = "25", *colon;
+	char *old_host = s->relay_host, *old_port = s->relay_port;
+
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+
+		if (close != NULL) {
+			STR_TRY(str_append(host, v + 1,
+					   (size_t)(close - v - 1)));
+			if (close[1] == ':')
+				port = close + 2;
+		}
+	} else if ((colon = strrchr(v, ':')) != NULL) {
+		STR_TRY(str_append(host, v, (size_t)(colon - v)));
+		port = colon + 1;
+	} else {
+		STR_TRY(str_append_c(host, v));
+	}
+	s->relay_host = str_len(host) > 0 ? xstrdup(str_c(host)) : NULL;
+	s->relay_port = s->relay_host != NULL ? xstrdup(port) : NULL;
+	if (v[0] != '\0' && s->relay_host == NULL)
+		log_warn(NULL, "relayhost '%s' not understood: ignored", v);
+	/* Another relay host: the old destination ends when idle. */
+	if ((old_host == NULL) != (s->relay_host == NULL) ||
+	    (old_host != NULL && (strcmp(old_host, s->relay_host) != 0 ||
+				  strcmp(old_port, s->relay_port) != 0)))
+		dest_free(&q->relay);
+	free(old_host);
+	free(old_port);
+	str_free(&host);
+}
+
+struct dest *qmgr_relay(struct qmgr *q)
+{
+	const char *error;
+
+	if (q->set.relay_host == NULL)
+		return NULL;
+	if (q->tls == NULL && q->set.smtp_tls != 0) {
+		q->tls = tls_ctx_client_new(NULL, false, NULL, &error);
+		if (q->tls == NULL)
+			log_warn(NULL, "TLS client context: %s", error);
+	}
+	if (q->relay == NULL)
+		q->relay = dest_new_smtp(q, q->set.relay_host,
+					 q->set.relay_port,
+					 q->set.smtp_tls != 0 ? q->tls : NULL,
+					 q->set.smtp_tls == 2);
+	return q->relay;
+}
+
+static void qmgr_settings(struct qmgr *q)
+{
+	const struct cfg *cfg = svc_config(q->svc);
+	struct qmgr_settings *s = &q->set;
+	const char *pm = cfg_str(cfg, OPT_QMGR_POSTMASTER);
+	struct str *p = str_new(64, 2048);
+
+	s->retry_min = (int64_t)(cfg_duration(cfg, OPT_QMGR_RETRY_MIN) / 1000);
+	s->retry_max = (int64_t)(cfg_duration(cfg, OPT_QMGR_RETRY_MAX) / 1000);
+	s->lifetime =
+		(int64_t)(cfg_duration(cfg, OPT_QMGR_QUEUE_LIFETIME) / 1000);
+	s->delay_warning =
+		(int64_t)(cfg_duration(cfg, OPT_QMGR_DELAY_WARNING) / 1000);
+	s->rescan_ms = cfg_duration(cfg, OPT_QMGR_RESCAN_INTERVAL);
+	s->idle_ms = cfg_duration(cfg, OPT_QMGR_CONNECTION_IDLE);
+	s->lmtp_timeout_ms = cfg_duration(cfg, OPT_QMGR_LMTP_TIMEOUT);
+	s->smtp_timeout_ms = cfg_duration(cfg, OPT_QMGR_SMTP_TIMEOUT);
+	s->smtp_tls = (unsigned)cfg_enum(cfg, OPT_QMGR_SMTP_TLS);
+	qmgr_relay_setting(q, cfg_str(cfg, OPT_RELAYHOST));
+	s->active_limit = (unsigned)cfg_int(cfg, OPT_QMGR_ACTIVE_LIMIT);
+	s->dest_limit =
+		(unsigned)cfg_int(cfg, OPT_QMGR_DESTINATION_CONCURRENCY);
+	free(s->hostname);
+	free(s->postmaster);
+	s->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
+	if (pm[0] == '\0')
+		STR_TRY(str_printf(p, "postmaster@%s", s->hostname));
+	else
+		STR_TRY(str_append_c(p, pm));
+	s->postmaster = xstrdup(str_c(p));
+	str_free(&p);
+}
+
+static void qmgr_tick(uv_timer_t *t)
+{
+	struct qmgr *q = t->data;
+
+	if (q->stopping)
+		return;
+	dest_tick(q->lmtp);
+	if (q->relay != NULL)
+		dest_tick(q->relay);
+	scan_tick(q);
+}
+
+static int qmgr_init(struct svc *svc, const char **error_r)
+{
+	const struct cfg *cfg = svc_config(svc);
+	struct qmgr *q = &qmgr_state;
+	struct authclient_settings aset = {
+		.timeout_ms = cfg_duration(cfg, OPT_AUTHD_TIMEOUT),
+		.max_frame = (size_t)cfg_size(cfg, OPT_IPC_FRAME_MAX),
+	};
+	struct str *p = str_new(256, 8192);
+
+	q->svc = svc;
+	q->loop = svc_loop(svc);
+	q->root = xstrdup(svc_root(svc));
+	svc_set_ctx(svc, q);
+	qmgr_settings(q);
+	STR_TRY(str_printf(p, "%s/%s", q->root, AUTHCLIENT_SOCKET));
+	q->auth = authclient_new(q->loop, str_c(p), &aset);
+	str_clear(p);
+	STR_TRY(str_printf(p, "%s/run/lmtp.sock", q->root));
+	q->lmtp = dest_new(q, "lmtp-local", str_c(p));
+	str_free(&p);
+	if (scan_start(q, error_r) < 0)
+		return -1;
+	uv_timer_init(q->loop, &q->tick);
+	q->tick.data = q;
+	uv_timer_start(&q->tick, qmgr_tick, 1000, 1000);
+	log_info(NULL, "qmgr ready: retry %llds..%llds, lifetime %llds, "
+		 "%u messages at once", (long long)q->set.retry_min,
+		 (long long)q->set.retry_max, (long long)q->set.lifetime,
+		 q->set.active_limit);
+	return 0;
+}
+
+static void qmgr_reload(struct svc *svc)
+{
+	struct qmgr *q = svc_ctx(svc);
+
+	if (q != NULL)
+		qmgr_settings(q);
+}
+
+static void qmgr_stop(struct svc *svc)
+{
+	struct qmgr *q = svc_ctx(svc);
+
+	if (q == NULL || q->stopping)
+		return;
+	q->stopping = true;
+	uv_timer_stop(&q->tick);
+	uv_close((uv_handle_t *)&q->tick, NULL);
+	scan_stop(q);
+}
+
+static void qmgr_drained(struct svc *svc)
+{
+	struct qmgr *q = svc_ctx(svc);
+
+	if (q == NULL)
+		return;
+	dest_free(&q->lmtp);
+	dest_free(&q->relay);
+	authclient_free(&q->auth);
+}
+
+static void qmgr_deinit(struct svc *svc)
+{
+	struct qmgr *q = svc_ctx(svc);
+
+	if (q == NULL)
+		return;
+	free(q->set.hostname);
+	free(q->set.postmaster);
+	free(q->set.relay_host);
+	free(q->set.relay_port);
+	free(q->root);
+	if (q->tls != NULL)
+		tls_ctx_free(&q->tls);
+	free(q->pending);
+	free(q->deferred);
+	q->set.hostname = q->set.postmaster = q->root = NULL;
+}
+
+static const struct svc_spec qmgr_spec = {
+	.name = "qmgr",
+	.init = qmgr_init,
+	.on_reload = qmgr_reload,
+	.on_stop = qmgr_stop,
+	.on_drained = qmgr_drained,
+	.deinit = qmgr_deinit,
+};
+
+int main(int argc, char **argv)
+{
+	return svc_main(argc, argv, &qmgr_spec);
+}

@@ -1,0 +1,123 @@
+/*
+ * qmgr.h: what the files of tern-qmgr share.
+ *
+ * main.c: the daemon on the service skeleton, settings, the 1 s tick.
+ * scan.c: the queue folders: inotify on incoming/ (and on queue/ for the
+ *   flush request of ternctl), scans, the pending list, the deferred list,
+ *   the moves between folders (on the thread pool).
+ * deliver.c: one message: read, resolve through tern-authd, deliver over
+ *   LMTP, record the outcome, bounce, defer or remove.
+ * dest.c: destinations (the local tern-lmtpd, the relay host): connection
+ *   reuse and the concurrency limit.
+ * bounce.c: writes a DSN as a new queue file into incoming/.
+ */
+#ifndef TERN_QMGR_H
+#define TERN_QMGR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "compat.h"
+#include "queue.h"
+#include "str.h"
+
+struct svc;
+struct authclient;
+struct smtpclient;
+struct smtp_reply;
+struct dest;
+
+enum qfolder {
+	QF_INCOMING,
+	QF_ACTIVE,
+	QF_DEFERRED,
+	QF_HOLD,
+	QF_CORRUPT,
+	QF_TMP,
+};
+
+struct qmgr_settings {
+	int64_t retry_min, retry_max, lifetime;	/* seconds */
+	int64_t delay_warning;			/* seconds; 0 = never */
+	uint64_t rescan_ms, idle_ms, lmtp_timeout_ms, smtp_timeout_ms;
+	char *relay_host, *relay_port;	/* NULL: no relay host */
+	unsigned smtp_tls;		/* 0 none, 1 may, 2 encrypt */
+	unsigned active_limit, dest_limit;
+	char *hostname, *postmaster;
+};
+
+/* A message waiting for its turn. */
+struct qpending {
+	char id[QUEUE_ID_SIZE];
+	enum qfolder from;
+	int64_t due;		/* deferred: next try; 0 = now */
+};
+
+struct qmgr {
+	struct svc *svc;
+	uv_loop_t *loop;
+	char *root;
+	struct qmgr_settings set;
+	struct authclient *auth;
+	struct dest *lmtp;
+	struct dest *relay;	/* made when first needed */
+	struct tls_ctx *tls;	/* client context for STARTTLS */
+	uv_timer_t tick;
+	uv_fs_event_t watch_incoming, watch_queue;
+	bool stopping;
+	/* Known ids (pending, deferred or active), by a small hash set. */
+	struct qidset *known;
+	struct qpending *pending;	/* FIFO of incoming work */
+	size_t npending, pending_cap, pending_head;
+	struct qpending *deferred;	/* waiting for their time */
+	size_t ndeferred, deferred_cap;
+	unsigned active;
+	int64_t last_rescan_ms;
+	bool scanning;
+};
+
+struct qmgr *qmgr_get(void);
+char *qmgr_path(const struct qmgr *q, enum qfolder f, const char *name);
+const char *qmgr_folder_name(enum qfolder f);
+int64_t qmgr_now(void);		/* unix seconds */
+double qmgr_now_precise(void);
+
+/* scan.c */
+int scan_start(struct qmgr *q, const char **error_r);
+void scan_stop(struct qmgr *q);
+void scan_tick(struct qmgr *q);
+/* A message ended its attempt: deferred (due > 0) or gone. */
+void scan_message_done(struct qmgr *q, const char *id, bool deferred,
+		       int64_t due);
+void scan_rescan(struct qmgr *q, bool deferred_too, bool flush);
+
+/* deliver.c */
+void deliver_start(struct qmgr *q, const char *id, enum qfolder from);
+
+/* dest.c */
+typedef void dest_get_cb(struct smtpclient *c, const struct smtp_reply *err,
+			 void *ctx);
+struct tls_ctx;
+struct dest *dest_new(struct qmgr *q, const char *name, const char *path);
+struct dest *dest_new_smtp(struct qmgr *q, const char *host,
+			   const char *port, struct tls_ctx *tls,
+			   bool tls_required);
+bool dest_is_lmtp(const struct dest *d);
+/* The relay host's destination, or NULL when none is configured. */
+struct dest *qmgr_relay(struct qmgr *q);
+void dest_free(struct dest **d);
+void dest_get(struct dest *d, dest_get_cb *cb, void *ctx);
+void dest_put(struct dest *d, struct smtpclient *c, bool reuse);
+void dest_tick(struct dest *d);
+const char *dest_name(const struct dest *d);
+
+/* bounce.c: blocking (thread pool).  Writes queue file id (made with
+ * queue_id_new() on the loop thread: it is not thread-safe) with the null
+ * sender to rcpt; msg is the whole notice.  0, or -1 with error. */
+int bounce_write(const struct qmgr *q, const char *id, const char *rcpt,
+		 const char *msg, size_t len, bool eightbit,
+		 struct str *error) TERN_WUR;
+
+#endif

@@ -1,0 +1,407 @@
+/*
+ * ctl_queue.c: ternctl queue list [--json] | flush | delete ID|ALL |
+ * hold ID | release ID.
+ *
+ * The queue is a set of folders (docs/queue.md); these commands work on
+ * the files directly, the way tern-qmgr leaves them: a message moves with
+ * its state file (ID.state, written first).  A message in active/ is being
+ * delivered: delete and hold refuse it (try again in a moment).  flush
+ * creates queue/flush, which tern-qmgr sees at once (inotify), removes,
+ * and answers by retrying every deferred message now.  release moves a
+ * held message to incoming/, where tern-qmgr picks it up at once.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "json.h"
+#include "qstate.h"
+#include "queue.h"
+#include "str.h"
+#include "ternctl.h"
+#include "xalloc.h"
+
+#define STR_TRY(x) do { if ((x) < 0) { /* cut */ } } while (0)
+
+static const char *const folders[] = { "incoming", "active", "deferred",
+				       "hold", "corrupt" };
+
+static char *qpath(const struct ctl *ctl, const char *folder,
+		   const char *name, const char *suffix)
+{
+	struct str *p = str_new(128, 8192);
+	char *rel, *r;
+
+	STR_TRY(str_printf(p, "queue/%s%s%s%s", folder, name ? "/" : "",
+			   name ? name : "", suffix ? suffix : ""));
+	rel = xstrdup(str_c(p));
+	r = ctl_path(ctl, rel);
+	free(rel);
+	str_free(&p);
+	return r;
+}
+
+/* The ids in a folder, sorted (ids sort by arrival). */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **folder_ids(const struct ctl *ctl, const char *folder,
+			 size_t *n_r)
+{
+	char *dir = qpath(ctl, folder, NULL, NULL);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+
+	free(dir);
+	*n_r = 0;
+	if (d == NULL)
+		return NULL;
+	while ((e = readdir(d)) != NULL) {
+		if (!queue_id_valid(e->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n++] = xstrdup(e->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(ids, n, sizeof(*ids), cmp_str);
+	*n_r = n;
+	return ids;
+}
+
+static void free_ids(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+/* The envelope only (a listing need not read the message): 0, or -1 with
+ * a sentence in err. */
+static int read_envelope(const char *path, struct queue_envelope *env,
+			 struct str *err)
+{
+	struct queue_reader *r = queue_reader_new();
+	const struct queue_envelope *e;
+	const char *why = NULL;
+	char buf[8192];
+	bool done = false;
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		why = strerror(errno);
+	while (why == NULL && !done && (n = read(fd, buf, sizeof(buf))) > 0) {
+		const char *pos = buf, *end = buf + n, *data;
+		size_t len;
+
+		while (why == NULL && !done && pos < end) {
+			int ev = queue_reader_feed(r, &pos, end, &data, &len,
+						   &why);
+
+			done = ev == QUEUE_READ_ENVELOPE;
+		}
+	}
+	if (why == NULL && !done)
+		why = n < 0 ? strerror(errno) : "no complete envelope";
+	if (fd >= 0)
+		close(fd);
+	if (why != NULL) {
+		STR_TRY(str_printf(err, "%s", why));
+		queue_reader_free(&r);
+		return -1;
+	}
+	e = queue_reader_envelope(r);
+	env->arrival_sec = e->arrival_sec;
+	env->sender = xstrdup(e->sender != NULL ? e->sender : "");
+	for (size_t i = 0; i < e->nrcpts; i++)
+		queue_envelope_add_rcpt(env, e->rcpts[i].address, NULL, NULL);
+	queue_reader_free(&r);
+	return 0;
+}
+
+static void list_one(const struct ctl *ctl, const char *folder,
+		     const char *id, struct json *j)
+{
+	struct queue_envelope env;
+	struct qstate st;
+	struct str *err = str_new(128, 4096);
+	char *path = qpath(ctl, folder, id, NULL);
+	char *spath = qpath(ctl, folder, id, QSTATE_SUFFIX);
+	struct stat sb;
+	long long size = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+	bool ok;
+
+	memset(&env, 0, sizeof(env));
+	ok = read_envelope(path, &env, err) == 0;
+	if (ok) {
+		if (qstate_read(spath, &st, env.nrcpts, err) < 0)
+			str_clear(err);
+	} else {
+		qstate_init(&st, 0);
+	}
+	if (j != NULL) {
+		json_object_begin(j);
+		json_kv_cstring(j, "id", id);
+		json_kv_cstring(j, "folder", folder);
+		json_kv_int(j, "size", size);
+		if (!ok) {
+			json_kv_cstring(j, "error", str_c(err));
+		} else {
+			json_kv_int(j, "arrival", env.arrival_sec);
+			json_kv_cstring(j, "sender", env.sender);
+			json_kv_int(j, "attempts", st.attempts);
+			json_kv_int(j, "next_try", st.next_try);
+			json_key(j, "recipients");
+			json_array_begin(j);
+			for (size_t i = 0; i < env.nrcpts; i++) {
+				json_object_begin(j);
+				json_kv_cstring(j, "address",
+						env.rcpts[i].address);
+				json_kv_bool(j, "done", st.rcpts[i].done);
+				json_kv_cstring(j, "error", st.rcpts[i].error);
+				json_object_end(j);
+			}
+			json_array_end(j);
+		}
+		json_object_end(j);
+	} else if (!ok) {
+		printf("%-16s %-8s %8lld  (unreadable: %s)\n", id, folder, size,
+		       str_c(err));
+	} else {
+		char when[32];
+		time_t t = (time_t)env.arrival_sec;
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+			 gmtime_r(&t, &tm));
+		printf("%-16s %-8s %8lld  %s  <%s>\n", id, folder, size, when,
+		       env.sender);
+		for (size_t i = 0; i < env.nrcpts; i++) {
+			if (st.rcpts[i].done)
+				continue;
+			printf("%45s<%s>%s%s%s\n", "", env.rcpts[i].address,
+			       st.rcpts[i].error ? " (" : "",
+			       st.rcpts[i].error ? st.rcpts[i].error : "",
+			       st.rcpts[i].error ? ")" : "");
+		}
+	}
+	qstate_clear(&st);
+	queue_envelope_clear(&env);
+	str_free(&err);
+	free(path);
+	free(spath);
+}
+
+static int queue_list(struct ctl *ctl)
+{
+	struct str *out = NULL;
+	struct json *j = ctl->json ? ctl_json_start(&out) : NULL;
+	size_t total = 0;
+
+	if (j != NULL)
+		json_array_begin(j);
+	for (size_t f = 0; f < TERN_NELEM(folders); f++) {
+		size_t n;
+		char **ids = folder_ids(ctl, folders[f], &n);
+
+		for (size_t i = 0; i < n; i++)
+			list_one(ctl, folders[f], ids[i], j);
+		total += n;
+		free_ids(ids, n);
+	}
+	if (j != NULL) {
+		json_array_end(j);
+		return ctl_json_done(&j, &out);
+	}
+	if (total == 0)
+		printf("queue is empty\n");
+	else
+		printf("-- %zu message%s\n", total, total == 1 ? "" : "s");
+	return 0;
+}
+
+/* The folder holding id, or NULL. */
+static const char *find(const struct ctl *ctl, const char *id)
+{
+	for (size_t f = 0; f < TERN_NELEM(folders); f++) {
+		char *p = qpath(ctl, folders[f], id, NULL);
+		bool there = access(p, F_OK) == 0;
+
+		free(p);
+		if (there)
+			return folders[f];
+	}
+	return NULL;
+}
+
+/* Moves id (state first) from one folder to another. */
+static int move(const struct ctl *ctl, const char *id, const char *from,
+		const char *to)
+{
+	char *a = qpath(ctl, from, id, QSTATE_SUFFIX);
+	char *b = qpath(ctl, to, id, QSTATE_SUFFIX);
+	int r;
+
+	if (rename(a, b) < 0 && errno != ENOENT)
+		fprintf(stderr, "ternctl: %s: %s\n", a, strerror(errno));
+	free(a);
+	free(b);
+	a = qpath(ctl, from, id, NULL);
+	b = qpath(ctl, to, id, NULL);
+	r = rename(a, b);
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", a, strerror(errno));
+	free(a);
+	free(b);
+	return r;
+}
+
+static int remove_one(const struct ctl *ctl, const char *id,
+		      const char *folder)
+{
+	char *p = qpath(ctl, folder, id, NULL);
+	char *s = qpath(ctl, folder, id, QSTATE_SUFFIX);
+	int r = unlink(p);
+
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", p, strerror(errno));
+	(void)unlink(s);
+	free(p);
+	free(s);
+	return r;
+}
+
+static int queue_delete(struct ctl *ctl, const char *id)
+{
+	const char *f;
+	size_t done = 0, busy = 0;
+
+	if (strcmp(id, "ALL") == 0) {
+		for (size_t k = 0; k < TERN_NELEM(folders); k++) {
+			size_t n;
+			char **ids = folder_ids(ctl, folders[k], &n);
+
+			for (size_t i = 0; i < n; i++) {
+				if (strcmp(folders[k], "active") == 0)
+					busy++;
+				else if (remove_one(ctl, ids[i],
+						    folders[k]) == 0)
+					done++;
+			}
+			free_ids(ids, n);
+		}
+		printf("deleted %zu message%s", done, done == 1 ? "" : "s");
+		if (busy > 0)
+			printf(" (%zu being delivered left alone)", busy);
+		printf("\n");
+		return 0;
+	}
+	f = find(ctl, id);
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: no such message\n", id);
+		return 1;
+	}
+	if (strcmp(f, "active") == 0) {
+		fprintf(stderr, "ternctl: %s is being delivered; try again\n",
+			id);
+		return 1;
+	}
+	if (remove_one(ctl, id, f) < 0)
+		return 1;
+	printf("%s: deleted\n", id);
+	return 0;
+}
+
+static int queue_hold(struct ctl *ctl, const char *id, bool hold)
+{
+	const char *f = find(ctl, id);
+
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: no such message\n", id);
+		return 1;
+	}
+	if (hold && strcmp(f, "hold") == 0) {
+		printf("%s: already held\n", id);
+		return 0;
+	}
+	if (hold && strcmp(f, "active") == 0) {
+		fprintf(stderr, "ternctl: %s is being delivered; try again\n",
+			id);
+		return 1;
+	}
+	if (!hold && strcmp(f, "hold") != 0) {
+		fprintf(stderr, "ternctl: %s is not held\n", id);
+		return 1;
+	}
+	if (move(ctl, id, f, hold ? "hold" : "incoming") < 0)
+		return 1;
+	printf("%s: %s\n", id, hold ? "held" : "released");
+	return 0;
+}
+
+static int queue_flush(struct ctl *ctl)
+{
+	char *p = qpath(ctl, "flush", NULL, NULL);
+	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0) {
+		fprintf(stderr, "ternctl: %s: %s\n", p, strerror(errno));
+		free(p);
+		return 1;
+	}
+	close(fd);
+	free(p);
+	printf("flush requested: deferred messages are retried now\n");
+	return 0;
+}
+
+int ctl_queue(struct ctl *ctl, int argc, char **argv)
+{
+	const char *usage = "usage: ternctl queue list [--json] | flush | "
+			    "delete ID|ALL | hold ID | release ID\n";
+	bool json = false;
+	int n = 0;
+	char *args[4];
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (n < 4)
+			args[n++] = argv[i];
+		else
+			n = 5;
+	}
+	if (json)
+		ctl->json = 1;
+	if (n == 1 && strcmp(args[0], "list") == 0)
+		return queue_list(ctl);
+	if (n == 1 && strcmp(args[0], "flush") == 0)
+		return queue_flush(ctl);
+	if (n == 2 && strcmp(args[0], "delete") == 0 &&
+	    (strcmp(args[1], "ALL") == 0 || queue_id_valid(args[1])))
+		return queue_delete(ctl, args[1]);
+	if (n == 2 && strcmp(args[0], "hold") == 0 && queue_id_valid(args[1]))
+		return queue_hold(ctl, args[1], true);
+	if (n == 2 && strcmp(args[0], "release") == 0 &&
+	    queue_id_valid(args[1]))
+		return queue_hold(ctl, args[1], false);
+	fputs(usage, stderr);
+	return 2;
+}

@@ -59,6 +59,16 @@ static void smtpd_settings(struct smtpd *sd)
 
 	free(sd->hostname);
 	sd->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
+	free(sd->postmaster);
+	if (cfg_str(cfg, OPT_QMGR_POSTMASTER)[0] != '\0') {
+		sd->postmaster = xstrdup(cfg_str(cfg, OPT_QMGR_POSTMASTER));
+	} else {
+		struct str *pm = str_new(64, 1024);
+
+		(void)!str_printf(pm, "postmaster@%s", sd->hostname);
+		sd->postmaster = xstrdup(str_c(pm));
+		str_free(&pm);
+	}
 	sd->plaintext = svc_plaintext_setting(sd->svc, "smtpd_plaintext_auth",
 					      cfg_enum(cfg,
 						       OPT_SMTPD_PLAINTEXT_AUTH));
@@ -247,6 +257,8 @@ static void smtpd_deinit(struct svc *svc)
 	if (sd == NULL)
 		return;
 	free(sd->hostname);
+	free(sd->postmaster);
+	sd->postmaster = NULL;
 	free(sd->service);
 	free(sd->queue_tmp);
 	free(sd->queue_incoming);

@@ -660,6 +660,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 struct rcpt_job {
 	struct session *s;
 	char *address, *notify, *orcpt;
+	bool postmaster;	/* RCPT TO:<postmaster>: always taken */
 };
 
 static bool notify_valid(const char *v)
@@ -795,8 +796,9 @@ static void rcpt_resolved(enum authclient_status st,
 		session_release(s);
 		return;
 	}
-	if (st == AUTHCLIENT_OK && (!res->local_domain || res->ntargets > 0) &&
-	    (res->local_domain || relay_allowed(s))) {
+	if ((st == AUTHCLIENT_OK && (!res->local_domain || res->ntargets > 0) &&
+	     (res->local_domain || relay_allowed(s))) ||
+	    (job->postmaster && st != AUTHCLIENT_TEMPFAIL)) {
 		queue_envelope_add_rcpt(msg_envelope(s->msg), a, job->notify,
 					job->orcpt);
 		log_debug(log_id(s), "RCPT <%s>: %s", a, res->local_domain ?
@@ -841,6 +843,12 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 			    "recipients");
 		rcpt_job_free(job);
 		return;
+	}
+	if (strcasecmp(job->address, "postmaster") == 0) {
+		/* RFC 5321 4.5.1: accepted without a domain, always. */
+		free(job->address);
+		job->address = xstrdup(s->sd->postmaster);
+		job->postmaster = true;
 	}
 	if (job->address[0] == '\0' ||
 	    strlen(job->address) > DIR_ADDRESS_MAX ||

@@ -37,6 +37,7 @@ struct smtpd {
 	bool submission;		/* AUTH required before MAIL */
 	char *service;			/* the service name, for anvil */
 	char *hostname;			/* myhostname */
+	char *postmaster;		/* what RCPT TO:<postmaster> means */
 	char *queue_tmp;		/* ROOT/queue/tmp */
 	char *queue_incoming;		/* ROOT/queue/incoming */
 	struct netlist *mynetworks;

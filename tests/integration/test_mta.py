@@ -1,9 +1,10 @@
 """The MTA end to end on a real instance: a message submitted to tern-smtpd
 (on the MX port, and on submission with AUTH) is queued, picked up by
 tern-qmgr, delivered over LMTP into the store and read back with IMAP; an
-unknown local recipient is refused at RCPT, and mail to another domain
-from an authenticated user stays queued (no remote delivery here) with
-its queue id in the log.
+unknown local recipient is refused at RCPT, <postmaster> without a domain
+is taken and reaches the configured postmaster, and mail to another
+domain from an authenticated user stays queued (no remote delivery here)
+with its queue id in the log.
 """
 import imaplib
 import smtplib
@@ -31,6 +32,7 @@ def services(base):
 
 
 CONF = ("authd_timeout = 5s\n"
+        "qmgr_postmaster = ann@example.com\n"
         "imap_plaintext_auth = yes\n"
         "smtpd_greet_delay = 0\n"
         "auth_failure_delay_max = 1s\n")
@@ -103,3 +105,19 @@ def test_submission_with_auth(mta):
                  timeout=15, what="the remote recipient deferred")
     listing = mta.ctl("queue", "list").stdout
     assert "someone@example.org" in listing
+
+
+def test_rcpt_postmaster_without_domain(mta):
+    # RFC 5321 4.5.1: <postmaster> is taken from anyone, unauthenticated,
+    # and goes to the configured postmaster.
+    with smtplib.SMTP("127.0.0.1", mta.port_base) as s:
+        s.ehlo("mx.example.org")
+        code, _ = s.mail("someone@example.org")
+        assert code == 250
+        code, msg = s.rcpt("<postmaster>")
+        assert code == 250, msg
+        code, _ = s.data(b"Subject: to the postmaster\r\n\r\nhi\r\n")
+        assert code == 250
+    mta.wait_for(lambda: "Subject: to the postmaster" in
+                 inbox_subjects(mta, "ann@example.com"),
+                 timeout=15, what="the postmaster's message")

@@ -540,6 +540,7 @@ struct scan {
 	struct searchmsg *prog;
 	uint32_t first;		/* the next store batch */
 	size_t *hits, nhits;	/* view indexes of the matches */
+	size_t hits_cap;
 	struct sortthread_msg *keys;	/* SORT, THREAD: per hit */
 	uint64_t max_modseq;
 	bool failed;
@@ -589,6 +590,18 @@ static struct msgbody *open_message(void *context, const char **error_r)
 static void scan_result(struct session *s, struct scan *sc);
 static void scan_next(struct session *s, struct scan *sc);
 
+static void scan_hit(struct scan *sc, size_t i, uint64_t modseq)
+{
+	if (sc->nhits == sc->hits_cap) {
+		sc->hits_cap = sc->hits_cap * 2 + 64;
+		sc->hits = xrealloc(sc->hits,
+				    sc->hits_cap * sizeof(*sc->hits));
+	}
+	sc->hits[sc->nhits++] = i;
+	if (modseq > sc->max_modseq)
+		sc->max_modseq = modseq;
+}
+
 /* One message of a batch: whether it matches, and its sort keys. */
 static void scan_message(struct session *s, struct scan *sc, size_t i,
 			 const struct ipc_msg *f)
@@ -619,8 +632,6 @@ static void scan_message(struct session *s, struct scan *sc, size_t i,
 	if (r < 0) {
 		sc->failed = true;
 	} else if (r > 0) {
-		sc->hits = xrealloc(sc->hits,
-				    (sc->nhits + 1) * sizeof(*sc->hits));
 		if (sc->kind != SCAN_SEARCH) {
 			sc->keys = xrealloc(sc->keys, (sc->nhits + 1) *
 							      sizeof(*sc->keys));
@@ -633,11 +644,26 @@ static void scan_message(struct session *s, struct scan *sc, size_t i,
 			else
 				sc->failed = true;
 		}
-		sc->hits[sc->nhits++] = i;
-		if (msg->modseq > sc->max_modseq)
-			sc->max_modseq = msg->modseq;
+		scan_hit(sc, i, msg->modseq);
 	}
 	msgbody_close(&o.msg);
+}
+
+/* A message matched on what the view holds (no store data needed). */
+static void scan_view_message(struct session *s, struct scan *sc, size_t i)
+{
+	struct mbox_msg *msg = &s->mb->msgs[i];
+	struct searchmsg_msg m;
+	const char *error;
+
+	memset(&m, 0, sizeof(m));
+	m.seq = (uint32_t)i + 1;
+	m.uid = msg->uid;
+	m.flags = msg->flags;
+	m.keywords = mbox_keywords(s->mb, i);
+	m.modseq = msg->modseq;
+	if (searchmsg_match(sc->prog, &m, &error) > 0)
+		scan_hit(sc, i, msg->modseq);
 }
 
 static void scan_answer(struct session *s, enum storeasync_status st,
@@ -710,6 +736,15 @@ static void scan_start(struct session *s, struct scan *sc,
 		return;
 	}
 	if (s->mb->count == 0) {
+		scan_result(s, sc);
+		return;
+	}
+	if (sc->kind == SCAN_SEARCH && !searchmsg_needs_meta(sc->prog)) {
+		/* Flags, keywords, UIDs and MODSEQs: the view has them. */
+		for (size_t i = 0; i < s->mb->count; i++) {
+			if (!s->mb->msgs[i].expunged)
+				scan_view_message(s, sc, i);
+		}
 		scan_result(s, sc);
 		return;
 	}

@@ -32,6 +32,7 @@ struct snode {
 	struct imap_seqset *set;
 	bool saved;		/* the set is "$" */
 	bool content;		/* the subtree needs the content */
+	bool meta;		/* ... or the date or size (the store's) */
 	struct snode *children;
 	size_t nchildren;
 };
@@ -314,6 +315,23 @@ static bool key_needs_content(enum imap_search_key k)
 	}
 }
 
+/* Keys that look at the internal date or the size. */
+static bool key_needs_meta(enum imap_search_key k)
+{
+	switch (k) {
+	case IMAP_SEARCH_BEFORE:
+	case IMAP_SEARCH_ON:
+	case IMAP_SEARCH_SINCE:
+	case IMAP_SEARCH_YOUNGER:
+	case IMAP_SEARCH_OLDER:
+	case IMAP_SEARCH_LARGER:
+	case IMAP_SEARCH_SMALLER:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool key_is_string(enum imap_search_key k)
 {
 	return key_needs_content(k) && k != IMAP_SEARCH_SENTBEFORE &&
@@ -344,6 +362,8 @@ static int children_prepare(const struct imap_search_node *in,
 		out->nchildren = i + 1;
 		if (out->children[i].content)
 			out->content = true;
+		if (out->children[i].meta)
+			out->meta = true;
 	}
 	sorted = xcalloc(n > 0 ? n : 1, sizeof(*sorted));
 	for (size_t i = 0; i < n; i++) {
@@ -368,6 +388,7 @@ static int node_prepare(const struct imap_search_node *in,
 	out->key = in->key;
 	out->number = in->number;
 	out->content = key_needs_content(in->key);
+	out->meta = out->content || key_needs_meta(in->key);
 	switch (in->key) {
 	case IMAP_SEARCH_AND:
 	case IMAP_SEARCH_OR:
@@ -469,6 +490,11 @@ void searchmsg_free(struct searchmsg **progp)
 bool searchmsg_needs_content(const struct searchmsg *prog)
 {
 	return prog->root.content;
+}
+
+bool searchmsg_needs_meta(const struct searchmsg *prog)
+{
+	return prog->root.meta;
 }
 
 /* ---- the content ---- */

@@ -121,6 +121,9 @@ int searchmsg_match(struct searchmsg *prog, const struct searchmsg_msg *m,
 		    const char **error_r) TERN_WUR;
 /* Whether any key needs headers or body. */
 bool searchmsg_needs_content(const struct searchmsg *prog);
+/* Whether any key needs more than the flags, keywords, UID, sequence
+ * number and MODSEQ: the internal date, the size or the content. */
+bool searchmsg_needs_meta(const struct searchmsg *prog);
 
 /* The charsets to list in BADCHARSET: "US-ASCII UTF-8 ISO-8859-1 ...",
  * those iconv here supports. */

@@ -796,6 +796,11 @@ int commit_start(uv_loop_t *loop, const struct commit_settings *set,
 	return 0;
 }
 
+const struct blob_store *commit_blobs(const struct commit *c)
+{
+	return c->ctx.blobs;
+}
+
 void commit_submit(struct commit *c, struct store_op *op)
 {
 	op->next = NULL;

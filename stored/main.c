@@ -83,6 +83,9 @@ static int stored_init(struct svc *svc, const char **error_r)
 	if (r == 0)
 		r = commit_start(svc_loop(svc), &set, session_op_done, d,
 				 &d->commit, error);
+	if (r == 0)
+		r = reader_start(svc_loop(svc), &set, d->commit,
+				 session_op_done, d, &d->reader, error);
 	if (r < 0) {
 		str_lcpy(message, str_c(error), sizeof(message));
 		*error_r = message;
@@ -101,6 +104,7 @@ static void stored_accept(struct svc *svc, uv_stream_t *client, int listener)
 
 void stored_sessions_gone(struct stored *d)
 {
+	reader_stop(&d->reader);	/* it may pass ops to the writer */
 	commit_stop(&d->commit);
 }
 
@@ -121,6 +125,7 @@ static void stored_deinit(struct svc *svc)
 
 	if (d == NULL)
 		return;
+	reader_stop(&d->reader);
 	commit_stop(&d->commit);
 	notify_hub_free(&d->hub);
 }

@@ -139,17 +139,27 @@ int meta_keywords_normalise(const char *text, struct str *out) TERN_WUR;
  * is INBOX.  0 when valid (canonical form in out). */
 int meta_folder_name_check(const char *name, struct str *out) TERN_WUR;
 
+/* A connection for reads only (a reader thread), next to the writer's:
+ * the store must have been opened by meta_open() before. */
+int meta_open_reader(const char *path, struct meta **m_r, struct str *error)
+	TERN_WUR;
 int meta_open(const char *path, struct meta **m_r, struct str *error)
 	TERN_WUR;
 void meta_close(struct meta **m);
 
 int meta_begin(struct meta *m, struct str *error) TERN_WUR;
+/* A read transaction (the reader's connection): one snapshot. */
+int meta_begin_read(struct meta *m, struct str *error) TERN_WUR;
 int meta_commit(struct meta *m, struct str *error) TERN_WUR;
 void meta_rollback(struct meta *m);
 int meta_savepoint(struct meta *m, struct str *error) TERN_WUR;
 int meta_release(struct meta *m, struct str *error) TERN_WUR;
 void meta_rollback_to(struct meta *m);
 
+/* 1 when the account's rows exist with that address, 0 when not (the
+ * writer would create or update them), or an error. */
+int meta_account_known(struct meta *m, const struct meta_account *a,
+		       struct str *error) TERN_WUR;
 /* Creates the account (and its default folders) on first use; updates the
  * stored address when the directory renamed it.  Inside a transaction. */
 int meta_account_use(struct meta *m, const struct meta_account *a,

@@ -351,6 +351,40 @@ int meta_open(const char *path, struct meta **m_r, struct str *error)
 	return META_OK;
 }
 
+int meta_open_reader(const char *path, struct meta **m_r, struct str *error)
+{
+	struct meta *m = xcalloc(1, sizeof(*m));
+
+	/* A second connection for reads: WAL lets it read committed data
+	 * while the writer writes; query_only makes a stray write an error. */
+	if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK) {
+		(void)meta_fail(error, "sqlite: open %s: %s", path,
+				m->db != NULL ? sqlite3_errmsg(m->db) :
+						"out of memory");
+		meta_close(&m);
+		return META_EINTERNAL;
+	}
+	sqlite3_busy_timeout(m->db, META_BUSY_MS);
+	if (sqlite3_exec(m->db, "PRAGMA query_only = 1", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		(void)db_fail(m, error);
+		meta_close(&m);
+		return META_EINTERNAL;
+	}
+	for (int i = 0; i < S_COUNT; i++)
+		if (sqlite3_prepare_v3(m->db, stmt_sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &m->st[i],
+				       NULL) != SQLITE_OK) {
+			(void)meta_fail(error, "sqlite: preparing '%s': %s",
+					stmt_sql[i], sqlite3_errmsg(m->db));
+			meta_close(&m);
+			return META_EINTERNAL;
+		}
+	*m_r = m;
+	return META_OK;
+}
+
 void meta_close(struct meta **mp)
 {
 	struct meta *m = *mp;
@@ -367,6 +401,14 @@ void meta_close(struct meta **mp)
 int meta_begin(struct meta *m, struct str *error)
 {
 	return st_exec(m, st(m, S_BEGIN), error);
+}
+
+int meta_begin_read(struct meta *m, struct str *error)
+{
+	if (sqlite3_exec(m->db, "BEGIN DEFERRED", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return db_fail(m, error);
+	return META_OK;
 }
 
 int meta_commit(struct meta *m, struct str *error)
@@ -632,6 +674,22 @@ static int folder_insert(struct meta *m, int64_t account, const char *name,
 	if (r == SQLITE_CONSTRAINT)
 		return META_EEXISTS;
 	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+int meta_account_known(struct meta *m, const struct meta_account *a,
+		       struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_ACCT_GET);
+	int r, same = 0;
+
+	sqlite3_bind_int64(s, 1, a->id);
+	r = sqlite3_step(s);
+	if (r == SQLITE_ROW)
+		same = strcmp(col_text(s, 0), a->address) == 0;
+	sqlite3_reset(s);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return db_fail(m, error);
+	return same;
 }
 
 int meta_account_use(struct meta *m, const struct meta_account *a,

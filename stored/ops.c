@@ -30,6 +30,7 @@ struct store_request {
 	const struct ipc_field_spec *schema;
 	const char *spool_field;
 	op_exec_fn *exec;
+	int read_only;
 };
 
 #define F_ACCOUNT { "account", IPC_INT, 1, 1, 0, 0 }, \
@@ -215,6 +216,17 @@ static int get_account(struct store_ctx *ctx, struct store_op *op,
 	    a->id <= 0 || a->address[0] == '\0') {
 		ops_fail(op, "invalid", "bad account or address");
 		return -1;
+	}
+	if (ctx->reader) {
+		int known = meta_account_known(ctx->meta, a, ctx->error);
+
+		if (known < 0)
+			return fail_status(ctx, op, META_EINTERNAL);
+		if (known == 0) {
+			op->to_writer = 1;	/* rows to create first */
+			return -1;
+		}
+		return 0;
 	}
 	if (meta_account_use(ctx->meta, a, ctx->error) < 0)
 		return fail_status(ctx, op, META_EINTERNAL);
@@ -933,24 +945,24 @@ static int exec_quota_set(struct store_ctx *ctx, struct store_op *op)
 /* ---- the table ---- */
 
 static const struct store_request requests[] = {
-	{ "deliver", deliver_schema, "file", exec_deliver },
-	{ "append", append_schema, "file", exec_append },
-	{ "folder.list", account_schema, NULL, exec_folder_list },
-	{ "folder.create", create_schema, NULL, exec_folder_create },
-	{ "folder.rename", rename_schema, NULL, exec_folder_rename },
-	{ "folder.delete", folder_schema, NULL, exec_folder_delete },
-	{ "folder.subscribe", folder_schema, NULL, exec_folder_subscribe },
+	{ "deliver", deliver_schema, "file", exec_deliver, 0 },
+	{ "append", append_schema, "file", exec_append, 0 },
+	{ "folder.list", account_schema, NULL, exec_folder_list, 1 },
+	{ "folder.create", create_schema, NULL, exec_folder_create, 0 },
+	{ "folder.rename", rename_schema, NULL, exec_folder_rename, 0 },
+	{ "folder.delete", folder_schema, NULL, exec_folder_delete, 0 },
+	{ "folder.subscribe", folder_schema, NULL, exec_folder_subscribe, 0 },
 	{ "folder.unsubscribe", folder_schema, NULL,
-	  exec_folder_unsubscribe },
-	{ "status", folder_schema, NULL, exec_status },
-	{ "fetch", fetch_schema, NULL, exec_fetch },
-	{ "store", store_schema, NULL, exec_store },
-	{ "expunge", expunge_schema, NULL, exec_expunge },
-	{ "copy", copy_schema, NULL, exec_copy },
-	{ "move", copy_schema, NULL, exec_move },
-	{ "vanished", vanished_schema, NULL, exec_vanished },
-	{ "quota.get", account_schema, NULL, exec_quota_get },
-	{ "quota.set", quota_set_schema, NULL, exec_quota_set },
+	  exec_folder_unsubscribe, 0 },
+	{ "status", folder_schema, NULL, exec_status, 1 },
+	{ "fetch", fetch_schema, NULL, exec_fetch, 1 },
+	{ "store", store_schema, NULL, exec_store, 0 },
+	{ "expunge", expunge_schema, NULL, exec_expunge, 0 },
+	{ "copy", copy_schema, NULL, exec_copy, 0 },
+	{ "move", copy_schema, NULL, exec_move, 0 },
+	{ "vanished", vanished_schema, NULL, exec_vanished, 1 },
+	{ "quota.get", account_schema, NULL, exec_quota_get, 1 },
+	{ "quota.set", quota_set_schema, NULL, exec_quota_set, 0 },
 };
 
 const struct store_request *ops_find(const char *type)
@@ -969,6 +981,22 @@ const struct ipc_field_spec *ops_schema(const struct store_request *def)
 const char *ops_spool_field(const struct store_request *def)
 {
 	return def->spool_field;
+}
+
+int ops_read_only(const struct store_request *def)
+{
+	return def->read_only;
+}
+
+void ops_exec_read(struct store_ctx *ctx, struct store_op *op)
+{
+	/* One read transaction: a consistent snapshot of what is committed. */
+	if (meta_begin_read(ctx->meta, ctx->error) < 0) {
+		ops_fail(op, "internal", str_c(ctx->error));
+		return;
+	}
+	(void)op->def->exec(ctx, op);
+	meta_rollback(ctx->meta);
 }
 
 void ops_exec(struct store_ctx *ctx, struct store_op *op)

@@ -33,6 +33,7 @@
 #include "svc.h"
 #include "xalloc.h"
 
+#define STORED_OUTPUT_LIMIT ((size_t)128 << 20)	/* per client */
 #define NOTIFY_DRAIN_MS 10000	/* an overflowed client's last chance */
 #define NOTIFY_DRAIN_TICK_MS 100
 
@@ -42,6 +43,7 @@ struct store_session {
 	int open;			/* until the channel's on_close */
 	struct store_session *prev, *next;
 	unsigned in_flight;
+	unsigned writes;		/* ops in flight that change the store */
 	uv_timer_t *drain;		/* after an overflow, until closed */
 	unsigned drain_ticks;
 	int overflowed;
@@ -133,7 +135,10 @@ static int session_notify(void *client, const struct notify_event *ev)
 	if (s->chan == NULL || s->overflowed)
 		return -1;
 	pending = ipc_chan_output_pending(s->chan);
-	if (pending > s->d->notify_backlog_max) {
+	/* Only a client that asks nothing and reads nothing is dropped: the
+	 * output of one that has requests in flight is mostly its answers,
+	 * which it is waiting for (the channel's own limit bounds those). */
+	if (pending > s->d->notify_backlog_max && s->in_flight == 0) {
 		session_overflow(s, pending);
 		return -1;
 	}
@@ -235,6 +240,15 @@ static void session_msg(struct ipc_chan *chan, struct ipc_msg **msgp,
 	op->received = (int64_t)time(NULL);
 	*msgp = NULL;
 	s->in_flight++;
+	/* Reads go to the reader unless a write of this client is still on
+	 * its way: then they queue behind it, so a client reads its writes. */
+	if (ops_read_only(def) && s->writes == 0 && s->d->reader != NULL) {
+		reader_submit(s->d->reader, op);
+		return;
+	}
+	op->write = !ops_read_only(def);
+	if (op->write)
+		s->writes++;
 	commit_submit(s->d->commit, op);
 }
 
@@ -265,6 +279,8 @@ void session_op_done(struct store_op *op, void *ctx)
 	struct store_session *s = op->session;
 	struct stored *d = ctx;
 
+	if (s != NULL && op->write)
+		s->writes--;
 	for (size_t i = 0; s != NULL && i < op->nreplies; i++)
 		session_send(s, op->replies[i]);
 	if (op->events.n > 0)
@@ -283,6 +299,9 @@ void session_accept(struct stored *d, uv_stream_t *client)
 {
 	struct ipc_chan_settings set = {
 		.max_frame = d->frame_max,
+		/* One daemon's connection carries the answers of all its
+		 * sessions: a folder's metadata can be megabytes. */
+		.output_limit = STORED_OUTPUT_LIMIT,
 		.proto = STORED_PROTO,
 		.version = STORED_PROTO_VERSION,
 		.on_msg = session_msg,

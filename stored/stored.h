@@ -61,6 +61,8 @@ struct store_op {
 	size_t nreplies, cap;
 	/* committed changes, published to watching clients (notify.h) */
 	struct notify_list events;
+	int write;			/* counted in the session's writes */
+	int to_writer;			/* the reader passes it on */
 };
 
 /* --- session.c and main.c ------------------------------------------ */
@@ -71,6 +73,7 @@ struct svc;
 struct stored {
 	struct svc *svc;
 	struct commit *commit;
+	struct reader *reader;		/* read-only requests */
 	struct store_session *sessions;	/* open ones */
 	size_t nsessions;		/* allocated ones, open or not */
 	size_t frame_max;
@@ -95,10 +98,18 @@ struct store_ctx {
 	struct blob_store *blobs;
 	unsigned fetch_max;
 	struct str *error;
+	int reader;		/* the reader's connection: nothing may change */
 };
 
 /* The request definition for a type, or NULL when unknown. */
 const struct store_request *ops_find(const char *type);
+/* Whether a request only reads (status, fetch, folder.list, vanished,
+ * quota.get): the reader thread may answer it. */
+int ops_read_only(const struct store_request *def);
+/* Runs a read-only op on the reader's connection; an op that would need
+ * the writer (its account's rows do not exist yet) gets to_writer set and
+ * no reply. */
+void ops_exec_read(struct store_ctx *ctx, struct store_op *op);
 const struct ipc_field_spec *ops_schema(const struct store_request *def);
 /* The name of the spooled-file field of the request, or NULL. */
 const char *ops_spool_field(const struct store_request *def);
@@ -128,6 +139,29 @@ int commit_start(uv_loop_t *loop, const struct commit_settings *set,
 		 commit_done_cb *done, void *ctx, struct commit **c_r,
 		 struct str *error) TERN_WUR;
 void commit_submit(struct commit *c, struct store_op *op);
+/* The writer's blob store (paths only: the reader shares it read-only). */
+const struct blob_store *commit_blobs(const struct commit *c);
+
+/* --- reader.c ------------------------------------------------------- */
+
+/*
+ * The reader thread answers read-only requests on its own SQLite
+ * connection (WAL: it reads what is committed while the writer works), so
+ * a FETCH never waits behind a group commit's fsyncs.  A session sends its
+ * reads there only while it has no write in flight, so it always reads
+ * its own writes.  Ops the reader cannot answer go on to the writer.
+ */
+struct reader;
+
+int reader_start(uv_loop_t *loop, const struct commit_settings *set,
+		 struct commit *commit, commit_done_cb *done, void *ctx,
+		 struct reader **r_r, struct str *error) TERN_WUR;
+void reader_submit(struct reader *r, struct store_op *op);
+/* Ops submitted and not yet handed back. */
+size_t reader_in_flight(const struct reader *r);
+/* Finishes the queued ops, stops the thread, closes the loop handle; *r =
+ * NULL. */
+void reader_stop(struct reader **r);
 /* Ops submitted and not yet handed back. */
 size_t commit_in_flight(const struct commit *c);
 /* Finishes the queued ops, stops the thread, closes the loop handle (the

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@ struct msgbody {
 	size_t map_len;
 	struct mime_settings set;
 	struct mime_part *tree;
+	struct mime_part *header;	/* the top header alone, or NULL */
 };
 
 /* ---- opening ---- */
@@ -130,6 +132,8 @@ void msgbody_close(struct msgbody **msgp)
 	*msgp = NULL;
 	if (msg->tree != NULL)
 		mime_part_free(&msg->tree);
+	if (msg->header != NULL)
+		mime_part_free(&msg->header);
 	if (msg->map != NULL)
 		munmap(msg->map, msg->map_len);
 	free(msg);
@@ -154,6 +158,34 @@ const struct mime_part *msgbody_tree(struct msgbody *msg)
 		msg->tree = mime_parser_finish(&p);
 	}
 	return msg->tree;
+}
+
+const struct mime_part *msgbody_header(struct msgbody *msg)
+{
+	const unsigned char *d = msg->data, *end;
+	size_t n = msg->size;
+
+	if (msg->tree != NULL)
+		return msg->tree;
+	if (msg->header == NULL) {
+		struct mime_parser *p = mime_parser_new(&msg->set);
+
+		/* The header ends at the first empty line (CRLF or LF). */
+		for (end = d; end < d + n; end++) {
+			end = memchr(end, '\n', (size_t)(d + n - end));
+			if (end == NULL)
+				break;
+			if (end + 1 < d + n && end[1] == '\n')
+				break;
+			if (end + 2 < d + n && end[1] == '\r' &&
+			    end[2] == '\n')
+				break;
+		}
+		n = end == NULL ? n : (size_t)(end - d) + 1;
+		mime_parser_feed(p, d, n);
+		msg->header = mime_parser_finish(&p);
+	}
+	return msg->header;
 }
 
 /* ---- parts ---- */

@@ -114,6 +114,11 @@ const unsigned char *msgbody_data(const struct msgbody *msg);
 uint64_t msgbody_size(const struct msgbody *msg);
 /* The MIME tree (parsed now if it was not yet); never NULL. */
 const struct mime_part *msgbody_tree(struct msgbody *msg);
+/* The top-level header fields only: the whole tree when it is parsed,
+ * else a parse of the header alone (up to the first empty line), which
+ * is all SEARCH needs for FROM, SUBJECT, HEADER and the like.  Its body
+ * ranges mean nothing.  Never NULL. */
+const struct mime_part *msgbody_header(struct msgbody *msg);
 
 /* Finds the data of sec.  On MSGBODY_OK and MSGBODY_ENOPART *res_r is
  * filled (free it with msgbody_result_free()); on other statuses it is

@@ -544,7 +544,7 @@ static int fields_load(struct mstate *st)
 	msg = state_msg(st);
 	if (msg == NULL)
 		return -1;
-	root = msgbody_tree(msg);
+	root = msgbody_header(msg);
 	st->nfields = mime_part_header_count(root);
 	st->fields = xcalloc(st->nfields > 0 ? st->nfields : 1,
 			     sizeof(*st->fields));
@@ -702,7 +702,7 @@ static int sent_day(struct mstate *st, int64_t *day_r)
 
 	if (msg == NULL)
 		return -1;
-	h = mime_part_header_find(msgbody_tree(msg), "Date");
+	h = mime_part_header_find(msgbody_header(msg), "Date");
 	if (h != NULL && mime_date_parse(h->value, h->value_len, &t, &tz) == 0)
 		*day_r = day_of(t, tz);
 	else

@@ -112,6 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		set.max_header_bytes = 0;
 	}
 	msg = msgbody_from_memory(data + 2, size - 2, &set);
+	/* The header-only parse first (SEARCH), then the whole tree. */
+	(void)mime_part_header_count(msgbody_header(msg));
 	for (size_t i = 0; i < TERN_NELEM(body); i++) {
 		struct imap_fetch_section sec =
 			fuzz_section(IMAP_FETCH_KIND_BODY, body[i]);

@@ -851,6 +851,40 @@ static void test_open_edge(void **state)
 	str_free(&error);
 }
 
+/* The header-only parse: fields of the top header, whatever the body,
+ * the line ends or a missing empty line; the full tree replaces it. */
+static void check_header(const char *text, const char *name,
+			 const char *value)
+{
+	struct msgbody *msg = msgbody_from_memory(text, strlen(text), NULL);
+	const struct mime_header *h;
+
+	h = mime_part_header_find(msgbody_header(msg), name);
+	if (value == NULL) {
+		assert_null(h);
+	} else {
+		assert_non_null(h);
+		assert_int_equal(h->value_len, strlen(value));
+		assert_memory_equal(h->value, value, strlen(value));
+	}
+	(void)msgbody_tree(msg);
+	assert_ptr_equal(msgbody_header(msg), msgbody_tree(msg));
+	msgbody_close(&msg);
+}
+
+static void test_header_only(void **state)
+{
+	check_header("Subject: a\r\nFrom: b\r\n\r\nSubject: body\r\n",
+		     "subject", "a");
+	check_header("Subject: a\nX: y\n\nX: body\n", "x", "y");
+	check_header("Subject: no body at all", "Subject", "no body at all");
+	check_header("\r\nSubject: in the body\r\n", "Subject", NULL);
+	check_header("Content-Type: multipart/mixed; boundary=b\r\n"
+		     "Subject: parts\r\n\r\n--b\r\nSubject: inner\r\n"
+		     "\r\nx\r\n--b--\r\n", "Subject", "parts");
+	check_header("", "Subject", NULL);
+}
+
 static void test_settings(void **state)
 {
 	/* tight limits: parts past max_parts are not split, lookups still
@@ -884,6 +918,7 @@ int main(void)
 		cmocka_unit_test(test_open_file),
 		cmocka_unit_test(test_open_edge),
 		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_header_only),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -16,6 +16,7 @@
 #include "compat.h"
 #include "authclient.h"
 #include "cfg.h"
+#include "hdrcache.h"
 #include "imapd.h"
 #include "log.h"
 #include "mbox.h"
@@ -144,6 +145,7 @@ static void imapd_deinit(struct svc *svc)
 	free(d->store_dir);
 	d->hostname = d->store_dir = NULL;
 	proxyauth_free(&d->proxy);
+	hdrcache_clear();
 }
 
 static const struct svc_spec imapd_spec = {

@@ -26,6 +26,7 @@
 #include "commands.h"
 #include "imapcmd.h"
 #include "imapd.h"
+#include "hdrcache.h"
 #include "imapsearch.h"
 #include "imaptypes.h"
 #include "ipc.h"
@@ -565,6 +566,7 @@ struct opener {
 	struct session *s;
 	const char *blob;
 	uint64_t size;
+	bool header_only;	/* the header is all the keys look at */
 	struct msgbody *msg;
 	const char *error;
 };
@@ -576,6 +578,15 @@ static struct msgbody *open_message(void *context, const char **error_r)
 
 	if (o->msg != NULL)
 		return o->msg;
+	if (o->header_only) {
+		size_t len;
+		const char *h = hdrcache_get(o->blob, o->size, &len);
+
+		if (h != NULL) {
+			o->msg = msgbody_from_memory(h, len, &o->s->d->mime);
+			return o->msg;
+		}
+	}
 	error = str_new(128, 1024);
 	if (msgbody_open(o->blob, o->size, &o->s->d->mime, &o->msg,
 			 error) < 0) {
@@ -628,6 +639,7 @@ static void scan_message(struct session *s, struct scan *sc, size_t i,
 	m.modseq = msg->modseq;
 	m.open = open_message;
 	m.open_context = &o;
+	o.header_only = !searchmsg_needs_body(sc->prog);
 	r = searchmsg_match(sc->prog, &m, &error);
 	if (r < 0) {
 		sc->failed = true;
@@ -638,7 +650,7 @@ static void scan_message(struct session *s, struct scan *sc, size_t i,
 			memset(&sc->keys[sc->nhits], 0, sizeof(*sc->keys));
 			if (open_message(&o, &error) != NULL)
 				sortthread_msg_fill(&sc->keys[sc->nhits],
-						    msgbody_tree(o.msg),
+						    msgbody_header(o.msg),
 						    m.seq, m.uid, m.internal_date,
 						    m.size);
 			else

@@ -33,6 +33,7 @@ struct snode {
 	bool saved;		/* the set is "$" */
 	bool content;		/* the subtree needs the content */
 	bool meta;		/* ... or the date or size (the store's) */
+	bool body;		/* ... or the body (BODY, TEXT) */
 	struct snode *children;
 	size_t nchildren;
 };
@@ -364,6 +365,8 @@ static int children_prepare(const struct imap_search_node *in,
 			out->content = true;
 		if (out->children[i].meta)
 			out->meta = true;
+		if (out->children[i].body)
+			out->body = true;
 	}
 	sorted = xcalloc(n > 0 ? n : 1, sizeof(*sorted));
 	for (size_t i = 0; i < n; i++) {
@@ -389,6 +392,7 @@ static int node_prepare(const struct imap_search_node *in,
 	out->number = in->number;
 	out->content = key_needs_content(in->key);
 	out->meta = out->content || key_needs_meta(in->key);
+	out->body = in->key == IMAP_SEARCH_BODY || in->key == IMAP_SEARCH_TEXT;
 	switch (in->key) {
 	case IMAP_SEARCH_AND:
 	case IMAP_SEARCH_OR:
@@ -495,6 +499,11 @@ bool searchmsg_needs_content(const struct searchmsg *prog)
 bool searchmsg_needs_meta(const struct searchmsg *prog)
 {
 	return prog->root.meta;
+}
+
+bool searchmsg_needs_body(const struct searchmsg *prog)
+{
+	return prog->root.body;
 }
 
 /* ---- the content ---- */

@@ -124,6 +124,10 @@ bool searchmsg_needs_content(const struct searchmsg *prog);
 /* Whether any key needs more than the flags, keywords, UID, sequence
  * number and MODSEQ: the internal date, the size or the content. */
 bool searchmsg_needs_meta(const struct searchmsg *prog);
+/* Whether any key needs more of the content than the top-level header
+ * (BODY, TEXT): otherwise the message given to the matcher may hold the
+ * header alone. */
+bool searchmsg_needs_body(const struct searchmsg *prog);
 
 /* The charsets to list in BADCHARSET: "US-ASCII UTF-8 ISO-8859-1 ...",
  * those iconv here supports. */

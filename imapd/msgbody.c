@@ -169,20 +169,21 @@ const struct mime_part *msgbody_header(struct msgbody *msg)
 		return msg->tree;
 	if (msg->header == NULL) {
 		struct mime_parser *p = mime_parser_new(&msg->set);
+		size_t len = n;	/* no empty line: all of it */
 
 		/* The header ends at the first empty line (CRLF or LF). */
 		for (end = d; end < d + n; end++) {
 			end = memchr(end, '\n', (size_t)(d + n - end));
 			if (end == NULL)
 				break;
-			if (end + 1 < d + n && end[1] == '\n')
+			if ((end + 1 < d + n && end[1] == '\n') ||
+			    (end + 2 < d + n && end[1] == '\r' &&
+			     end[2] == '\n')) {
+				len = (size_t)(end - d) + 1;
 				break;
-			if (end + 2 < d + n && end[1] == '\r' &&
-			    end[2] == '\n')
-				break;
+			}
 		}
-		n = end == NULL ? n : (size_t)(end - d) + 1;
-		mime_parser_feed(p, d, n);
+		mime_parser_feed(p, d, len);
 		msg->header = mime_parser_finish(&p);
 	}
 	return msg->header;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "msgbody.h"
+#include "xalloc.h"
 #include "str.h"
 
 #define L(s) s, sizeof(s) - 1
@@ -856,8 +857,14 @@ static void test_open_edge(void **state)
 static void check_header(const char *text, const char *name,
 			 const char *value)
 {
-	struct msgbody *msg = msgbody_from_memory(text, strlen(text), NULL);
+	/* An exact copy without the NUL: reading past the end is caught. */
+	size_t len = strlen(text);
+	char *copy = xmalloc(len > 0 ? len : 1);
+	struct msgbody *msg;
 	const struct mime_header *h;
+
+	memcpy(copy, text, len);
+	msg = msgbody_from_memory(copy, len, NULL);
 
 	h = mime_part_header_find(msgbody_header(msg), name);
 	if (value == NULL) {
@@ -870,6 +877,7 @@ static void check_header(const char *text, const char *name,
 	(void)msgbody_tree(msg);
 	assert_ptr_equal(msgbody_header(msg), msgbody_tree(msg));
 	msgbody_close(&msg);
+	free(copy);
 }
 
 static void test_header_only(void **state)
@@ -883,6 +891,9 @@ static void test_header_only(void **state)
 		     "Subject: parts\r\n\r\n--b\r\nSubject: inner\r\n"
 		     "\r\nx\r\n--b--\r\n", "Subject", "parts");
 	check_header("", "Subject", NULL);
+	/* The last byte a newline, no empty line: nothing read past it. */
+	check_header("Subject: end\n", "Subject", "end");
+	check_header("Subject: end\r\nX: y\r\n", "X", "y");
 }
 
 static void test_settings(void **state)

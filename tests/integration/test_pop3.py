@@ -480,9 +480,19 @@ def test_expunged_by_another_session(env):
     uids = env.uids(a)
     c = env.pop(a)
     assert c.stat()[0] == 3
+    st = env.store()
+    try:
+        frames, _ = st.ok("fetch", [("account", env.ids[a]), ("address", a),
+                                    ("folder", "INBOX")])
+        blob2 = frames[1].get("blob")
+    finally:
+        st.close()
     # As an IMAP session would.  (Message 1 may already be open: tern-popd
-    # reads ahead, and an open blob stays readable; 2 is not.)
+    # reads ahead, and an open blob stays readable; 2 is not.)  The store
+    # removes the file just after it answers: wait for that.
     env.expunge(a, uids[1])
+    env.inst.wait_for(lambda: not os.path.exists(blob2),
+                      what="the expunged message's file removed")
     assert "removed by another session" in err(c, "RETR 2")
     assert c.stat()[0] == 3            # the snapshot stays
     assert c.retr(1)[1][-1] == b"END-f1"

@@ -69,7 +69,7 @@ static void test_headers(void **state)
 	check("/nonexistent/tern", 10, NULL);
 	/* A hit does not read the file again (message files never change:
 	 * this one does only to show it). */
-	(void)write_file("crlf", "Subject: changed\r\n\r\n", 20);
+	free(write_file("crlf", "Subject: changed\r\n\r\n", 20));
 	check(p1, strlen(crlf), "Subject: a\r\nFrom: b\r\n");
 	hdrcache_clear();
 	check(p1, 20, "Subject: changed\r\n");
@@ -102,7 +102,7 @@ static void test_bound(void **state)
 	}
 	/* 100 headers of 15 bytes do not fit in 1000: the first went, and
 	 * reading it again finds the file changed. */
-	(void)write_file("m0", "Subject: new\r\n\r\n", 16);
+	free(write_file("m0", "Subject: new\r\n\r\n", 16));
 	check(first, 16, "Subject: new\r\n");
 	free(first);
 	hdrcache_clear();

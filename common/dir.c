@@ -788,6 +788,40 @@ enum dir_status dir_list_list(struct dir *dir, const char *domain,
 	return dir->ops->list_list(dir, domain, list_r, count_r, error);
 }
 
+enum dir_status dir_check_account(const struct dir_account *a,
+				  char **mailhost_r, struct str *error)
+{
+	enum dir_status st;
+	const char *h = a->password_hash;
+
+	*mailhost_r = NULL;
+	st = dir_check_text("display name", a->display_name, error);
+	if (st == DIR_OK)
+		st = dir_check_u64("quota", a->quota, error);
+	if (st == DIR_OK && (unsigned)a->status > DIR_ACCOUNT_CLOSED) {
+		str_setf(error, "invalid account status");
+		st = DIR_INVALID;
+	}
+	if (st == DIR_OK && h != NULL &&
+	    (strncmp(h, "$argon2id$", 10) != 0 &&
+	     strncmp(h, "$argon2i$", 9) != 0 && strncmp(h, "$6$", 3) != 0)) {
+		str_setf(error, "password hash must be argon2id, argon2i or "
+			  "SHA512-crypt ($6$)");
+		st = DIR_INVALID;
+	}
+	if (st == DIR_OK)
+		st = dir_check_text("password hash", h, error);
+	if (st == DIR_OK && a->cos != NULL)
+		st = dir_check_cos_name(a->cos, error);
+	if (st == DIR_OK && a->mailhost != NULL) {
+		st = dir_norm_domain(a->mailhost, mailhost_r, error);
+		if (st != DIR_OK)
+			str_setf(error, "invalid mail host '%.300s'",
+				  a->mailhost);
+	}
+	return st;
+}
+
 /* ---- recipient resolution (every backend) ---- */
 
 #define DIR_VISIT_MAX (4 * DIR_EXPAND_MAX)

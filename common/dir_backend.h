@@ -138,6 +138,12 @@ enum dir_status dir_check_cos_name(const char *name, struct str *error)
 /* At most INT64_MAX (what SQLite and LDAP integers hold). */
 enum dir_status dir_check_u64(const char *what, uint64_t v,
 			      struct str *error) TERN_WUR;
+/* The account fields add and set take (display name, quota, status,
+ * password hash scheme, class of service, mail host); *mailhost_r is the
+ * normalized mail host (malloc'd) or NULL. */
+enum dir_status dir_check_account(const struct dir_account *a,
+				  char **mailhost_r, struct str *error)
+	TERN_WUR;
 /* Grows a pointer array by one slot. */
 void dir_array_push(void ***arr, size_t *count, void *item);
 

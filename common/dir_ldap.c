@@ -1287,41 +1287,6 @@ static const char *const account_attrs[] = {
 	"ternCreated", NULL,
 };
 
-/* The fields both add and set take; *mailhost_r is normalized or NULL. */
-static enum dir_status account_check(const struct dir_account *a,
-				     char **mailhost_r, struct str *error)
-{
-	enum dir_status st;
-	const char *h = a->password_hash;
-
-	*mailhost_r = NULL;
-	st = dir_check_text("display name", a->display_name, error);
-	if (st == DIR_OK)
-		st = dir_check_u64("quota", a->quota, error);
-	if (st == DIR_OK && (unsigned)a->status > DIR_ACCOUNT_CLOSED) {
-		str_setf(error, "invalid account status");
-		st = DIR_INVALID;
-	}
-	if (st == DIR_OK && h != NULL &&
-	    (strncmp(h, "$argon2id$", 10) != 0 &&
-	     strncmp(h, "$argon2i$", 9) != 0 && strncmp(h, "$6$", 3) != 0)) {
-		str_setf(error, "password hash must be argon2id, argon2i or "
-			  "SHA512-crypt ($6$)");
-		st = DIR_INVALID;
-	}
-	if (st == DIR_OK)
-		st = dir_check_text("password hash", h, error);
-	if (st == DIR_OK && a->cos != NULL)
-		st = dir_check_cos_name(a->cos, error);
-	if (st == DIR_OK && a->mailhost != NULL) {
-		st = dir_norm_domain(a->mailhost, mailhost_r, error);
-		if (st != DIR_OK)
-			str_setf(error, "invalid mail host '%.300s'",
-				  a->mailhost);
-	}
-	return st;
-}
-
 /* "{ARGON2}$argon2id$..." or "{CRYPT}$6$..." (malloc'd). */
 static char *password_value(const char *hash)
 {
@@ -1411,7 +1376,7 @@ static enum dir_status ld_account_add(struct dir *base,
 
 	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
-		st = account_check(acct, &host, error);
+		st = dir_check_account(acct, &host, error);
 	if (st == DIR_OK)
 		st = address_free(l, addr, &dcos, error);
 	if (st == DIR_OK && acct->cos != NULL)
@@ -1473,7 +1438,7 @@ static enum dir_status ld_account_set(struct dir *base,
 
 	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
-		st = account_check(acct, &host, error);
+		st = dir_check_account(acct, &host, error);
 	if (st == DIR_OK)
 		st = addr_kind(l, addr, &kind, error);
 	if (st == DIR_OK && kind != KIND_ACCOUNT) {

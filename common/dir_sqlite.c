@@ -865,41 +865,6 @@ static enum dir_status sq_domain_list(struct dir *handle,
 
 /* ---- accounts ---- */
 
-/* The fields both add and set take; *mailhost_r is normalized or NULL. */
-static enum dir_status account_check(const struct dir_account *a,
-				     char **mailhost_r, struct str *error)
-{
-	enum dir_status st;
-	const char *h = a->password_hash;
-
-	*mailhost_r = NULL;
-	st = dir_check_text("display name", a->display_name, error);
-	if (st == DIR_OK)
-		st = dir_check_u64("quota", a->quota, error);
-	if (st == DIR_OK && (unsigned)a->status > DIR_ACCOUNT_CLOSED) {
-		str_setf(error, "invalid account status");
-		st = DIR_INVALID;
-	}
-	if (st == DIR_OK && h != NULL &&
-	    (strncmp(h, "$argon2id$", 10) != 0 &&
-	     strncmp(h, "$argon2i$", 9) != 0 && strncmp(h, "$6$", 3) != 0)) {
-		str_setf(error, "password hash must be argon2id, argon2i or "
-			  "SHA512-crypt ($6$)");
-		st = DIR_INVALID;
-	}
-	if (st == DIR_OK)
-		st = dir_check_text("password hash", h, error);
-	if (st == DIR_OK && a->cos != NULL)
-		st = dir_check_cos_name(a->cos, error);
-	if (st == DIR_OK && a->mailhost != NULL) {
-		st = dir_norm_domain(a->mailhost, mailhost_r, error);
-		if (st != DIR_OK)
-			str_setf(error, "invalid mail host '%.300s'",
-				  a->mailhost);
-	}
-	return st;
-}
-
 static enum dir_status sq_account_add(struct dir *handle,
 				      struct dir_account *acct,
 				      struct str *error)
@@ -911,7 +876,7 @@ static enum dir_status sq_account_add(struct dir *handle,
 
 	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
-		st = account_check(acct, &host, error);
+		st = dir_check_account(acct, &host, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK)
@@ -956,7 +921,7 @@ static enum dir_status sq_account_set(struct dir *handle,
 
 	st = dir_norm_address(acct->address, &addr, error);
 	if (st == DIR_OK)
-		st = account_check(acct, &host, error);
+		st = dir_check_account(acct, &host, error);
 	if (st == DIR_OK)
 		st = write_begin(dir, error);
 	if (st != DIR_OK)

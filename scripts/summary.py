@@ -1,5 +1,6 @@
 """Counts test results from a scripts/check build and prints one line.
 
+Failing tests are named with the end of their message.
 Unit tests: the ":test-result:" lines of each cmocka program's .trs file
 (one per test case).  Integration tests: pytest's junit XML (one per test).
 Fuzz runs: fuzz-results.txt.  The last line is "N passed, N failed".
@@ -30,6 +31,13 @@ if os.path.exists(junit):
     root = ET.parse(junit).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     for s in suites:
+        for case in s.iter("testcase"):
+            for bad in list(case.findall("failure")) + list(case.findall("error")):
+                name = f'{case.get("classname")}::{case.get("name")}'
+                print(f"FAILED {name}")
+                text = (bad.get("message") or "") + "\n" + (bad.text or "")
+                for ln in text.strip().splitlines()[-25:]:
+                    print(f"    {ln}")
         total = int(s.get("tests", 0))
         bad = int(s.get("failures", 0)) + int(s.get("errors", 0))
         skip = int(s.get("skipped", 0))

@@ -47,6 +47,8 @@ struct imapd {
 	uint64_t idle_ms;		/* imap_idle_timeout */
 	struct mime_settings mime;
 	struct mbox *mboxes;		/* selected folders (mbox.c) */
+	struct mbox *views;		/* kept views, latest first (mbox.c) */
+	size_t views_bytes, views_max;	/* imap_view_cache */
 };
 
 /* The process's one context (svc_ctx of the skeleton). */

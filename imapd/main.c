@@ -56,6 +56,7 @@ static void imapd_settings(struct imapd *d)
 	d->literal_minus = cfg_enum(cfg, OPT_IMAP_LITERAL) == 1;
 	d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
 	d->idle_ms = cfg_duration(cfg, OPT_IMAP_IDLE_TIMEOUT);
+	d->views_max = (size_t)cfg_size(cfg, OPT_IMAP_VIEW_CACHE);
 	mime_settings_from_cfg(cfg, &d->mime);
 	proxyauth_free(&d->proxy);
 	d->proxy = proxyauth_load(cfg);
@@ -111,6 +112,7 @@ static void imapd_reload(struct svc *svc)
 	if (d == NULL)
 		return;
 	imapd_settings(d);
+	mbox_views_trim(d);
 	/* The skeleton loaded the certificate again: the old context is
 	 * gone (sessions keep their own reference). */
 	d->tls = svc_tls_server(svc);
@@ -123,6 +125,7 @@ static void imapd_drained(struct svc *svc)
 
 	if (d == NULL)
 		return;
+	mbox_views_free(d);
 	authclient_free(&d->auth);
 	storeasync_free(&d->store);
 }

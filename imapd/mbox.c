@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <uv.h>
+
 #include "compat.h"
 #include "imapcmd.h"
 #include "imapd.h"
@@ -475,11 +477,16 @@ static void hub_watch(struct imapd *d, const char *type, int64_t account,
 	str_free(&what);
 }
 
-/* Whether another view of the process has this folder. */
+/* Whether another view of the process, selected or kept, has this folder
+ * (and so needs its notifications). */
 static bool hub_other(struct imapd *d, const struct mbox *self,
 		      int64_t account, const char *folder)
 {
 	for (struct mbox *mb = d->mboxes; mb != NULL; mb = mb->next) {
+		if (mb != self && same_folder(mb, account, folder))
+			return true;
+	}
+	for (struct mbox *mb = d->views; mb != NULL; mb = mb->next) {
 		if (mb != self && same_folder(mb, account, folder))
 			return true;
 	}
@@ -498,17 +505,150 @@ static void hub_add(struct imapd *d, struct mbox *mb)
 		hub_watch(d, "watch", mb->account, mb->name);
 }
 
-static void hub_remove(struct imapd *d, struct mbox *mb)
+static void list_unlink(struct mbox **head, struct mbox *mb)
 {
 	if (mb->prev != NULL)
 		mb->prev->next = mb->next;
-	else if (d->mboxes == mb)
-		d->mboxes = mb->next;
+	else if (*head == mb)
+		*head = mb->next;
 	if (mb->next != NULL)
 		mb->next->prev = mb->prev;
 	mb->prev = mb->next = NULL;
+}
+
+static void hub_remove(struct imapd *d, struct mbox *mb)
+{
+	list_unlink(&d->mboxes, mb);
 	if (!hub_other(d, mb, mb->account, mb->name))
 		hub_watch(d, "unwatch", mb->account, mb->name);
+}
+
+/* ---- kept views ----
+ *
+ * When a session closes a folder its view, if complete, is kept (newest
+ * first, within imap_view_cache bytes) with the folder still watched.  Any
+ * notification for the folder drops it; a SELECT takes it instead of
+ * loading the folder when the store's UIDVALIDITY, UIDNEXT and
+ * HIGHESTMODSEQ are still the view's, which with no notification between
+ * means the folder did not change.
+ */
+
+#define VIEWS_COUNT_MAX 1000
+#define VIEW_KEEP_NS (15ull * 60 * 1000000000)
+
+static void view_drop(struct imapd *d, struct mbox *mb, bool unwatch)
+{
+	list_unlink(&d->views, mb);
+	d->views_bytes -= mb->kept_bytes;
+	if (unwatch && !hub_other(d, mb, mb->account, mb->name))
+		hub_watch(d, "unwatch", mb->account, mb->name);
+	mbox_free(&mb);
+}
+
+static void views_forget(struct imapd *d, int64_t account, const char *folder)
+{
+	struct mbox *next;
+
+	for (struct mbox *mb = d->views; mb != NULL; mb = next) {
+		next = mb->next;
+		if (same_folder(mb, account, folder))
+			view_drop(d, mb, true);
+	}
+}
+
+void mbox_views_trim(struct imapd *d)
+{
+	uint64_t now = uv_hrtime();
+	struct mbox *mb, *last = NULL;
+	size_t n = 0;
+
+	for (mb = d->views; mb != NULL; mb = mb->next) {
+		last = mb;
+		n++;
+	}
+	/* Oldest first, from the tail. */
+	while ((mb = last) != NULL) {
+		last = mb->prev;
+		if (d->views_bytes <= d->views_max && n <= VIEWS_COUNT_MAX &&
+		    now - mb->kept_at < VIEW_KEEP_NS)
+			break;
+		view_drop(d, mb, true);
+		n--;
+	}
+}
+
+void mbox_views_free(struct imapd *d)
+{
+	while (d->views != NULL)
+		view_drop(d, d->views, false);
+}
+
+static size_t view_bytes(const struct mbox *mb)
+{
+	size_t n = sizeof(*mb) + strlen(mb->name) + 1 +
+		   mb->cap * sizeof(*mb->msgs) +
+		   mb->kwcap * sizeof(*mb->kwsets) +
+		   mb->kwhash_size * sizeof(*mb->kwhash);
+
+	for (size_t i = 0; i < mb->nkwsets; i++)
+		n += strlen(mb->kwsets[i]) + 1;
+	return n;
+}
+
+/* Takes a closed view off the hub, keeping its watch: kept, or freed. */
+static void view_keep(struct imapd *d, struct mbox *mb)
+{
+	size_t j = 0;
+
+	list_unlink(&d->mboxes, mb);
+	views_forget(d, mb->account, mb->name);	/* an older one */
+	/* What the store has now: without the expunged, nothing to tell. */
+	for (size_t i = 0; i < mb->count; i++) {
+		if (mb->msgs[i].expunged)
+			continue;
+		mb->msgs[i].dirty = false;
+		mb->msgs[j++] = mb->msgs[i];
+	}
+	mb->count = j;
+	if (mb->count < mb->cap) {
+		mb->cap = mb->count;
+		mb->msgs = mb->cap == 0 ? (free(mb->msgs), NULL) :
+			   xrealloc(mb->msgs, mb->cap * sizeof(*mb->msgs));
+	}
+	mb->s = NULL;
+	mb->kept_bytes = view_bytes(mb);
+	mb->kept_at = uv_hrtime();
+	mb->next = d->views;
+	if (mb->next != NULL)
+		mb->next->prev = mb;
+	d->views = mb;
+	d->views_bytes += mb->kept_bytes;
+	mbox_views_trim(d);
+}
+
+/* The kept view of a folder if the store's state is still the view's;
+ * taken off the list (its watch stays for the SELECT). */
+static struct mbox *view_take(struct imapd *d, int64_t account,
+			      const char *folder, uint32_t uidvalidity,
+			      uint32_t uidnext, uint64_t highestmodseq)
+{
+	struct mbox *mb;
+
+	for (mb = d->views; mb != NULL; mb = mb->next) {
+		if (same_folder(mb, account, folder))
+			break;
+	}
+	if (mb == NULL)
+		return NULL;
+	if (mb->uidvalidity != uidvalidity || mb->uidnext != uidnext ||
+	    mb->highestmodseq != highestmodseq) {
+		view_drop(d, mb, true);
+		return NULL;
+	}
+	list_unlink(&d->views, mb);
+	d->views_bytes -= mb->kept_bytes;
+	mb->kept_bytes = 0;
+	return mb;
 }
 
 /* A change reached a view: IDLE reports it at once. */
@@ -558,7 +698,9 @@ static void hub_notify(const struct ipc_msg *frame, void *ctx)
 	int64_t account, uid, modseq, flags = 0;
 
 	if (frame == NULL) {
-		/* Watches are gone; watch again and resynchronise. */
+		/* Watches are gone: kept views cannot be trusted; selected
+		 * ones watch again and resynchronise. */
+		mbox_views_free(d);
 		for (mb = d->mboxes; mb != NULL; mb = next) {
 			next = mb->next;
 			mb->resync = true;
@@ -588,6 +730,7 @@ static void hub_notify(const struct ipc_msg *frame, void *ctx)
 		log_warn(NULL, "stored: malformed %s notification", type);
 		return;
 	}
+	views_forget(d, account, folder);
 	for (mb = d->mboxes; mb != NULL; mb = next) {
 		next = mb->next;
 		if (!same_folder(mb, account, folder))
@@ -614,6 +757,7 @@ void mbox_broadcast_flags(struct session *s, int64_t account,
 {
 	struct mbox *next;
 
+	views_forget(s->d, account, folder);
 	for (struct mbox *mb = s->d->mboxes; mb != NULL; mb = next) {
 		next = mb->next;
 		if (mb->s != s && same_folder(mb, account, folder))
@@ -626,6 +770,7 @@ void mbox_broadcast_expunge(struct session *s, int64_t account,
 {
 	struct mbox *next;
 
+	views_forget(s->d, account, folder);
 	for (struct mbox *mb = s->d->mboxes; mb != NULL; mb = next) {
 		next = mb->next;
 		if (mb->s != s && same_folder(mb, account, folder))
@@ -638,6 +783,7 @@ void mbox_broadcast_new(struct session *s, int64_t account,
 {
 	struct mbox *next;
 
+	views_forget(s->d, account, folder);
 	for (struct mbox *mb = s->d->mboxes; mb != NULL; mb = next) {
 		next = mb->next;
 		if (mb->s != s && same_folder(mb, account, folder))
@@ -1045,7 +1191,7 @@ static void select_status(struct session *s, enum storeasync_status st,
 {
 	struct select_op *op = ctx;
 	int64_t v, n;
-	struct mbox *mb = s->mb;
+	struct mbox *mb = s->mb, *kept;
 
 	if (st != STOREASYNC_OK) {
 		select_fail(s, op, code, error);
@@ -1060,15 +1206,36 @@ static void select_status(struct session *s, enum storeasync_status st,
 	mb->uidnext = (uint32_t)n;
 	if (ipc_msg_get_int(final, "highestmodseq", &v) == 0 && v > 0)
 		mb->highestmodseq = (uint64_t)v;
+	kept = view_take(s->d, s->account, mb->name, mb->uidvalidity,
+			 mb->uidnext, mb->highestmodseq);
+	if (kept != NULL) {
+		kept->s = s;
+		kept->gen = mb->gen;
+		kept->readonly = mb->readonly;
+		kept->exists_sent = 0;
+		mbox_free(&s->mb);
+		s->mb = kept;
+		select_loaded(s, true, "", NULL, op);
+		return;
+	}
 	load_start(s, false, select_loaded, op);
 }
 
 void mbox_close(struct session *s)
 {
-	if (s->mb == NULL)
+	struct mbox *mb = s->mb;
+
+	if (mb == NULL)
 		return;
-	if (s->mb->prev != NULL || s->d->mboxes == s->mb)
-		hub_remove(s->d, s->mb);
+	if (mb->prev != NULL || s->d->mboxes == mb) {
+		if (s->d->views_max > 0 && !mb->loading && !mb->new_pending &&
+		    !mb->resync) {
+			view_keep(s->d, mb);
+			s->mb = NULL;
+		} else {
+			hub_remove(s->d, mb);
+		}
+	}
 	mbox_free(&s->mb);
 	imap_seqset_free(&s->saved);
 	if (s->state == ST_SELECTED)
@@ -1109,5 +1276,6 @@ void cmd_select(struct session *s, struct imap_cmd *cmd)
 	s->mb->readonly = op->examine;
 	s->state = ST_SELECTED;
 	req = store_req(s, "status", sel->mailbox);
+	ipc_msg_add_int(req, "brief", 1);
 	store_call(s, req, true, select_status, op, free);
 }

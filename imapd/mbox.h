@@ -77,9 +77,15 @@ struct mbox {
 	bool resync;			/* the store connection was lost */
 	bool loading;			/* a fetch for the view is running */
 	uint64_t gen;			/* tells views at one address apart */
+	size_t kept_bytes;		/* kept (no session): its memory */
+	uint64_t kept_at;		/* kept: when, uv_hrtime() */
 };
 
 void mbox_hub_init(struct imapd *d);
+/* Drops kept views beyond imap_view_cache (after a reload). */
+void mbox_views_trim(struct imapd *d);
+/* Drops every kept view (their watches go with the store connection). */
+void mbox_views_free(struct imapd *d);
 
 /* SELECT and EXAMINE (one handler; cmd->name tells which). */
 void cmd_select(struct session *s, struct imap_cmd *cmd);

@@ -29,6 +29,7 @@
 #ifndef TERN_META_H
 #define TERN_META_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -185,9 +186,11 @@ int meta_folder_delete(struct meta *m, int64_t account, const char *name,
 		       struct str *error) TERN_WUR;
 int meta_folder_subscribe(struct meta *m, int64_t account, const char *name,
 			  int subscribed, struct str *error) TERN_WUR;
+/* counts: also the message counts and size (a pass over the folder's
+ * messages); without, only UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ. */
 int meta_folder_status(struct meta *m, int64_t account, const char *name,
-		       struct meta_status_info *st_r, struct str *error)
-	TERN_WUR;
+		       bool counts, struct meta_status_info *st_r,
+		       struct str *error) TERN_WUR;
 
 /* --- messages ------------------------------------------------------- */
 

@@ -1021,7 +1021,8 @@ int meta_folder_subscribe(struct meta *m, int64_t account, const char *name,
 }
 
 int meta_folder_status(struct meta *m, int64_t account, const char *name,
-		       struct meta_status_info *st_r, struct str *error)
+		       bool counts, struct meta_status_info *st_r,
+		       struct str *error)
 {
 	struct folder_row row;
 	sqlite3_stmt *s;
@@ -1030,6 +1031,12 @@ int meta_folder_status(struct meta *m, int64_t account, const char *name,
 	r = folder_find(m, account, name, &row, error);
 	if (r < 0)
 		return r;
+	memset(st_r, 0, sizeof(*st_r));
+	st_r->uidvalidity = row.uidvalidity;
+	st_r->uidnext = row.uidnext;
+	st_r->highestmodseq = row.highestmodseq;
+	if (!counts)
+		return META_OK;
 	s = st(m, S_FOLDER_STATUS);
 	sqlite3_bind_int64(s, 1, row.id);
 	r = sqlite3_step(s);
@@ -1042,9 +1049,6 @@ int meta_folder_status(struct meta *m, int64_t account, const char *name,
 	sqlite3_reset(s);
 	if (r != SQLITE_ROW)
 		return db_fail(m, error);
-	st_r->uidvalidity = row.uidvalidity;
-	st_r->uidnext = row.uidnext;
-	st_r->highestmodseq = row.highestmodseq;
 	return META_OK;
 }
 

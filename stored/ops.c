@@ -69,6 +69,12 @@ static const struct ipc_field_spec folder_schema[] = {
 	F_ACCOUNT, F_FOLDER, F_END
 };
 
+static const struct ipc_field_spec status_schema[] = {
+	F_ACCOUNT, F_FOLDER,
+	{ "brief", IPC_INT, 0, 1, 0, 0 },
+	F_END
+};
+
 static const struct ipc_field_spec create_schema[] = {
 	F_ACCOUNT, F_FOLDER,
 	{ "special_use", IPC_STR, 0, 1, 32, IPC_SPEC_NO_NUL },
@@ -536,23 +542,29 @@ static int exec_status(struct store_ctx *ctx, struct store_op *op)
 	struct meta_status_info st;
 	struct meta_account a;
 	struct ipc_msg *m;
+	int64_t brief;
 	int r = -1;
 
-	if (get_account(ctx, op, &a) < 0 || get_folder(op, "folder", name) < 0)
+	if (get_account(ctx, op, &a) < 0 ||
+	    get_folder(op, "folder", name) < 0 ||
+	    get_int(op->req, "brief", 0, &brief) < 0)
 		goto done;
-	r = meta_folder_status(ctx->meta, a.id, str_c(name), &st, ctx->error);
+	r = meta_folder_status(ctx->meta, a.id, str_c(name), brief == 0, &st,
+			       ctx->error);
 	if (r < 0) {
 		r = fail_status(ctx, op, r);
 		goto done;
 	}
 	m = op_reply(op, "ok");
-	ipc_msg_add_int(m, "exists", st.exists);
-	ipc_msg_add_int(m, "unseen", st.unseen);
-	ipc_msg_add_int(m, "deleted", st.deleted);
+	if (brief == 0) {
+		ipc_msg_add_int(m, "exists", st.exists);
+		ipc_msg_add_int(m, "unseen", st.unseen);
+		ipc_msg_add_int(m, "deleted", st.deleted);
+		ipc_msg_add_int(m, "size", (int64_t)st.size);
+	}
 	ipc_msg_add_int(m, "uidvalidity", st.uidvalidity);
 	ipc_msg_add_int(m, "uidnext", st.uidnext);
 	ipc_msg_add_int(m, "highestmodseq", (int64_t)st.highestmodseq);
-	ipc_msg_add_int(m, "size", (int64_t)st.size);
 done:
 	str_free(&name);
 	return r;
@@ -954,7 +966,7 @@ static const struct store_request requests[] = {
 	{ "folder.subscribe", folder_schema, NULL, exec_folder_subscribe, 0 },
 	{ "folder.unsubscribe", folder_schema, NULL,
 	  exec_folder_unsubscribe, 0 },
-	{ "status", folder_schema, NULL, exec_status, 1 },
+	{ "status", status_schema, NULL, exec_status, 1 },
 	{ "fetch", fetch_schema, NULL, exec_fetch, 1 },
 	{ "store", store_schema, NULL, exec_store, 0 },
 	{ "expunge", expunge_schema, NULL, exec_expunge, 0 },

@@ -432,3 +432,69 @@ def test_imaplib_fetch(srv, acct):
     assert res[1]["BODY[2.1]"] == P21
     assert res[1]["RFC822.SIZE"] == len(MULTI)
     c.logout()
+
+
+def flag_map(r):
+    """UID -> lower-cased flags of every message of the selected folder."""
+    out = {}
+    for _, it in r.ok("FETCH 1:* (UID FLAGS)").fetches():
+        out[it["UID"]] = sorted(f.lower() for f in flags_of(it))
+    return out
+
+
+def test_reselect_sees_every_change(srv, acct):
+    """Selecting a folder again, in a new session or the same one, shows
+    what changed since it was last selected: deliveries, flags and keywords
+    set by other sessions, expunges (the server may reuse what it knew of
+    the folder only while nothing changed)."""
+    for i in range(3):
+        srv.deliver(acct, simple_message(f"r{i}"))
+    a = srv.raw(acct)
+    a.select()
+    first = flag_map(a)
+    assert len(first) == 3
+    a.ok("LOGOUT")
+    a.close()
+    # A delivery while no session has the folder.
+    srv.deliver(acct, simple_message("r3"))
+    b = srv.raw(acct)
+    assert b.select().numbered("EXISTS") == [4]
+    uids = sorted(flag_map(b))
+    assert len(uids) == 4 and uids[:3] == sorted(first)
+    b.ok(f"UID STORE {uids[0]} +FLAGS (\\Flagged $Work)")
+    b.ok("UNSELECT")
+    # Flags set in the closed session, seen by a new one.
+    c = srv.raw(acct)
+    c.select()
+    fm = flag_map(c)
+    assert fm[uids[0]] == ["$work", "\\flagged"], fm
+    # Another session changes and expunges while this one is selected and
+    # after the folder was selected and closed by a third one.
+    d = srv.raw(acct)
+    d.select()
+    d.ok("CLOSE")
+    c.ok(f"UID STORE {uids[1]} +FLAGS (\\Deleted)")
+    c.ok("EXPUNGE")
+    c.ok(f"UID STORE {uids[2]} +FLAGS (\\Seen)")
+    res = d.select()
+    assert res.numbered("EXISTS") == [3], res
+    fm = flag_map(d)
+    assert sorted(fm) == [uids[0], uids[2], uids[3]], fm
+    assert fm[uids[2]] == ["\\seen"] and fm[uids[3]] == [], fm
+    # The same session again, after a change made elsewhere meanwhile.
+    d.ok("UNSELECT")
+    c.ok(f"UID STORE {uids[0]} -FLAGS ($Work)")
+    d.select(examine=True)
+    assert flag_map(d)[uids[0]] == ["\\flagged"]
+    # A folder selected again after it was deleted and made anew.
+    c.ok("CREATE ", quote("Again"))
+    srv.deliver(acct, simple_message("in again"), folder="Again")
+    d.select("Again")
+    d.ok("UNSELECT")
+    c.ok("UNSELECT")
+    c.ok("DELETE ", quote("Again"))
+    c.ok("CREATE ", quote("Again"))
+    assert d.select("Again").numbered("EXISTS") == [0]
+    for r in (c, d):
+        r.ok("LOGOUT")
+        r.close()

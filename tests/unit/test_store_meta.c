@@ -161,10 +161,10 @@ static void test_folders(void **state)
 	add(f, &alice, "Work/2024", BLOB_A, 10, 0);
 	assert_int_equal(meta_folder_rename(f->m, alice.id, "Work", "Job",
 					    f->error), META_OK);
-	assert_int_equal(meta_folder_status(f->m, alice.id, "Job/2024", &st,
-					    f->error), META_OK);
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Job/2024", true,
+					    &st, f->error), META_OK);
 	assert_int_equal(st.exists, 1);
-	assert_int_equal(meta_folder_status(f->m, alice.id, "Work", &st,
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Work", true, &st,
 					    f->error), META_ENOTFOUND);
 	assert_int_equal(meta_folder_rename(f->m, alice.id, "INBOX", "Old",
 					    f->error), META_EINVALID);
@@ -195,7 +195,7 @@ static void test_uids_and_modseq(void **state)
 	struct meta_status_info st;
 	uint64_t before;
 
-	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", &st,
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", true, &st,
 					    f->error), META_OK);
 	assert_int_equal(st.uidnext, 1);
 	assert_true(st.highestmodseq >= 1);
@@ -204,12 +204,19 @@ static void test_uids_and_modseq(void **state)
 	assert_int_equal(add(f, &alice, "INBOX", BLOB_B, 50, META_SEEN), 2);
 	assert_int_equal(add(f, &alice, "INBOX", BLOB_A, 100, 0), 3);
 	assert_int_equal(add(f, &alice, "Sent", BLOB_A, 100, 0), 1);
-	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", &st,
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", true, &st,
 					    f->error), META_OK);
 	assert_int_equal(st.exists, 3);
 	assert_int_equal(st.unseen, 2);
 	assert_int_equal(st.uidnext, 4);
 	assert_int_equal(st.size, 250);
+	assert_int_equal(st.highestmodseq, before + 3);
+	/* Without the counts: the folder's row only. */
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", false,
+					    &st, f->error), META_OK);
+	assert_int_equal(st.exists, 0);
+	assert_int_equal(st.size, 0);
+	assert_int_equal(st.uidnext, 4);
 	assert_int_equal(st.highestmodseq, before + 3);
 	assert_int_equal(refs(f, BLOB_A), 3);
 	assert_int_equal(refs(f, BLOB_B), 1);
@@ -467,7 +474,7 @@ static void test_copy(void **state)
 	add(f, &alice, "INBOX", BLOB_A, 100, META_FLAGGED);	/* 3 */
 	add(f, &alice, "Archive", BLOB_A, 100, 0);	/* Archive 1 */
 	assert_int_equal(meta_folder_status(f->m, alice.id, "Archive",
-					    &before, f->error), META_OK);
+					    true, &before, f->error), META_OK);
 	/* overlapping ranges name each message once; 4 does not exist */
 	assert_int_equal(meta_uidset_parse("2:3,3,1:2,4", &set), 0);
 	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "Archive", &set, 0,
@@ -480,8 +487,8 @@ static void test_copy(void **state)
 	assert_int_equal(p.new_uid[2], 4);
 	assert_int_equal(res.uidvalidity, before.uidvalidity);
 	assert_int_equal(res.highestmodseq, before.highestmodseq + 1);
-	assert_int_equal(meta_folder_status(f->m, alice.id, "Archive", &after,
-					    f->error), META_OK);
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Archive", true,
+					    &after, f->error), META_OK);
 	assert_int_equal(after.uidnext, 5);
 	assert_int_equal(after.exists, 4);
 	assert_int_equal(after.highestmodseq, res.highestmodseq);
@@ -541,7 +548,7 @@ static void test_move(void **state)
 	add(f, &alice, "INBOX", BLOB_A, 100, 0);		/* 1 */
 	add(f, &alice, "INBOX", BLOB_B, 30, META_SEEN);	/* 2 */
 	add(f, &alice, "INBOX", BLOB_A, 100, 0);		/* 3 */
-	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", &src,
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", true, &src,
 					    f->error), META_OK);
 	assert_int_equal(meta_uidset_parse("2:3", &set), 0);
 	assert_int_equal(meta_copy(f->m, alice.id, "INBOX", "INBOX", &set, 1,
@@ -568,7 +575,7 @@ static void test_move(void **state)
 	fetch_folder(f, "Trash", &fe);
 	assert_int_equal(fe.n, 2);
 	assert_int_equal(fe.flags[0], META_SEEN);
-	assert_int_equal(meta_folder_status(f->m, alice.id, "Trash", &dst,
+	assert_int_equal(meta_folder_status(f->m, alice.id, "Trash", true, &dst,
 					    f->error), META_OK);
 	assert_int_equal(dst.highestmodseq, res.highestmodseq);
 	/* nothing was copied: references and usage are as before */
@@ -613,7 +620,7 @@ static void test_savepoint_and_durability(void **state)
 	assert_int_equal(meta_commit(f->m, f->error), 0);
 	/* a second handle on the same file sees the committed state */
 	assert_int_equal(meta_open(f->db, &again, f->error), 0);
-	assert_int_equal(meta_folder_status(again, alice.id, "INBOX", &st,
+	assert_int_equal(meta_folder_status(again, alice.id, "INBOX", true, &st,
 					    f->error), META_OK);
 	assert_int_equal(st.exists, 1);
 	assert_int_equal(st.uidnext, 2);

@@ -405,6 +405,39 @@ int ipc_msg_field(const struct ipc_msg *m, unsigned int i,
 	return 0;
 }
 
+static const struct ipc_field *ipc_field_at(const struct ipc_msg *m,
+					    unsigned int i, const char *name,
+					    enum ipc_kind kind)
+{
+	if (i >= m->nfields || m->fields[i].kind != kind ||
+	    !ipc_field_is(m, &m->fields[i], name, strlen(name)))
+		return NULL;
+	return &m->fields[i];
+}
+
+int ipc_msg_int_at(const struct ipc_msg *m, unsigned int i, const char *name,
+		   int64_t *value_r)
+{
+	const struct ipc_field *f = ipc_field_at(m, i, name, IPC_INT);
+
+	if (f == NULL)
+		return -1;
+	*value_r = f->ival;
+	return 0;
+}
+
+int ipc_msg_str_at(const struct ipc_msg *m, unsigned int i, const char *name,
+		   const char **p_r, size_t *len_r)
+{
+	const struct ipc_field *f = ipc_field_at(m, i, name, IPC_STR);
+
+	if (f == NULL)
+		return -1;
+	*p_r = str_c(m->store) + f->val_off;
+	*len_r = f->val_len;
+	return 0;
+}
+
 /* --- schema ----------------------------------------------------------- */
 
 static const char *ipc_kind_name(enum ipc_kind kind)

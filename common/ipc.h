@@ -106,6 +106,12 @@ unsigned int ipc_msg_nfields(const struct ipc_msg *m);
 /* -1 when i >= ipc_msg_nfields(). */
 int ipc_msg_field(const struct ipc_msg *m, unsigned int i,
 		  const char **name_r, enum ipc_kind *kind_r) TERN_WUR;
+/* Field i's value when it is named name and of that kind, else -1: for
+ * frames of repeated groups of fields, read in one pass. */
+int ipc_msg_int_at(const struct ipc_msg *m, unsigned int i, const char *name,
+		   int64_t *value_r) TERN_WUR;
+int ipc_msg_str_at(const struct ipc_msg *m, unsigned int i, const char *name,
+		   const char **p_r, size_t *len_r) TERN_WUR;
 
 /* --- schema --------------------------------------------------------- */
 

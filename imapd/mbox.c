@@ -20,7 +20,7 @@
 #include "str.h"
 #include "xalloc.h"
 
-#define LOAD_BATCH 10000		/* flags-only frames per answer */
+#define LOAD_BATCH 100000		/* messages per flags-only answer */
 #define KEYWORDS_MAX 64
 
 static uint64_t mbox_generation;	/* views made by this process */
@@ -810,18 +810,13 @@ struct load {
 
 static void load_next(struct session *s, struct load *ld);
 
-static void load_frame(struct mbox *mb, struct load *ld,
-		       const struct ipc_msg *f)
+static void load_message(struct mbox *mb, struct load *ld, int64_t uid,
+			 int64_t flags, int64_t modseq, const char *kw)
 {
-	int64_t uid, flags, modseq;
-	const char *kw = "";
 	struct mbox_msg *m;
 
-	if (ipc_msg_get_int(f, "uid", &uid) < 0 || uid <= 0 ||
-	    uid > UINT32_MAX || ipc_msg_get_int(f, "flags", &flags) < 0 ||
-	    ipc_msg_get_int(f, "modseq", &modseq) < 0)
+	if (uid <= 0 || uid > UINT32_MAX || modseq < 0)
 		return;
-	(void)!ipc_msg_get_cstr(f, "keywords", &kw);
 	if (ld->full) {
 		/* Messages of the view below uid are gone from the store. */
 		while (ld->pos < mb->count &&
@@ -855,6 +850,31 @@ static void load_frame(struct mbox *mb, struct load *ld,
 		ld->pos = mb->count;
 }
 
+/* A "flags" frame: groups of (uid, modseq, flags, keywords) fields. */
+static void load_frame(struct mbox *mb, struct load *ld,
+		       const struct ipc_msg *f, struct str *kw)
+{
+	unsigned n = ipc_msg_nfields(f);
+	int64_t uid, modseq, flags;
+	const char *p;
+	size_t len;
+
+	if (!ipc_msg_type_is(f, "flags"))
+		return;
+	for (unsigned i = 0; i + 4 <= n; i += 4) {
+		if (ipc_msg_int_at(f, i, "uid", &uid) < 0 ||
+		    ipc_msg_int_at(f, i + 1, "modseq", &modseq) < 0 ||
+		    ipc_msg_int_at(f, i + 2, "flags", &flags) < 0 ||
+		    ipc_msg_str_at(f, i + 3, "keywords", &p, &len) < 0 ||
+		    memchr(p, '\0', len) != NULL ||
+		    str_set(kw, p, len) < 0) {
+			log_warn(NULL, "stored: malformed flags answer");
+			return;
+		}
+		load_message(mb, ld, uid, flags, modseq, str_c(kw));
+	}
+}
+
 static void load_answer(struct session *s, enum storeasync_status st,
 			struct ipc_msg *const *frames, size_t nframes,
 			const struct ipc_msg *final, const char *code,
@@ -862,6 +882,7 @@ static void load_answer(struct session *s, enum storeasync_status st,
 {
 	struct load *ld = ctx;
 	struct mbox *mb = s->mb;
+	struct str *kw;
 	int64_t next = 0;
 
 	if (mb == NULL || mb->gen != ld->gen) {
@@ -876,8 +897,10 @@ static void load_answer(struct session *s, enum storeasync_status st,
 		free(ld);
 		return;
 	}
+	kw = str_new(64, IPC_FRAME_MAX_HARD);
 	for (size_t i = 0; i < nframes; i++)
-		load_frame(mb, ld, frames[i]);
+		load_frame(mb, ld, frames[i], kw);
+	str_free(&kw);
 	if (ipc_msg_get_int(final, "next", &next) == 0 && next > 0 &&
 	    next <= UINT32_MAX) {
 		ld->first = (uint32_t)next;

@@ -211,6 +211,12 @@ int meta_fetch(struct meta *m, int64_t account, const char *folder,
 	       uint32_t first, uint32_t last, unsigned limit,
 	       meta_message_cb *cb, void *ctx, uint32_t *next_r,
 	       struct str *error) TERN_WUR;
+/* The same with only uid, modseq, flags and keywords set (the rest zero
+ * or NULL): the columns a view needs, without reading the others. */
+int meta_fetch_flags(struct meta *m, int64_t account, const char *folder,
+		     uint32_t first, uint32_t last, unsigned limit,
+		     meta_message_cb *cb, void *ctx, uint32_t *next_r,
+		     struct str *error) TERN_WUR;
 
 /* Changes flags and keywords of the messages in set.  With unchangedsince
  * > 0, a message whose MODSEQ is higher is left alone and reported to

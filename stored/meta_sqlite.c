@@ -64,7 +64,8 @@ enum stmt_id {
 	S_FOLDER_INSERT, S_FOLDER_LIST, S_FOLDER_GET, S_FOLDER_CHILDREN,
 	S_FOLDER_SET_NAME, S_FOLDER_DELETE, S_FOLDER_SUBSCRIBE,
 	S_FOLDER_BUMP, S_FOLDER_NEXT_UID, S_FOLDER_TAKE_UIDS, S_FOLDER_STATUS,
-	S_MSG_INSERT, S_MSG_RANGE, S_MSG_FLAGS_RANGE, S_MSG_SET_FLAGS,
+	S_MSG_INSERT, S_MSG_RANGE, S_MSG_FLAGS_PAGE, S_MSG_FLAGS_RANGE,
+	S_MSG_SET_FLAGS,
 	S_MSG_DELETED_RANGE, S_MSG_DELETE, S_MSG_OF_FOLDER,
 	S_MSG_DELETE_FOLDER, S_MSG_COPY_RANGE,
 	S_EXP_INSERT, S_EXP_DELETE_FOLDER, S_EXP_SINCE,
@@ -126,6 +127,9 @@ static const char *const stmt_sql[S_COUNT] = {
 			" size, blob, envelope, bodystructure FROM messages"
 			" WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3"
 			" ORDER BY uid LIMIT ?4",
+	[S_MSG_FLAGS_PAGE] = "SELECT uid, modseq, flags, keywords FROM messages"
+			     " WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3"
+			     " ORDER BY uid LIMIT ?4",
 	[S_MSG_FLAGS_RANGE] = "SELECT uid, modseq, flags, keywords"
 			      " FROM messages WHERE folder_id = ?1"
 			      " AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
@@ -1156,10 +1160,11 @@ int meta_message_add(struct meta *m, int64_t account, const char *folder,
 	return META_OK;
 }
 
-int meta_fetch(struct meta *m, int64_t account, const char *folder,
-	       uint32_t first, uint32_t last, unsigned limit,
-	       meta_message_cb *cb, void *ctx, uint32_t *next_r,
-	       struct str *error)
+/* S_MSG_RANGE (every column) or S_MSG_FLAGS_PAGE (the first four). */
+static int fetch_page(struct meta *m, enum stmt_id id, int64_t account,
+		      const char *folder, uint32_t first, uint32_t last,
+		      unsigned limit, meta_message_cb *cb, void *ctx,
+		      uint32_t *next_r, struct str *error)
 {
 	struct folder_row row;
 	struct meta_message msg;
@@ -1171,7 +1176,8 @@ int meta_fetch(struct meta *m, int64_t account, const char *folder,
 	r = folder_find(m, account, folder, &row, error);
 	if (r < 0)
 		return r;
-	s = st(m, S_MSG_RANGE);
+	memset(&msg, 0, sizeof(msg));
+	s = st(m, id);
 	sqlite3_bind_int64(s, 1, row.id);
 	sqlite3_bind_int64(s, 2, first);
 	sqlite3_bind_int64(s, 3, last);
@@ -1185,11 +1191,13 @@ int meta_fetch(struct meta *m, int64_t account, const char *folder,
 		msg.modseq = (uint64_t)sqlite3_column_int64(s, 1);
 		msg.flags = (unsigned)sqlite3_column_int(s, 2);
 		msg.keywords = col_text(s, 3);
-		msg.internal_date = sqlite3_column_int64(s, 4);
-		msg.size = (uint64_t)sqlite3_column_int64(s, 5);
-		msg.blob = col_text(s, 6);
-		msg.envelope = col_text_null(s, 7);
-		msg.bodystructure = col_text_null(s, 8);
+		if (id == S_MSG_RANGE) {
+			msg.internal_date = sqlite3_column_int64(s, 4);
+			msg.size = (uint64_t)sqlite3_column_int64(s, 5);
+			msg.blob = col_text(s, 6);
+			msg.envelope = col_text_null(s, 7);
+			msg.bodystructure = col_text_null(s, 8);
+		}
 		if (cb(&msg, ctx) < 0) {
 			sqlite3_reset(s);
 			return meta_fail(error, "stopped by the caller");
@@ -1198,6 +1206,24 @@ int meta_fetch(struct meta *m, int64_t account, const char *folder,
 	sqlite3_reset(s);
 	return r == SQLITE_DONE || r == SQLITE_ROW ? META_OK :
 						     db_fail(m, error);
+}
+
+int meta_fetch(struct meta *m, int64_t account, const char *folder,
+	       uint32_t first, uint32_t last, unsigned limit,
+	       meta_message_cb *cb, void *ctx, uint32_t *next_r,
+	       struct str *error)
+{
+	return fetch_page(m, S_MSG_RANGE, account, folder, first, last, limit,
+			  cb, ctx, next_r, error);
+}
+
+int meta_fetch_flags(struct meta *m, int64_t account, const char *folder,
+		     uint32_t first, uint32_t last, unsigned limit,
+		     meta_message_cb *cb, void *ctx, uint32_t *next_r,
+		     struct str *error)
+{
+	return fetch_page(m, S_MSG_FLAGS_PAGE, account, folder, first, last,
+			  limit, cb, ctx, next_r, error);
 }
 
 /* One message's flags, collected before a STORE changes them. */

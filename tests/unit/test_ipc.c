@@ -169,6 +169,16 @@ static void check_sample(const struct ipc_msg *m)
 	assert_string_equal(name, "min");
 	assert_int_equal(kind, IPC_INT);
 	assert_int_equal(ipc_msg_field(m, 9, &name, &kind), -1);
+	/* by position */
+	assert_int_equal(ipc_msg_int_at(m, 3, "min", &v), 0);
+	assert_true(v == INT64_MIN);
+	assert_int_equal(ipc_msg_int_at(m, 3, "max", &v), -1);
+	assert_int_equal(ipc_msg_int_at(m, 0, "user", &v), -1);
+	assert_int_equal(ipc_msg_str_at(m, 8, "rcpt", &p, &len), 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(p, "c@x", 3);
+	assert_int_equal(ipc_msg_str_at(m, 9, "rcpt", &p, &len), -1);
+	assert_int_equal(ipc_msg_str_at(m, 3, "min", &p, &len), -1);
 }
 
 /* --- codec ------------------------------------------------------------ */

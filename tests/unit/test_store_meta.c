@@ -645,6 +645,16 @@ static void test_fetch_batches(void **state)
 	assert_int_equal(c.n, 6);
 	assert_int_equal(next, 0);
 	assert_int_equal(c.uid[5], 6);
+	/* The flags-only page: the same messages and continuation. */
+	c.n = 0;
+	assert_int_equal(meta_fetch_flags(f->m, alice.id, "INBOX", 2,
+					  UINT32_MAX, 4, changed_cb, &c, &next,
+					  f->error), 0);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(c.uid[0], 2);
+	assert_int_equal(c.uid[3], 5);
+	assert_int_equal(next, 6);
+	assert_true(c.modseq[3] > c.modseq[0]);
 }
 
 static void test_names(void **state)

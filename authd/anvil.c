@@ -16,6 +16,7 @@ enum anvil_kind {
 	ANVIL_IP = 'i',
 	ANVIL_USER = 'u',
 	ANVIL_CONN = 'c',
+	ANVIL_EVENT = 'e',
 };
 
 struct anvil_entry {
@@ -386,6 +387,17 @@ unsigned int anvil_connect(struct anvil *a, const char *service,
 		e->conns++;
 	*rate_r = e->rate;
 	return e->conns;
+}
+
+unsigned int anvil_event(struct anvil *a, const char *event, const char *who,
+			 unsigned int n, uint64_t now)
+{
+	struct anvil_entry *e = anvil_find(a, ANVIL_EVENT, event, who, now,
+					   true);
+
+	rate_roll(a, e, now);
+	e->rate = n > UINT32_MAX - e->rate ? UINT32_MAX : e->rate + n;
+	return e->rate;
 }
 
 void anvil_disconnect(struct anvil *a, const char *service, const char *rip,

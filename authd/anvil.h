@@ -17,6 +17,9 @@
  * minus disconnect) and the number of connects in the current fixed rate
  * window (rate_window_ms).
  *
+ * Events: per (event, who), a count in the same kind of fixed window: the
+ * messages and recipients per minute of an SMTP client or user.
+ *
  * Limits: at most max_entries counters of all kinds; a new one evicts the
  * least recently used, preferring entries that are neither locked out nor
  * holding open connections.  Keys are at most ANVIL_KEY_MAX bytes (longer
@@ -87,6 +90,11 @@ void anvil_disconnect(struct anvil *a, const char *service, const char *rip,
 unsigned int anvil_connections(struct anvil *a, const char *service,
 			       const char *rip, uint64_t now,
 			       unsigned int *rate_r);
+
+/* Adds n events of event (e.g. "smtpd-msg-ip") for who (an IP, a user)
+ * and returns the count in the current rate window, these included. */
+unsigned int anvil_event(struct anvil *a, const char *event, const char *who,
+			 unsigned int n, uint64_t now);
 
 /* Frees counters that hold nothing any more (all failures expired, not
  * locked out, no open connection, rate window over). */

@@ -31,6 +31,7 @@
 #define AUTHD_PASSWORD_MAX 4096
 #define AUTHD_SERVICE_MAX 32
 #define AUTHD_RIP_MAX 64
+#define AUTHD_EVENTS_MAX 100000	/* events one "event" request may add */
 #define AUTHD_AUTH_WAIT_MAX 4096	/* password checks queued, at most */
 #define AUTHD_ERROR_MAX 1024
 

@@ -61,6 +61,12 @@ static const struct ipc_field_spec spec_auth[] = {
 	F_STR("rip", AUTHD_RIP_MAX),
 	F_END,
 };
+static const struct ipc_field_spec spec_event[] = {
+	F_STR("service", AUTHD_SERVICE_MAX),
+	F_STR("who", DIR_ADDRESS_MAX),
+	{ "n", IPC_INT, 1, 1, 0, 0 },
+	F_END,
+};
 static const struct ipc_field_spec spec_conn[] = {
 	F_STR("service", AUTHD_SERVICE_MAX),
 	F_STR("rip", AUTHD_RIP_MAX),
@@ -545,6 +551,28 @@ static void reply_counts(struct authd_client *c, uint32_t id,
 	client_send(c, m);
 }
 
+/* event: counts n events of a kind for a client or user. */
+static void req_event(struct authd_client *c, struct ipc_msg *m)
+{
+	struct authd *ad = c->ad;
+	const char *event, *who;
+	unsigned int count;
+	int64_t n;
+
+	if (ipc_msg_get_cstr(m, "service", &event) < 0 ||
+	    ipc_msg_get_cstr(m, "who", &who) < 0 ||
+	    ipc_msg_get_int(m, "n", &n) < 0)
+		log_panic(c->id, "checked event field missing");
+	if (!service_valid(event) || *who == '\0' || n < 1 ||
+	    n > AUTHD_EVENTS_MAX) {
+		reply_message(c, "error", ipc_msg_id(m), "bad event");
+		return;
+	}
+	count = anvil_event(ad->anvil, event, who, (unsigned int)n,
+			    uv_now(ad->loop));
+	reply_counts(c, ipc_msg_id(m), count, count);
+}
+
 /* connect, disconnect, connections. */
 static void req_conn(struct authd_client *c, struct ipc_msg *m,
 		     const char *type)
@@ -607,6 +635,7 @@ static const struct request requests[] = {
 	{ "connect", spec_conn },
 	{ "disconnect", spec_conn },
 	{ "connections", spec_conn },
+	{ "event", spec_event },
 };
 
 static void on_msg(struct ipc_chan *chan, struct ipc_msg **mp, void *ctx)
@@ -638,6 +667,8 @@ static void on_msg(struct ipc_chan *chan, struct ipc_msg **mp, void *ctx)
 		req_directory(c, m, JOB_DOMAIN, "domain");
 	else if (strcmp(type, "authenticate") == 0)
 		req_auth(c, m);
+	else if (strcmp(type, "event") == 0)
+		req_event(c, m);
 	else
 		req_conn(c, m, type);
 }

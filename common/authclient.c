@@ -675,6 +675,19 @@ void authclient_connections(struct authclient *ac, const char *service,
 	count_request(ac, AC_COUNT, "connections", service, rip, cb, ctx);
 }
 
+void authclient_event(struct authclient *ac, const char *event,
+		      const char *who, unsigned int n,
+		      authclient_count_cb *cb, void *ctx)
+{
+	struct ac_req *req = req_new(ac, AC_COUNT, "event", ctx);
+
+	req->cb.count = cb;
+	ipc_msg_add_cstr(req->msg, "service", event);
+	ipc_msg_add_cstr(req->msg, "who", who);
+	ipc_msg_add_int(req->msg, "n", n);
+	req_submit(ac, req);
+}
+
 /* ---- life ---- */
 
 struct authclient *authclient_new(uv_loop_t *loop, const char *socket_path,

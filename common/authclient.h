@@ -137,6 +137,12 @@ void authclient_disconnect_notify(struct authclient *ac, const char *service,
 void authclient_connections(struct authclient *ac, const char *service,
 			    const char *rip, authclient_count_cb *cb,
 			    void *ctx);
+/* Adds n events of a kind (e.g. "smtpd-rcpt-ip") for who (a client IP, a
+ * user): cb gets the count in the current rate window (connect_rate_window)
+ * as both count and rate.  Shared by every daemon through tern-authd. */
+void authclient_event(struct authclient *ac, const char *event,
+		      const char *who, unsigned int n,
+		      authclient_count_cb *cb, void *ctx);
 
 /* Requests waiting or in flight. */
 size_t authclient_pending(const struct authclient *ac);

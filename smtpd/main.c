@@ -77,6 +77,14 @@ static void smtpd_settings(struct smtpd *sd)
 	sd->error_limit = (unsigned)cfg_int(cfg, OPT_SMTPD_ERROR_LIMIT);
 	sd->conn_limit = (unsigned)cfg_int(cfg,
 					   OPT_SMTPD_CLIENT_CONNECTION_LIMIT);
+	sd->client_msg_rate = (unsigned)cfg_int(cfg,
+					OPT_SMTPD_CLIENT_MESSAGE_RATE_LIMIT);
+	sd->client_rcpt_rate = (unsigned)cfg_int(cfg,
+					OPT_SMTPD_CLIENT_RECIPIENT_RATE_LIMIT);
+	sd->user_msg_rate = (unsigned)cfg_int(cfg,
+					      OPT_SMTPD_USER_MESSAGE_RATE_LIMIT);
+	sd->user_rcpt_rate = (unsigned)cfg_int(cfg,
+					OPT_SMTPD_USER_RECIPIENT_RATE_LIMIT);
 	sd->line_max = (size_t)cfg_size(cfg, OPT_SMTPD_LINE_LIMIT);
 	sd->idle_ms = cfg_duration(cfg, OPT_SMTPD_TIMEOUT);
 	sd->greet_delay_ms = sd->submission ? 0 :

@@ -607,6 +607,155 @@ static void sender_checked(enum authclient_status st,
 	session_release(s);
 }
 
+/* ---- rate limits ----
+ *
+ * Counts per connect_rate_window kept by tern-authd over every process: a
+ * MAIL counts a message, a RCPT a recipient, against the client address
+ * (mynetworks exempt) and against the authenticated user.  Over a limit:
+ * 450 4.7.1.  When tern-authd cannot answer, mail goes on: the limits
+ * brake senders, they do not gate delivery.
+ */
+
+enum rate_what { RATE_MSG, RATE_RCPT };
+
+struct rate_gate {
+	struct session *s;
+	enum rate_what what;
+	unsigned step;			/* 0 the client, 1 the user */
+	void (*pass)(struct session *s, void *arg);
+	void (*refuse)(struct session *s, void *arg, const char *text);
+	void *arg;
+};
+
+static void rate_next(struct rate_gate *g);
+
+/* The limit of a step and whom it counts (NULL: nothing to count). */
+static const char *rate_step(const struct rate_gate *g, unsigned step,
+			     unsigned *limit_r, const char **event_r)
+{
+	const struct session *s = g->s;
+	const struct smtpd *sd = s->sd;
+	bool msg = g->what == RATE_MSG;
+
+	if (step == 0) {
+		*limit_r = msg ? sd->client_msg_rate : sd->client_rcpt_rate;
+		*event_r = msg ? "smtpd-msg-ip" : "smtpd-rcpt-ip";
+		if (*limit_r == 0 || netlist_match(sd->mynetworks, s->peer))
+			return NULL;
+		return s->peer;
+	}
+	*limit_r = msg ? sd->user_msg_rate : sd->user_rcpt_rate;
+	*event_r = msg ? "smtpd-msg-user" : "smtpd-rcpt-user";
+	return *limit_r == 0 ? NULL : s->auth_user;
+}
+
+static void rate_counted(enum authclient_status st, unsigned int count,
+			 unsigned int rate, const char *error, void *ctx)
+{
+	struct rate_gate *g = ctx;
+	struct session *s = g->s;
+	const char *event, *who;
+	unsigned limit;
+
+	if (s->gone || s->msg == NULL) {
+		/* The refusal frees what pass would have used. */
+		if (g->arg != NULL)
+			g->refuse(NULL, g->arg, NULL);
+		free(g);
+		session_release(s);
+		return;
+	}
+	who = rate_step(g, g->step, &limit, &event);
+	s->blocked = false;
+	if (st != AUTHCLIENT_OK) {
+		log_warn(log_id(s), "%s rate of %s not counted: %s", event, who,
+			 error != NULL ? error : "tern-authd unavailable");
+	} else if (count > limit) {
+		struct str *text = str_new(128, REPLY_MAX);
+
+		(void)str_setf(text, "450 4.7.1 Error: too %s from %s",
+			       g->what == RATE_MSG ? "much mail" :
+						     "many recipients", who);
+		g->refuse(s, g->arg, str_c(text));
+		str_free(&text);
+		free(g);
+		session_wake(s);
+		session_release(s);
+		return;
+	}
+	g->step++;
+	rate_next(g);
+	if (!s->blocked)
+		session_wake(s);
+	session_release(s);
+}
+
+static void rate_next(struct rate_gate *g)
+{
+	struct session *s = g->s;
+	void (*pass)(struct session *s, void *arg) = g->pass;
+	void *arg = g->arg;
+	const char *event, *who;
+	unsigned limit;
+
+	for (; g->step < 2; g->step++) {
+		who = rate_step(g, g->step, &limit, &event);
+		if (who == NULL)
+			continue;
+		s->blocked = true;
+		s->ss.holds++;
+		authclient_event(s->sd->auth, event, who, 1, rate_counted, g);
+		return;
+	}
+	free(g);
+	pass(s, arg);
+}
+
+/* Counts one message or recipient, then calls pass, or refuse with the
+ * reply when a limit is over (with s and text NULL when the session went
+ * away meanwhile: only arg is to be freed). */
+static void rate_check(struct session *s, enum rate_what what,
+		       void (*pass)(struct session *s, void *arg),
+		       void (*refuse)(struct session *s, void *arg,
+				      const char *text),
+		       void *arg)
+{
+	struct rate_gate *g = xcalloc(1, sizeof(*g));
+
+	g->s = s;
+	g->what = what;
+	g->pass = pass;
+	g->refuse = refuse;
+	g->arg = arg;
+	rate_next(g);
+}
+
+/* The MAIL checks after the rate limits. */
+static void mail_counted(struct session *s, void *arg)
+{
+	const char *sender = msg_envelope(s->msg)->sender;
+
+	(void)arg;
+	if (s->auth_user != NULL && s->sd->sender_login_check &&
+	    sender[0] != '\0' && strcasecmp(sender, s->auth_user) != 0) {
+		s->blocked = true;
+		s->ss.holds++;
+		authclient_resolve(s->sd->auth, sender, sender_checked, s);
+		return;
+	}
+	mail_accepted(s);
+}
+
+static void mail_refused(struct session *s, void *arg, const char *text)
+{
+	(void)arg;
+	if (s == NULL)
+		return;
+	log_reject(s, "MAIL", text, NULL);
+	reply(s, "%s", text);
+	reset_txn(s);
+}
+
 static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct smtpd *sd = s->sd;
@@ -645,14 +794,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reset_txn(s);
 		return;
 	}
-	if (s->auth_user != NULL && sd->sender_login_check &&
-	    cmd->path[0] != '\0' && strcasecmp(cmd->path, s->auth_user) != 0) {
-		s->blocked = true;
-		s->ss.holds++;
-		authclient_resolve(sd->auth, cmd->path, sender_checked, s);
-		return;
-	}
-	mail_accepted(s);
+	rate_check(s, RATE_MSG, mail_counted, mail_refused, NULL);
 }
 
 /* ---- RCPT ---- */
@@ -823,6 +965,24 @@ static void rcpt_resolved(enum authclient_status st,
 	session_release(s);
 }
 
+static void rcpt_counted(struct session *s, void *arg)
+{
+	struct rcpt_job *job = arg;
+
+	s->blocked = true;
+	s->ss.holds++;
+	authclient_resolve(s->sd->auth, job->address, rcpt_resolved, job);
+}
+
+static void rcpt_rate_refused(struct session *s, void *arg, const char *text)
+{
+	struct rcpt_job *job = arg;
+
+	if (s != NULL)
+		rcpt_refuse(s, job->address, "%s", text);
+	rcpt_job_free(job);
+}
+
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct rcpt_job *job;
@@ -857,9 +1017,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		rcpt_job_free(job);
 		return;
 	}
-	s->blocked = true;
-	s->ss.holds++;
-	authclient_resolve(s->sd->auth, job->address, rcpt_resolved, job);
+	rate_check(s, RATE_RCPT, rcpt_counted, rcpt_rate_refused, job);
 }
 
 /* ---- DATA, BDAT ---- */

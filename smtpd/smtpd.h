@@ -46,6 +46,10 @@ struct smtpd {
 	unsigned rcpt_limit;		/* smtpd_recipient_limit */
 	unsigned error_limit;		/* smtpd_error_limit */
 	unsigned conn_limit;		/* smtpd_client_connection_limit */
+	unsigned client_msg_rate;	/* smtpd_client_message_rate_limit */
+	unsigned client_rcpt_rate;	/* smtpd_client_recipient_rate_limit */
+	unsigned user_msg_rate;		/* smtpd_user_message_rate_limit */
+	unsigned user_rcpt_rate;	/* smtpd_user_recipient_rate_limit */
 	size_t line_max;		/* smtpd_line_limit */
 	uint64_t idle_ms;		/* smtpd_timeout */
 	uint64_t greet_delay_ms;	/* smtpd_greet_delay (MX only) */

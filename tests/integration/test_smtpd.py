@@ -647,6 +647,50 @@ def test_recipient_and_error_limits(env):
     r.close()
 
 
+def test_message_and_recipient_rates(env):
+    """Per-minute limits counted by tern-authd over every service: per
+    client address (mynetworks exempt) and per authenticated user."""
+    env.set_conf("connect_rate_window", "10m")     # no reset within the test
+    env.set_conf("smtpd_client_message_rate_limit", "3")
+    env.set_conf("smtpd_client_recipient_rate_limit", "5")
+    c = env.smtp()
+    for i in range(2):          # 2 messages, 4 recipients
+        env.send(c, "a@example.org", ["bob@example.com", "ann@example.com"],
+                 message(f"rate {i}"))
+    code, _ = c.mail("a@example.org")
+    assert code == 250          # the third message
+    assert c.rcpt("bob@example.com")[0] == 250      # the fifth recipient
+    code, text = c.rcpt("ann@example.com")
+    assert code == 450 and b"4.7.1" in text and b"recipients" in text
+    c.rset()
+    code, text = c.mail("a@example.org")            # the fourth message
+    assert code == 450 and b"4.7.1" in text and b"127.0.0.1" in text
+    c.quit()
+    env.log_has(r"reject: MAIL from unknown\[127\.0\.0\.1\]: 450 4\.7\.1 "
+                r"Error: too much mail from 127\.0\.0\.1")
+    # The count is per address over the services: submission too.
+    c = env.submission("ann@example.com")
+    code, _ = c.mail("ann@example.com")
+    assert code == 450
+    c.quit()
+    # mynetworks are exempt; a user's own limit still applies to them.
+    env.set_conf("mynetworks", "127.0.0.0/8")
+    env.set_conf("smtpd_user_message_rate_limit", "2")
+    c = env.submission("bob@example.com")
+    for i in range(2):
+        env.send(c, "bob@example.com", ["ann@example.com"],
+                 message(f"user {i}"))
+    code, text = c.mail("bob@example.com")
+    assert code == 450 and b"bob@example.com" in text
+    c.quit()
+    c = env.submission("ann@example.com")       # another user: not counted
+    env.send(c, "ann@example.com", ["bob@example.com"], message("ann"))
+    c.quit()
+    c = env.smtp()          # an unauthenticated mynetworks client
+    env.send(c, "a@example.org", ["bob@example.com"], message("exempt"))
+    c.quit()
+
+
 def test_connection_limit(env):
     conns = [Raw(env.port) for _ in range(8)]
     r = Raw(env.port, greeting=False)

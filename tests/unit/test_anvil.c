@@ -191,6 +191,32 @@ static void test_connections(void **state)
 	anvil_free(&a);
 }
 
+static void test_events(void **state)
+{
+	struct anvil_settings set = settings();
+	struct anvil *a = anvil_new(&set);
+
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-ip", "192.0.2.4", 3, 0),
+			 3);
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-ip", "192.0.2.4", 2, SEC),
+			 5);
+	/* Other kinds, other subjects, and connections are apart. */
+	assert_int_equal(anvil_event(a, "smtpd-msg-ip", "192.0.2.4", 1, SEC),
+			 1);
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-user", "192.0.2.4", 1,
+				     SEC), 1);
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-ip", "192.0.2.5", 1, SEC),
+			 1);
+	/* The window (10 s) starts again. */
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-ip", "192.0.2.4", 1,
+				     10 * SEC), 1);
+	assert_int_equal(anvil_event(a, "smtpd-rcpt-ip", "192.0.2.4",
+				     UINT32_MAX, 11 * SEC), UINT32_MAX);
+	anvil_expire(a, 30 * SEC);
+	assert_int_equal(anvil_entries(a), 0);
+	anvil_free(&a);
+}
+
 static void test_eviction_bounded(void **state)
 {
 	struct anvil_settings set = settings();
@@ -259,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_failures_spread_over_time),
 		cmocka_unit_test(test_success_resets),
 		cmocka_unit_test(test_connections),
+		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_eviction_bounded),
 		cmocka_unit_test(test_long_keys_cut),
 	};

@@ -131,6 +131,17 @@ void cmd_create(struct session *s, struct imap_cmd *cmd)
 	store_call(s, req, false, simple_answer, NULL, NULL);
 }
 
+/* ctx: the folder name (of the command, alive until it is done). */
+static void delete_answer(struct session *s, enum storeasync_status st,
+			  struct ipc_msg *const *frames, size_t nframes,
+			  const struct ipc_msg *final, const char *code,
+			  const char *error, void *ctx)
+{
+	if (st == STOREASYNC_OK)
+		mbox_folder_deleted(s->d, s->account, ctx);
+	simple_answer(s, st, frames, nframes, final, code, error, ctx);
+}
+
 void cmd_delete(struct session *s, struct imap_cmd *cmd)
 {
 	const char *name;
@@ -148,7 +159,7 @@ void cmd_delete(struct session *s, struct imap_cmd *cmd)
 	if (s->mb != NULL && strcmp(s->mb->name, name) == 0)
 		mbox_close(s);
 	store_call(s, store_req(s, "folder.delete", name), false,
-		   simple_answer, NULL, NULL);
+		   delete_answer, (void *)name, NULL);
 }
 
 static void rename_inbox_moved(struct session *s, enum storeasync_status st,
@@ -156,9 +167,12 @@ static void rename_inbox_moved(struct session *s, enum storeasync_status st,
 			       const struct ipc_msg *final, const char *code,
 			       const char *error, void *ctx)
 {
-	if (st == STOREASYNC_OK && s->mb != NULL &&
-	    strcmp(s->mb->name, "INBOX") == 0)
-		s->mb->resync = true;	/* its messages left */
+	if (st == STOREASYNC_OK) {
+		if (s->mb != NULL && strcmp(s->mb->name, "INBOX") == 0)
+			s->mb->resync = true;	/* its messages left */
+		mbox_broadcast_resync(s, s->account, "INBOX");
+		mbox_broadcast_new(s, s->account, ctx);
+	}
 	simple_answer(s, st, frames, nframes, final, code, error, ctx);
 }
 
@@ -178,12 +192,31 @@ static void rename_inbox_created(struct session *s,
 	req = store_req(s, "move", "INBOX");
 	ipc_msg_add_cstr(req, "uids", "1:*");
 	ipc_msg_add_cstr(req, "to", (const char *)ctx);
-	store_call(s, req, false, rename_inbox_moved, NULL, NULL);
+	store_call(s, req, false, rename_inbox_moved, ctx, NULL);
+}
+
+/* The two names of a RENAME (the command's, alive until it is done). */
+struct rename_names {
+	const char *from, *to;
+};
+
+static void rename_answer(struct session *s, enum storeasync_status st,
+			  struct ipc_msg *const *frames, size_t nframes,
+			  const struct ipc_msg *final, const char *code,
+			  const char *error, void *ctx)
+{
+	struct rename_names *names = ctx;
+
+	if (st == STOREASYNC_OK)
+		mbox_folder_renamed(s->d, s->account, names->from, names->to);
+	free(names);
+	simple_answer(s, st, frames, nframes, final, code, error, NULL);
 }
 
 void cmd_rename(struct session *s, struct imap_cmd *cmd)
 {
 	const char *from, *to;
+	struct rename_names *names;
 	struct ipc_msg *req;
 
 	if (cmd->nargs != 2) {
@@ -202,7 +235,10 @@ void cmd_rename(struct session *s, struct imap_cmd *cmd)
 	}
 	req = store_req(s, "folder.rename", from);
 	ipc_msg_add_cstr(req, "new_name", to);
-	store_call(s, req, false, simple_answer, NULL, NULL);
+	names = xmalloc(sizeof(*names));
+	names->from = from;
+	names->to = to;
+	store_call(s, req, false, rename_answer, names, free);
 }
 
 void cmd_subscribe(struct session *s, struct imap_cmd *cmd)

@@ -690,6 +690,81 @@ static void note_expunge(struct mbox *mb, uint32_t uid, uint64_t modseq)
 	view_touched(mb);
 }
 
+/* Whether folder is name or one of its children. */
+static bool at_or_under(const char *folder, const char *name)
+{
+	size_t n = strlen(name);
+
+	return strncmp(folder, name, n) == 0 &&
+	       (folder[n] == '\0' || folder[n] == '/');
+}
+
+/* The name a view of folder has after from was renamed to. */
+static char *renamed(const char *folder, const char *from, const char *to)
+{
+	size_t to_len = strlen(to), rest = strlen(folder + strlen(from));
+	char *name = xmalloc(to_len + rest + 1);
+
+	memcpy(name, to, to_len);
+	memcpy(name + to_len, folder + strlen(from), rest + 1);
+	return name;
+}
+
+void mbox_folder_renamed(struct imapd *d, int64_t account, const char *from,
+			 const char *to)
+{
+	struct mbox *mb, *next;
+	char *name;
+
+	/* Selected views follow (the store moved the watches with them). */
+	for (mb = d->mboxes; mb != NULL; mb = mb->next) {
+		if (mb->account != account || !at_or_under(mb->name, from))
+			continue;
+		name = renamed(mb->name, from, to);
+		free(mb->name);
+		mb->name = name;
+	}
+	/* Kept views go, and the watches the store moved for them. */
+	for (mb = d->views; mb != NULL; mb = next) {
+		next = mb->next;
+		if (mb->account != account || !at_or_under(mb->name, from))
+			continue;
+		name = renamed(mb->name, from, to);
+		view_drop(d, mb, false);
+		if (!hub_other(d, NULL, account, name))
+			hub_watch(d, "unwatch", account, name);
+		free(name);
+	}
+}
+
+void mbox_folder_deleted(struct imapd *d, int64_t account,
+			 const char *folder)
+{
+	struct mbox *next;
+
+	views_forget(d, account, folder);
+	for (struct mbox *mb = d->mboxes; mb != NULL; mb = next) {
+		next = mb->next;
+		if (same_folder(mb, account, folder))
+			session_bye(mb->s, "Selected folder was deleted");
+	}
+}
+
+void mbox_broadcast_resync(struct session *s, int64_t account,
+			   const char *folder)
+{
+	struct mbox *next;
+
+	views_forget(s->d, account, folder);
+	for (struct mbox *mb = s->d->mboxes; mb != NULL; mb = next) {
+		next = mb->next;
+		if (mb->s != s && same_folder(mb, account, folder)) {
+			mb->resync = true;
+			view_touched(mb);
+		}
+	}
+}
+
 static void hub_notify(const struct ipc_msg *frame, void *ctx)
 {
 	struct imapd *d = ctx;
@@ -714,6 +789,25 @@ static void hub_notify(const struct ipc_msg *frame, void *ctx)
 	type = ipc_msg_type(frame);
 	if (strcmp(type, "error") == 0) {
 		log_warn(NULL, "stored: notifications overflowed");
+		return;
+	}
+	if (strcmp(type, "notify.rename") == 0 ||
+	    strcmp(type, "notify.delete") == 0) {
+		bool rename = strcmp(type, "notify.rename") == 0;
+		const char *to = NULL;
+
+		if (ipc_msg_get_int(frame, "account", &account) < 0 ||
+		    ipc_msg_get_cstr(frame, "folder", &folder) < 0 ||
+		    (rename &&
+		     ipc_msg_get_cstr(frame, "new_name", &to) < 0)) {
+			log_warn(NULL, "stored: malformed %s notification",
+				 type);
+			return;
+		}
+		if (rename)
+			mbox_folder_renamed(d, account, folder, to);
+		else
+			mbox_folder_deleted(d, account, folder);
 		return;
 	}
 	if (ipc_msg_get_int(frame, "account", &account) < 0 ||

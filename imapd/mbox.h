@@ -155,6 +155,18 @@ void mbox_broadcast_new(struct session *s, int64_t account,
 			const char *folder);
 
 /* Removes message i from the view (an expunge this session made). */
+/* A folder of account was renamed (its children with it) or deleted, by
+ * a session of this process or, as the store reports, elsewhere: views
+ * follow a rename; sessions with a deleted folder selected end. */
+void mbox_folder_renamed(struct imapd *d, int64_t account, const char *from,
+			 const char *to);
+void mbox_folder_deleted(struct imapd *d, int64_t account,
+			 const char *folder);
+/* The folder changed in ways the session did not report one by one (its
+ * messages moved away): other views reload it. */
+void mbox_broadcast_resync(struct session *s, int64_t account,
+			   const char *folder);
+
 void mbox_remove(struct mbox *mb, size_t i);
 /* Sets flags of message i from a store answer. */
 void mbox_set_flags(struct mbox *mb, size_t i, unsigned flags,

@@ -971,9 +971,9 @@ static void session_run(struct session *s)
 		session_close(s, NULL);
 		return;
 	}
-	if (s->stop && !s->blocked) {
-		out_printf(s, "* BYE Server shutting down\r\n");
-		session_close(s, "shutting down");
+	if (s->bye != NULL && !s->blocked) {
+		out_printf(s, "* BYE %s\r\n", s->bye);
+		session_close(s, s->bye);
 		return;
 	}
 	if (s->blocked || out_full(s) ||
@@ -1114,13 +1114,18 @@ void sessions_stop(struct imapd *d)
 	     ss = ss->next) {
 		struct session *s = (struct session *)ss;
 
-		if (s->gone)
-			continue;
-		if ((s->blocked && !s->idling) || s->running) {
-			s->stop = true;
-			continue;
-		}
-		out_printf(s, "* BYE Server shutting down\r\n");
-		session_close(s, "shutting down");
+		session_bye(s, "Server shutting down");
 	}
+}
+
+void session_bye(struct session *s, const char *text)
+{
+	if (s->gone)
+		return;
+	if ((s->blocked && !s->idling) || s->running) {
+		s->bye = text;
+		return;
+	}
+	out_printf(s, "* BYE %s\r\n", text);
+	session_close(s, text);
 }

@@ -91,7 +91,7 @@ struct session {
 	bool blocked;		/* a command waits: input parked */
 	bool running;		/* inside session_run */
 	bool gone;		/* the conn is closed */
-	bool stop;		/* close once the command is done */
+	const char *bye;	/* close with "* BYE" once the command is done */
 	bool idling;		/* in IDLE, waiting for DONE */
 	bool utf8;		/* ENABLE UTF8=ACCEPT */
 	bool condstore;		/* CONDSTORE in use (ENABLE or implied) */
@@ -104,6 +104,9 @@ void session_accept(struct imapd *d, uv_stream_t *client);
 /* Stop: sessions between commands get "* BYE" and close; busy ones close
  * when their command is done. */
 void sessions_stop(struct imapd *d);
+/* Ends the session with "* BYE text" (text static), at once when it waits
+ * for the client, else when its command is done. */
+void session_bye(struct session *s, const char *text);
 
 /* ---- for the command modules ---- */
 

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,14 @@ void notify_list_add(struct notify_list *l, enum notify_kind kind,
 	ev->modseq = modseq;
 	ev->flags = flags;
 	ev->keywords = keywords != NULL ? xstrdup(keywords) : NULL;
+	ev->new_name = NULL;
+}
+
+void notify_list_add_rename(struct notify_list *l, int64_t account,
+			    const char *from, const char *to)
+{
+	notify_list_add(l, NOTIFY_RENAME, account, from, 0, 0, 0, NULL);
+	l->v[l->n - 1].new_name = xstrdup(to);
 }
 
 void notify_list_truncate(struct notify_list *l, size_t n)
@@ -52,6 +61,7 @@ void notify_list_truncate(struct notify_list *l, size_t n)
 		l->n--;
 		free(l->v[l->n].folder);
 		free(l->v[l->n].keywords);
+		free(l->v[l->n].new_name);
 	}
 }
 
@@ -166,10 +176,42 @@ size_t notify_watches(const struct notify_hub *h, const void *client)
 	return n;
 }
 
+/* Whether folder is under (a child of) parent. */
+static bool child_of(const char *folder, const char *parent)
+{
+	size_t n = strlen(parent);
+
+	return strncmp(folder, parent, n) == 0 && folder[n] == '/';
+}
+
 static int matches(const struct watch *w, const struct notify_event *ev)
 {
 	return w->account == ev->account &&
-	       (w->folder[0] == '\0' || strcmp(w->folder, ev->folder) == 0);
+	       (w->folder[0] == '\0' || strcmp(w->folder, ev->folder) == 0 ||
+		(ev->kind == NOTIFY_RENAME && child_of(w->folder, ev->folder)));
+}
+
+/* After a rename: the watches of the folder and its children follow. */
+static void rename_watches(struct notify_hub *h, const struct notify_event *ev)
+{
+	size_t from_len = strlen(ev->folder);
+
+	for (size_t i = 0; i < h->n; i++) {
+		struct watch *w = &h->w[i];
+		size_t to_len = strlen(ev->new_name), rest;
+		char *name;
+
+		if (w->account != ev->account || w->folder[0] == '\0' ||
+		    (strcmp(w->folder, ev->folder) != 0 &&
+		     !child_of(w->folder, ev->folder)))
+			continue;
+		rest = strlen(w->folder + from_len);
+		name = xmalloc(to_len + rest + 1);
+		memcpy(name, ev->new_name, to_len);
+		memcpy(name + to_len, w->folder + from_len, rest + 1);
+		free(w->folder);
+		w->folder = name;
+	}
 }
 
 /* Marks every watch of client as dropped. */
@@ -204,6 +246,8 @@ size_t notify_hub_publish(struct notify_hub *h, const struct notify_list *l,
 			}
 			sent++;
 		}
+		if (ev->kind == NOTIFY_RENAME)
+			rename_watches(h, ev);
 	}
 	if (dropped)
 		remove_client(h, NULL);

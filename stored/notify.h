@@ -30,6 +30,8 @@ enum notify_kind {
 	NOTIFY_NEW,	/* a message arrived (deliver, append, copy) */
 	NOTIFY_FLAGS,		/* flags or keywords changed */
 	NOTIFY_EXPUNGE,		/* a message went (expunge, move) */
+	NOTIFY_RENAME,		/* the folder (and its children) renamed */
+	NOTIFY_DELETE,		/* the folder deleted */
 };
 
 struct notify_event {
@@ -40,6 +42,7 @@ struct notify_event {
 	uint64_t modseq;
 	unsigned flags;		/* NOTIFY_FLAGS only */
 	char *keywords;		/* NOTIFY_FLAGS only, else NULL */
+	char *new_name;		/* NOTIFY_RENAME only, else NULL */
 };
 
 struct notify_list {
@@ -51,6 +54,9 @@ struct notify_list {
 void notify_list_add(struct notify_list *l, enum notify_kind kind,
 		     int64_t account, const char *folder, uint32_t uid,
 		     uint64_t modseq, unsigned flags, const char *keywords);
+/* A folder renamed (uid, modseq 0); its children go with it. */
+void notify_list_add_rename(struct notify_list *l, int64_t account,
+			    const char *from, const char *to);
 /* Drops the events past the first n (a rolled back request's). */
 void notify_list_truncate(struct notify_list *l, size_t n);
 /* Drops every event and frees the storage. */
@@ -78,7 +84,9 @@ void notify_forget(struct notify_hub *h, void *client);
 size_t notify_watches(const struct notify_hub *h, const void *client);
 
 /* Each event of l to each watching client except origin (NULL: none),
- * once per client; returns the number of sends. */
+ * once per client; returns the number of sends.  A rename reaches the
+ * watchers of the folder and of its children, and then moves their
+ * watches (the origin's too) to the new names. */
 size_t notify_hub_publish(struct notify_hub *h, const struct notify_list *l,
 			  const void *origin, notify_send_fn *send);
 

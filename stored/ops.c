@@ -500,10 +500,17 @@ static int folder_change(struct store_ctx *ctx, struct store_op *op,
 			      meta_folder_subscribe(ctx->meta, a.id,
 						    str_c(name), act == F_SUB,
 						    ctx->error);
-	if (r < 0)
+	if (r < 0) {
 		r = fail_status(ctx, op, r);
-	else
-		(void)op_reply(op, "ok");
+		goto done;
+	}
+	if (act == F_RENAME)
+		notify_list_add_rename(&op->events, a.id, str_c(name),
+				       str_c(to));
+	else if (act == F_DELETE)
+		notify_list_add(&op->events, NOTIFY_DELETE, a.id, str_c(name),
+				0, 0, 0, NULL);
+	(void)op_reply(op, "ok");
 done:
 	str_free(&name);
 	str_free(&to);

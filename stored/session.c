@@ -123,6 +123,8 @@ static const char *const event_types[] = {
 	[NOTIFY_NEW] = "notify.new",
 	[NOTIFY_FLAGS] = "notify.flags",
 	[NOTIFY_EXPUNGE] = "notify.expunge",
+	[NOTIFY_RENAME] = "notify.rename",
+	[NOTIFY_DELETE] = "notify.delete",
 };
 
 /* notify_send_fn: one event frame (id 0) to a watching session. */
@@ -147,6 +149,8 @@ static int session_notify(void *client, const struct notify_event *ev)
 	ipc_msg_add_cstr(m, "folder", ev->folder);
 	ipc_msg_add_int(m, "uid", ev->uid);
 	ipc_msg_add_int(m, "modseq", (int64_t)ev->modseq);
+	if (ev->kind == NOTIFY_RENAME)
+		ipc_msg_add_cstr(m, "new_name", ev->new_name);
 	if (ev->kind == NOTIFY_FLAGS) {
 		ipc_msg_add_int(m, "flags", ev->flags);
 		ipc_msg_add_cstr(m, "keywords", ev->keywords != NULL ?

@@ -91,6 +91,55 @@ def test_rename_inbox(srv, acct):
     r.close()
 
 
+def test_rename_and_delete_under_other_sessions(srv, acct):
+    """Sessions with a folder selected follow its RENAME (by themselves
+    or another session), children included; a session whose selected
+    folder is deleted elsewhere is ended with BYE."""
+    a, b, c = srv.raw(acct), srv.raw(acct), srv.raw(acct)
+    b.ok("CREATE Work")
+    b.ok("CREATE Work/2026")
+    b.ok("CREATE Tmp")
+    for i in range(2):
+        srv.deliver(acct, simple_message(f"work{i}"), folder="Work")
+    srv.deliver(acct, simple_message("child"), folder="Work/2026")
+    assert a.select("Work").numbered("EXISTS") == [2]
+    assert c.select("Work/2026").numbered("EXISTS") == [1]
+    b.ok("RENAME Work Job")
+    # a's folder is now Job: it works on, and its changes land there.
+    a.ok("STORE 1 +FLAGS (\\Flagged)")
+    assert len(a.ok("FETCH 1:* (UID FLAGS)").fetches()) == 2
+    srv.deliver(acct, simple_message("after the rename"), folder="Job")
+    seen = a.ok("NOOP")
+    for _ in range(20):
+        if 3 in seen.numbered("EXISTS"):
+            break
+        seen = a.ok("NOOP")
+    assert 3 in seen.numbered("EXISTS"), seen
+    fl = b.select("Job").fetches()
+    fl = b.ok("FETCH 1 FLAGS").fetches()
+    assert "\\Flagged" in str(fl), fl
+    # The child went with it.
+    assert len(c.ok("FETCH 1:* UID").fetches()) == 1
+    c.ok("STORE 1 +FLAGS (\\Seen)")
+    st = b.ok("STATUS ", quote("Job/2026"), " (MESSAGES UNSEEN)")
+    assert b"MESSAGES 1" in st.untagged[0] and b"UNSEEN 0" in st.untagged[0]
+    # A session renames its own selected folder.
+    a.ok("RENAME Job Work")
+    a.ok("STORE 2 +FLAGS (\\Answered)")
+    assert len(a.ok("FETCH 1:* UID").fetches()) == 3
+    st = b.ok("STATUS Work (MESSAGES)")
+    assert b"MESSAGES 3" in st.untagged[0], st
+    # DELETE of a folder selected elsewhere ends that session.
+    c.ok("SELECT Tmp")
+    b.ok("UNSELECT")
+    b.ok("DELETE Tmp")
+    assert c.closed(timeout=10), "the session on the deleted folder stayed"
+    for r in (a, b):
+        r.ok("LOGOUT")
+        r.close()
+    c.close()
+
+
 def test_delete_keeps_inferiors(srv, sess):
     r, s = sess, sess.sep
     r.ok("CREATE ", quote(f"Top{s}Child"))

@@ -131,12 +131,54 @@ static void test_drop_and_limits(void **state)
 	notify_hub_free(&h);
 }
 
+static void test_rename_moves_watches(void **state)
+{
+	struct notify_hub *h = notify_hub_new();
+	struct client work = { .refuse_after = -1 };
+	struct client child = { .refuse_after = -1 };
+	struct client other = { .refuse_after = -1 };
+	struct notify_list l = { 0 };
+
+	assert_int_equal(notify_watch(h, &work, 1, "Work"), 0);
+	assert_int_equal(notify_watch(h, &child, 1, "Work/2026"), 0);
+	assert_int_equal(notify_watch(h, &other, 1, "Workshop"), 0);
+	assert_int_equal(notify_watch(h, &other, 2, "Work"), 0);
+	notify_list_add_rename(&l, 1, "Work", "Job");
+	/* The folder's and its children's watchers; the origin's watches
+	 * move too. */
+	assert_int_equal(notify_hub_publish(h, &l, &child, send_cb), 1);
+	assert_int_equal(work.got, 1);
+	assert_int_equal(work.kinds[0], NOTIFY_RENAME);
+	assert_string_equal(work.folders[0], "Work");
+	assert_int_equal(other.got, 0);
+	notify_list_clear(&l);
+	/* Events under the new names reach the moved watches. */
+	notify_list_add(&l, NOTIFY_NEW, 1, "Job", 5, 9, 0, NULL);
+	notify_list_add(&l, NOTIFY_NEW, 1, "Job/2026", 1, 3, 0, NULL);
+	notify_list_add(&l, NOTIFY_NEW, 1, "Work", 1, 3, 0, NULL);
+	notify_list_add(&l, NOTIFY_DELETE, 2, "Work", 0, 0, 0, NULL);
+	assert_int_equal(notify_hub_publish(h, &l, NULL, send_cb), 3);
+	assert_int_equal(work.got, 2);
+	assert_int_equal(work.uids[1], 5);
+	assert_int_equal(child.got, 1);
+	assert_string_equal(child.folders[0], "Job/2026");
+	assert_int_equal(other.got, 1);
+	assert_int_equal(other.kinds[0], NOTIFY_DELETE);
+	assert_int_equal(notify_unwatch(h, &child, 1, "Job/2026"), 1);
+	/* A rolled back rename frees its new name. */
+	notify_list_add_rename(&l, 1, "Job", "Old");
+	notify_list_truncate(&l, 0);
+	notify_list_clear(&l);
+	notify_hub_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_marks),
 		cmocka_unit_test(test_watch_publish),
 		cmocka_unit_test(test_drop_and_limits),
+		cmocka_unit_test(test_rename_moves_watches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

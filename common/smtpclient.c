@@ -304,14 +304,20 @@ static void reply_copy(struct sc_reply *dst, const struct smtp_reply *src)
 	dst->set = true;
 }
 
+void smtp_reply_set(struct smtp_reply *r, unsigned code,
+		    const char *enhanced, const char *text)
+{
+	r->code = code;
+	str_lcpy(r->enhanced, enhanced, sizeof(r->enhanced));
+	str_clear(r->text);
+	STR_TRY(str_append_c(r->text, text));
+	r->nlines = 1;
+}
+
 static void reply_synth(struct sc_reply *dst, unsigned code,
 			const char *enhanced, const char *text)
 {
-	dst->r.code = code;
-	str_lcpy(dst->r.enhanced, enhanced, sizeof(dst->r.enhanced));
-	str_clear(dst->r.text);
-	STR_TRY(str_append_c(dst->r.text, text));
-	dst->r.nlines = 1;
+	smtp_reply_set(&dst->r, code, enhanced, text);
 	dst->set = true;
 }
 
@@ -860,7 +866,11 @@ static void sc_connected(uv_connect_t *req, int status)
 	struct smtpclient *c = req->data;
 	uv_stream_t *s = c->stream;
 
+	/* Cancelled by the connect timeout: stream_closed() follows. */
+	if (s == NULL || uv_is_closing((uv_handle_t *)s))
+		return;
 	c->stream = NULL;
+	uv_timer_stop(c->timer);
 	if (status < 0 || c->quit_asked) {
 		if (status < 0)
 			log_warn(c->id, "connect: %s", uv_strerror(status));
@@ -871,6 +881,19 @@ static void sc_connected(uv_connect_t *req, int status)
 	c->conn = conn_new(c->loop, s, &sc_ops, c, c->id);
 	c->state = SC_GREETING;
 	sc_wait(c);
+}
+
+/* The TCP connect took too long: closing the handle cancels it. */
+static void sc_connect_timeout(uv_timer_t *t)
+{
+	struct smtpclient *c = t->data;
+
+	if (c->state != SC_CONNECTING || c->stream == NULL ||
+	    uv_is_closing((uv_handle_t *)c->stream))
+		return;
+	log_warn(c->id, "connect: timed out");
+	c->stream->data = c;
+	uv_close((uv_handle_t *)c->stream, stream_closed);
 }
 
 struct smtpclient *smtpclient_new(uv_loop_t *loop, const char *path,
@@ -919,6 +942,9 @@ struct smtpclient *smtpclient_new(uv_loop_t *loop, const char *path,
 			c->stream = NULL;
 			t->data = c;
 			uv_close((uv_handle_t *)t, stream_closed);
+		} else if (set->connect_timeout_ms > 0) {
+			uv_timer_start(c->timer, sc_connect_timeout,
+				       set->connect_timeout_ms, 0);
 		}
 	}
 	return c;

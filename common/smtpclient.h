@@ -53,6 +53,10 @@ struct smtp_reply {
 	size_t nlines;
 };
 
+/* Sets r (its text allocated) to a one-line reply made here. */
+void smtp_reply_set(struct smtp_reply *r, unsigned code,
+		    const char *enhanced, const char *text);
+
 struct smtp_reply_parser;
 
 struct smtp_reply_parser *smtp_reply_parser_new(void);
@@ -77,6 +81,7 @@ struct smtpclient_settings {
 	bool lmtp;		/* LHLO, one final reply per recipient */
 	const char *helo;	/* our name in LHLO/EHLO */
 	uint64_t timeout_ms;	/* per reply */
+	uint64_t connect_timeout_ms;	/* TCP connect; 0 = the system's */
 	struct tls_ctx *tls;	/* client context: STARTTLS when offered */
 	const char *tls_name;	/* SNI and verification name */
 	bool tls_required;	/* fail when STARTTLS is not offered */

@@ -5,10 +5,13 @@
  *    with common/queue's reader and its state; unreadable -> corrupt/.
  * 2. resolve every recipient not done yet through tern-authd (aliases,
  *    lists, catch-all, +detail); unknown -> 5.1.1 at once; addresses in
- *    other domains go to the relay host, or are deferred without one.
+ *    other domains go to the relay host, or without one to the MX hosts
+ *    of their domain.
  * 3. one LMTP transaction to the local tern-lmtpd with every local
  *    address, and one SMTP transaction to the relay host with every
- *    remote one, at the same time (duplicates sent once).
+ *    remote one (or one per remote domain to its MX hosts), all at the
+ *    same time (duplicates sent once).  A destination that can never
+ *    take the mail (null MX, no such domain) bounces its recipients.
  * 4. per address: sent, deferred or bounced (a log line each); past
  *    qmgr_queue_lifetime a deferral becomes a bounce; DSNs built for
  *    NOTIFY=FAILURE (the default) and NOTIFY=SUCCESS, and once after
@@ -51,6 +54,7 @@ enum tkind {
 	K_NONE,
 	K_LMTP,			/* to the local tern-lmtpd */
 	K_RELAY,		/* to the relay host */
+	K_MX,			/* to the MX hosts of its domain */
 };
 
 struct qtarget {
@@ -98,7 +102,9 @@ struct qmsg {
 		struct dest *dest;
 		struct smtpclient_rcpt *lr;
 		size_t *lmap, nl;
-	} g[2];			/* LMTP, relay host */
+	} *g;			/* LMTP, relay host, then one per domain */
+	size_t ng;
+	bool eightbit;		/* BODY=8BITMIME or 8-bit bytes in it */
 	unsigned outstanding;
 	bool *failed_now;
 	bool all_done;
@@ -127,10 +133,11 @@ static void msg_free(struct qmsg *m)
 	for (size_t i = 0; i < m->nt; i++)
 		free(m->t[i].relay);
 	free(m->t);
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < m->ng; i++) {
 		free(m->g[i].lr);
 		free(m->g[i].lmap);
 	}
+	free(m->g);
 	free(m->failed_now);
 	queue_envelope_clear(&m->env);
 	qstate_clear(&m->st);
@@ -522,7 +529,9 @@ static void on_sent(struct smtpclient *c, const struct smtp_reply *const *r,
 	group_done(m);
 }
 
-static void group_defer(struct qgroup *g, const struct smtp_reply *err)
+/* No connection: deferred, or bounced when it can never work. */
+static void group_defer(struct qgroup *g, const struct smtp_reply *err,
+			bool permanent)
 {
 	struct qmsg *m = g->m;
 	struct str *t = str_new(128, 2048);
@@ -532,7 +541,8 @@ static void group_defer(struct qgroup *g, const struct smtp_reply *err)
 	else
 		STR_TRY(str_append_c(t, "451 4.3.2 queue manager stopping"));
 	for (size_t i = 0; i < g->nl; i++)
-		set_out(&m->t[g->lmap[i]], T_DEFERRED,
+		set_out(&m->t[g->lmap[i]],
+			permanent && err != NULL ? T_FAILED : T_DEFERRED,
 			err != NULL && err->enhanced[0] != '\0' ?
 				err->enhanced : "4.4.1", str_c(t));
 	str_free(&t);
@@ -540,14 +550,19 @@ static void group_defer(struct qgroup *g, const struct smtp_reply *err)
 }
 
 static void on_client(struct smtpclient *c, const struct smtp_reply *err,
-		      void *ctx)
+		      bool permanent, void *ctx)
 {
 	struct qgroup *g = ctx;
 	struct qmsg *m = g->m;
+	/* Over SMTP a message with 8-bit bytes is 8-bit whatever its BODY
+	 * said: never sent to a server without 8BITMIME (5.6.3). */
 	struct smtpclient_msg msg = {
 		.sender = m->env.sender,
-		.eightbit = m->env.body != NULL &&
-			    strcasecmp(m->env.body, "8BITMIME") == 0,
+		.eightbit = dest_is_lmtp(g->dest) ?
+				    m->env.body != NULL &&
+					    strcasecmp(m->env.body,
+						       "8BITMIME") == 0 :
+				    m->eightbit,
 		.smtputf8 = m->env.smtputf8,
 		.ret = m->env.ret,
 		.envid = m->env.envid,
@@ -558,19 +573,33 @@ static void on_client(struct smtpclient *c, const struct smtp_reply *err,
 	};
 
 	if (c == NULL) {
-		group_defer(g, err);
+		group_defer(g, err, permanent);
 		return;
+	}
+	for (size_t i = 0; i < g->nl; i++) {
+		struct qtarget *t = &m->t[g->lmap[i]];
+
+		free(t->relay);
+		t->relay = xstrdup(dest_conn_name(c));
 	}
 	if (smtpclient_send(c, &msg, on_sent, g) < 0) {
 		dest_put(g->dest, c, false);
-		group_defer(g, NULL);
+		group_defer(g, NULL, false);
 	}
 }
 
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
 /* Fills a group with the pending targets of one kind (each address
- * once); false when it has none. */
+ * once), of one domain when domain is not NULL; false when it has
+ * none. */
 static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
-		       struct dest *dest)
+		       const char *domain, struct dest *dest)
 {
 	g->m = m;
 	g->dest = dest;
@@ -580,7 +609,9 @@ static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
 		struct qtarget *t = &m->t[i];
 		const struct queue_rcpt *r = &m->env.rcpts[t->rcpt];
 
-		if (t->kind != kind || t->out != T_PENDING)
+		if (t->kind != kind || t->out != T_PENDING ||
+		    (domain != NULL &&
+		     strcasecmp(domain_of(t->addr), domain) != 0))
 			continue;
 		for (size_t k = 0; k < i; k++) {
 			if (m->t[k].kind == kind && m->t[k].dup < 0 &&
@@ -591,27 +622,49 @@ static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
 		}
 		if (t->dup >= 0)
 			continue;
-		t->relay = xstrdup(dest_name(dest));
+		free(t->relay);
+		t->relay = dest_is_mx(dest) ? NULL : xstrdup(dest_name(dest));
 		g->lr[g->nl].address = t->addr;
 		g->lr[g->nl].notify = r->notify;
 		g->lr[g->nl].orcpt = r->orcpt;
 		g->lmap[g->nl++] = i;
 	}
+	if (g->nl == 0) {
+		free(g->lr);
+		free(g->lmap);
+		memset(g, 0, sizeof(*g));
+	}
 	return g->nl > 0;
 }
 
+/* The groups: LMTP, the relay host, then one per remote domain; all
+ * made before any starts (their addresses are callback contexts). */
 static void deliver_all(struct qmsg *m)
 {
-	struct dest *relay = qmgr_relay(m->q);
-	bool lmtp = group_fill(m, &m->g[0], K_LMTP, m->q->lmtp);
-	bool smtp = relay != NULL &&
-		    group_fill(m, &m->g[1], K_RELAY, relay);
+	struct qmgr *q = m->q;
+	struct dest *relay = qmgr_relay(q);
 
-	m->outstanding = 1 + lmtp + smtp;
-	if (lmtp)
-		dest_get(m->g[0].dest, on_client, &m->g[0]);
-	if (smtp)
-		dest_get(m->g[1].dest, on_client, &m->g[1]);
+	m->g = xcalloc(m->nt + 2, sizeof(*m->g));
+	if (group_fill(m, &m->g[m->ng], K_LMTP, NULL, q->lmtp))
+		m->ng++;
+	if (relay != NULL && group_fill(m, &m->g[m->ng], K_RELAY, NULL, relay))
+		m->ng++;
+	for (size_t i = 0; i < m->nt; i++) {
+		const char *dom = domain_of(m->t[i].addr);
+		bool seen = m->t[i].kind != K_MX;
+
+		/* The first target of a domain fills its whole group. */
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = m->t[k].kind == K_MX &&
+			       strcasecmp(domain_of(m->t[k].addr), dom) == 0;
+		if (seen)
+			continue;
+		if (group_fill(m, &m->g[m->ng], K_MX, dom, qmgr_mx(q, dom)))
+			m->ng++;
+	}
+	m->outstanding = 1 + (unsigned)m->ng;
+	for (size_t i = 0; i < m->ng; i++)
+		dest_get(m->g[i].dest, on_client, &m->g[i]);
 	group_done(m);
 }
 
@@ -641,14 +694,11 @@ static char *with_detail(const char *addr, const char *detail)
 	return r;
 }
 
-/* An address in another domain: to the relay host, or deferred. */
+/* An address in another domain: to the relay host, or to the MX hosts
+ * of its domain. */
 static void remote_kind(struct qmsg *m, struct qtarget *t)
 {
-	if (qmgr_relay(m->q) != NULL)
-		t->kind = K_RELAY;
-	else
-		set_out(t, T_DEFERRED, "4.4.0",
-			"remote delivery not yet available");
+	t->kind = qmgr_relay(m->q) != NULL ? K_RELAY : K_MX;
 }
 
 static void add_remote(struct qmsg *m, const char *addr, size_t rcpt)
@@ -795,6 +845,15 @@ static int move_in(struct qmsg *m)
 	return r == 0 ? 0 : r == ENOENT ? 1 : -1;
 }
 
+static bool has_8bit(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)p[i] & 0x80)
+			return true;
+	}
+	return false;
+}
+
 static void load_work(uv_work_t *req)
 {
 	struct qmsg *m = req->data;
@@ -835,6 +894,10 @@ static void load_work(uv_work_t *req)
 		str_free(&spath);
 		return;
 	}
+	/* Scanned here, off the loop: a message may be large. */
+	m->eightbit = (m->env.body != NULL &&
+		       strcasecmp(m->env.body, "8BITMIME") == 0) ||
+		      has_8bit(str_c(m->data), str_len(m->data));
 	STR_TRY(str_printf(spath, "%s%s", path, QSTATE_SUFFIX));
 	if (qstate_read(str_c(spath), &m->st, m->env.nrcpts, m->error) < 0)
 		str_clear(m->error);	/* a bad state: start afresh */

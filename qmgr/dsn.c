@@ -202,8 +202,21 @@ static int build_rcpt(struct str *out, const struct dsn_rcpt *r,
 			  dsn_action_name(r->action));
 	ret |= append_clean(out, r->status);
 	if (r->remote_mta != NULL) {
-		ret |= str_append_c(out, "\r\nRemote-MTA: x-local; ");
-		ret |= append_clean(out, r->remote_mta);
+		/* "host[ip]:port" is a host found in the DNS: its name. */
+		const char *br = strchr(r->remote_mta, '[');
+
+		if (br != NULL && br > r->remote_mta) {
+			struct str *h = str_new(64, 1024);
+
+			ret |= str_append(h, r->remote_mta,
+					  (size_t)(br - r->remote_mta));
+			ret |= str_append_c(out, "\r\nRemote-MTA: dns; ");
+			ret |= append_clean(out, str_c(h));
+			str_free(&h);
+		} else {
+			ret |= str_append_c(out, "\r\nRemote-MTA: x-local; ");
+			ret |= append_clean(out, r->remote_mta);
+		}
 	}
 	if (r->diagnostic != NULL) {
 		ret |= str_append_c(out, "\r\nDiagnostic-Code: smtp; ");

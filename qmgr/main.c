@@ -3,11 +3,13 @@
  *
  * A thin main on the service skeleton (a "proc" service: no listener).
  * init (after the privilege drop) reads the qmgr_* settings, opens the
- * client of tern-authd and the destination of the local tern-lmtpd
- * (run/lmtp.sock; the relay host's is made when first needed), and starts
- * watching the queue (scan.c).  A 1 s tick
- * starts deferred messages whose time came, closes idle connections and
- * runs the periodic rescan.  On stop no new message starts; those being
+ * client of tern-authd, the DNS resolver and the destination of the local
+ * tern-lmtpd (run/lmtp.sock; the relay host's and those of remote domains
+ * are made when first needed), and starts watching the queue (scan.c).  A
+ * 1 s tick starts deferred messages whose time came, closes idle
+ * connections, forgets unused remote domains and runs the periodic
+ * rescan.  A reload that changes dns_resolvers or dns_timeout starts a
+ * new resolver (lookups under way end as temporary failures).  On stop no new message starts; those being
  * delivered finish (or are cut at the drain deadline and found in active/
  * at the next start).
  */
@@ -15,11 +17,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include "compat.h"
 #include "authclient.h"
 #include "cfg.h"
+#include "dns.h"
 #include "log.h"
 #include "qmgr.h"
 #include "str.h"
@@ -111,23 +115,82 @@ static void qmgr_relay_setting(struct qmgr *q, const char *v)
 	str_free(&host);
 }
 
-struct dest *qmgr_relay(struct qmgr *q)
+/* The client TLS context for STARTTLS, or NULL (none wanted or it
+ * cannot be made). */
+static struct tls_ctx *qmgr_tls(struct qmgr *q)
 {
 	const char *error;
 
-	if (q->set.relay_host == NULL)
+	if (q->set.smtp_tls == 0)
 		return NULL;
-	if (q->tls == NULL && q->set.smtp_tls != 0) {
+	if (q->tls == NULL) {
 		q->tls = tls_ctx_client_new(NULL, false, NULL, &error);
 		if (q->tls == NULL)
 			log_warn(NULL, "TLS client context: %s", error);
 	}
+	return q->tls;
+}
+
+struct dest *qmgr_relay(struct qmgr *q)
+{
+	if (q->set.relay_host == NULL)
+		return NULL;
 	if (q->relay == NULL)
 		q->relay = dest_new_smtp(q, q->set.relay_host,
-					 q->set.relay_port,
-					 q->set.smtp_tls != 0 ? q->tls : NULL,
+					 q->set.relay_port, qmgr_tls(q),
 					 q->set.smtp_tls == 2);
 	return q->relay;
+}
+
+struct dest *qmgr_mx(struct qmgr *q, const char *domain)
+{
+	for (size_t i = 0; i < q->nmx; i++) {
+		if (strcasecmp(dest_name(q->mx[i]), domain) == 0)
+			return q->mx[i];
+	}
+	if (q->nmx == q->mx_cap) {
+		q->mx_cap = q->mx_cap ? q->mx_cap * 2 : 16;
+		q->mx = xrealloc(q->mx, q->mx_cap * sizeof(*q->mx));
+	}
+	q->mx[q->nmx] = dest_new_mx(q, domain, qmgr_tls(q),
+				    q->set.smtp_tls == 2);
+	return q->mx[q->nmx++];
+}
+
+static void mx_free_all(struct qmgr *q)
+{
+	for (size_t i = 0; i < q->nmx; i++)
+		dest_free(&q->mx[i]);
+	free(q->mx);
+	q->mx = NULL;
+	q->nmx = q->mx_cap = 0;
+}
+
+/* The resolver, made anew when its settings changed. */
+static void qmgr_dns_setting(struct qmgr *q, const struct cfg *cfg)
+{
+	size_t n = 0;
+	const char *const *list = cfg_list(cfg, OPT_DNS_RESOLVERS, &n);
+	const char *text = cfg_str(cfg, OPT_DNS_RESOLVERS);
+	uint64_t timeout = cfg_duration(cfg, OPT_DNS_TIMEOUT);
+	struct dns_settings ds = {
+		.servers = list, .nservers = n,
+		.timeout_ms = timeout, .tries = 2,
+	};
+	const char *error;
+
+	if (q->dns != NULL && q->set.dns_servers != NULL &&
+	    strcmp(q->set.dns_servers, text) == 0 &&
+	    q->set.dns_timeout_ms == timeout)
+		return;
+	dns_resolver_free(&q->dns);
+	free(q->set.dns_servers);
+	q->set.dns_servers = xstrdup(text);
+	q->set.dns_timeout_ms = timeout;
+	q->dns = dns_resolver_new(q->loop, &ds, &error);
+	if (q->dns == NULL)
+		log_error(NULL, "DNS resolver (dns_resolvers = %s): %s; mail "
+			  "to other domains is deferred", text, error);
 }
 
 static void qmgr_settings(struct qmgr *q)
@@ -147,8 +210,12 @@ static void qmgr_settings(struct qmgr *q)
 	s->idle_ms = cfg_duration(cfg, OPT_QMGR_CONNECTION_IDLE);
 	s->lmtp_timeout_ms = cfg_duration(cfg, OPT_QMGR_LMTP_TIMEOUT);
 	s->smtp_timeout_ms = cfg_duration(cfg, OPT_QMGR_SMTP_TIMEOUT);
+	s->connect_timeout_ms =
+		cfg_duration(cfg, OPT_QMGR_SMTP_CONNECT_TIMEOUT);
 	s->smtp_tls = (unsigned)cfg_enum(cfg, OPT_QMGR_SMTP_TLS);
+	s->smtp_port = (unsigned)cfg_int(cfg, OPT_QMGR_SMTP_PORT);
 	qmgr_relay_setting(q, cfg_str(cfg, OPT_RELAYHOST));
+	qmgr_dns_setting(q, cfg);
 	s->active_limit = (unsigned)cfg_int(cfg, OPT_QMGR_ACTIVE_LIMIT);
 	s->dest_limit =
 		(unsigned)cfg_int(cfg, OPT_QMGR_DESTINATION_CONCURRENCY);
@@ -172,6 +239,15 @@ static void qmgr_tick(uv_timer_t *t)
 	dest_tick(q->lmtp);
 	if (q->relay != NULL)
 		dest_tick(q->relay);
+	for (size_t i = 0; i < q->nmx;) {
+		dest_tick(q->mx[i]);
+		if (dest_unused(q->mx[i])) {
+			dest_free(&q->mx[i]);
+			q->mx[i] = q->mx[--q->nmx];
+			continue;
+		}
+		i++;
+	}
 	scan_tick(q);
 }
 
@@ -236,6 +312,8 @@ static void qmgr_drained(struct svc *svc)
 		return;
 	dest_free(&q->lmtp);
 	dest_free(&q->relay);
+	mx_free_all(q);
+	dns_resolver_free(&q->dns);
 	authclient_free(&q->auth);
 }
 
@@ -249,6 +327,7 @@ static void qmgr_deinit(struct svc *svc)
 	free(q->set.postmaster);
 	free(q->set.relay_host);
 	free(q->set.relay_port);
+	free(q->set.dns_servers);
 	free(q->root);
 	if (q->tls != NULL)
 		tls_ctx_free(&q->tls);

@@ -6,9 +6,11 @@
  *   flush request of ternctl), scans, the pending list, the deferred list,
  *   the moves between folders (on the thread pool).
  * deliver.c: one message: read, resolve through tern-authd, deliver over
- *   LMTP, record the outcome, bounce, defer or remove.
- * dest.c: destinations (the local tern-lmtpd, the relay host): connection
- *   reuse and the concurrency limit.
+ *   LMTP and SMTP (relay host, or MX hosts per domain), record the
+ *   outcome, bounce, defer or remove.
+ * dest.c: destinations (the local tern-lmtpd, the relay host, each remote
+ *   domain by its MX hosts): connection setup over the candidate hosts,
+ *   connection reuse and the concurrency limit.
  * bounce.c: writes a DSN as a new queue file into incoming/.
  */
 #ifndef TERN_QMGR_H
@@ -28,6 +30,7 @@ struct authclient;
 struct smtpclient;
 struct smtp_reply;
 struct dest;
+struct dns_resolver;
 
 enum qfolder {
 	QF_INCOMING,
@@ -42,8 +45,12 @@ struct qmgr_settings {
 	int64_t retry_min, retry_max, lifetime;	/* seconds */
 	int64_t delay_warning;			/* seconds; 0 = never */
 	uint64_t rescan_ms, idle_ms, lmtp_timeout_ms, smtp_timeout_ms;
+	uint64_t connect_timeout_ms;
 	char *relay_host, *relay_port;	/* NULL: no relay host */
+	unsigned smtp_port;		/* of MX hosts */
 	unsigned smtp_tls;		/* 0 none, 1 may, 2 encrypt */
+	char *dns_servers;		/* the dns_resolvers text, to see changes */
+	uint64_t dns_timeout_ms;
 	unsigned active_limit, dest_limit;
 	char *hostname, *postmaster;
 };
@@ -63,6 +70,9 @@ struct qmgr {
 	struct authclient *auth;
 	struct dest *lmtp;
 	struct dest *relay;	/* made when first needed */
+	struct dest **mx;	/* one per remote domain in use */
+	size_t nmx, mx_cap;
+	struct dns_resolver *dns;	/* NULL when it could not start */
 	struct tls_ctx *tls;	/* client context for STARTTLS */
 	uv_timer_t tick;
 	uv_fs_event_t watch_incoming, watch_queue;
@@ -97,16 +107,29 @@ void scan_rescan(struct qmgr *q, bool deferred_too, bool flush);
 void deliver_start(struct qmgr *q, const char *id, enum qfolder from);
 
 /* dest.c */
+/* A connection (c), or none (c NULL) and why: err (NULL when the
+ * destination is going away), permanent when the mail can never go
+ * there. */
 typedef void dest_get_cb(struct smtpclient *c, const struct smtp_reply *err,
-			 void *ctx);
+			 bool permanent, void *ctx);
 struct tls_ctx;
 struct dest *dest_new(struct qmgr *q, const char *name, const char *path);
 struct dest *dest_new_smtp(struct qmgr *q, const char *host,
 			   const char *port, struct tls_ctx *tls,
 			   bool tls_required);
+struct dest *dest_new_mx(struct qmgr *q, const char *domain,
+			 struct tls_ctx *tls, bool tls_required);
 bool dest_is_lmtp(const struct dest *d);
+bool dest_is_mx(const struct dest *d);
+/* No connection, waiter or pending work. */
+bool dest_unused(const struct dest *d);
+/* "host[ip]:port" (or the LMTP destination's name) of a connection that
+ * dest_get() handed out. */
+const char *dest_conn_name(const struct smtpclient *c);
 /* The relay host's destination, or NULL when none is configured. */
 struct dest *qmgr_relay(struct qmgr *q);
+/* The destination of a remote domain (made when first needed). */
+struct dest *qmgr_mx(struct qmgr *q, const char *domain);
 void dest_free(struct dest **d);
 void dest_get(struct dest *d, dest_get_cb *cb, void *ctx);
 void dest_put(struct dest *d, struct smtpclient *c, bool reuse);

@@ -3,8 +3,8 @@
 tern-qmgr, delivered over LMTP into the store and read back with IMAP; an
 unknown local recipient is refused at RCPT, <postmaster> without a domain
 is taken and reaches the configured postmaster, and mail to another
-domain from an authenticated user stays queued (no remote delivery here)
-with its queue id in the log.
+domain from an authenticated user stays queued (no name server answers
+here) with its queue id in the log.
 """
 import imaplib
 import smtplib
@@ -32,6 +32,7 @@ def services(base):
 
 
 CONF = ("authd_timeout = 5s\n"
+        "dns_resolvers = 127.0.0.1:9\n"     # no name server: mail stays
         "qmgr_postmaster = ann@example.com\n"
         "imap_plaintext_auth = yes\n"
         "smtpd_greet_delay = 0\n"

@@ -1,0 +1,100 @@
+/*
+ * dns.h: asynchronous MX and address lookups for Tern's MTA, with c-ares
+ * driven by the libuv loop (a uv_poll per resolver socket, one timer for
+ * c-ares's timeouts).
+ *
+ * dns_lookup_mx() answers where mail for a domain goes: its MX hosts in
+ * preference order (random order among equal preferences), each with its
+ * IPv4 then IPv6 addresses.  A domain without MX records is its own
+ * single host (the implicit MX of RFC 5321 5.1).  Failures come as a
+ * status and an enhanced status code: a null MX (RFC 7505) is permanent
+ * 5.1.10, a domain that does not exist permanent 5.1.2, a domain without
+ * any address permanent 5.4.4; an unreachable or failing name server or a
+ * timeout is temporary 4.4.3.
+ *
+ * Limits: DNS_MX_MAX hosts per answer (the most preferred), DNS_ADDR_MAX
+ * addresses per host, DNS_NAME_MAX bytes per name.  The servers are the
+ * ones given (IP or IP:port, [IPv6]:port) or, when none, those of
+ * /etc/resolv.conf.  Callers: tern-qmgr.  Loop thread only.
+ */
+#ifndef TERN_DNS_H
+#define TERN_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "compat.h"
+
+#define DNS_MX_MAX 16
+#define DNS_ADDR_MAX 8
+#define DNS_NAME_MAX 255
+
+enum dns_status {
+	DNS_OK,
+	DNS_TEMP,		/* try again later */
+	DNS_PERM,		/* will never work */
+};
+
+struct dns_host {
+	char name[DNS_NAME_MAX + 1];
+	unsigned pref;
+	uint32_t key;		/* random tie-breaker among equal prefs */
+	struct sockaddr_storage addr[DNS_ADDR_MAX];
+	size_t naddr;
+};
+
+struct dns_mx_result {
+	enum dns_status status;
+	char enhanced[8];	/* "4.4.3"...; "" when DNS_OK */
+	const char *error;	/* why, for logs and DSNs; NULL when OK */
+	bool implicit;		/* no MX: the domain itself */
+	const struct dns_host *hosts;	/* the ones with addresses */
+	size_t nhosts;
+};
+
+struct dns_settings {
+	const char *const *servers;	/* NULL or empty: resolv.conf */
+	size_t nservers;
+	uint64_t timeout_ms;	/* per try */
+	unsigned tries;
+};
+
+struct dns_resolver;
+
+/* NULL with *error_r on a bad setting or when c-ares cannot start. */
+struct dns_resolver *dns_resolver_new(uv_loop_t *loop,
+				      const struct dns_settings *set,
+				      const char **error_r);
+/* Pending lookups end now with DNS_TEMP (their callbacks run inside). */
+void dns_resolver_free(struct dns_resolver **r);
+
+/* res is valid during the call only.  Never called from inside
+ * dns_lookup_mx(). */
+typedef void dns_mx_cb(const struct dns_mx_result *res, void *ctx);
+void dns_lookup_mx(struct dns_resolver *r, const char *domain,
+		   dns_mx_cb *cb, void *ctx);
+
+/* ---- the pure parts (exposed for tests) ---- */
+
+/* Sorts hosts by preference; equal preferences in an order given by
+ * random keys drawn from rnd(ctx).  Duplicate names keep their first
+ * (most preferred) entry.  Returns the new count. */
+size_t dns_mx_order(struct dns_host *h, size_t n,
+		    uint32_t (*rnd)(void *ctx), void *ctx);
+/* True when the MX answer is a null MX: one record whose exchange is the
+ * root ("" or "."). */
+bool dns_mx_is_null(const char *const *names, size_t n);
+/* Maps the c-ares status of a query to ours and an enhanced status code:
+ * no such domain 5.1.2, no records of the type 5.4.4, a name server
+ * failure, refusal or timeout 4.4.3. */
+enum dns_status dns_classify(int ares_status, const char **enhanced_r);
+/* Server list (IP, IP:port, [IPv6]:port) to c-ares's CSV form; -1 with
+ * *error_r on a bad entry. */
+struct str;
+int dns_servers_csv(const char *const *servers, size_t n, struct str *out,
+		    const char **error_r) TERN_WUR;
+
+#endif

@@ -550,6 +550,8 @@ static void sc_mail_line(struct smtpclient *c, struct str *l)
 		STR_TRY(str_printf(l, " RET=%s", m->ret));
 	if (dsn && m->envid != NULL)
 		STR_TRY(str_printf(l, " ENVID=%s", m->envid));
+	if (m->queue_id != NULL && smtpclient_has_ext(c, "XQUEUEID"))
+		STR_TRY(str_printf(l, " XQUEUEID=%s", m->queue_id));
 	sc_send(c, str_c(l));
 }
 

@@ -13,8 +13,9 @@
  * the caller gave a TLS context and the server offers it, then any number
  * of transactions on the same connection (connection reuse).  A
  * transaction sends MAIL FROM with SIZE, BODY, SMTPUTF8 and the DSN
- * parameters RET and ENVID (each only when the server announced the
- * extension), RCPT TO with NOTIFY and ORCPT, and DATA; with PIPELINING it
+ * parameters RET and ENVID, and Tern's XQUEUEID (docs/protocols/lmtp.md)
+ * (each only when the server announced the extension), RCPT TO with NOTIFY
+ * and ORCPT, and DATA; with PIPELINING it
  * sends MAIL, the RCPTs and DATA in one write.  The message is dot-stuffed
  * on the way out.  Its result is one reply per recipient: the RCPT reply
  * when the recipient was refused, else the reply to the end of data (LMTP:
@@ -108,6 +109,7 @@ struct smtpclient_msg {
 	bool smtputf8;
 	const char *ret;	/* "FULL"/"HDRS" or NULL */
 	const char *envid;	/* xtext or NULL */
+	const char *queue_id;	/* XQUEUEID (LMTP to tern-lmtpd) or NULL */
 	const struct smtpclient_rcpt *rcpts;
 	size_t nrcpts;
 	const char *data;	/* the message, CRLF lines, not stuffed; kept */

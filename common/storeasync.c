@@ -507,12 +507,22 @@ void storeasync_deliver(struct storeasync *sa, const char *file, int64_t date,
 			const struct storeasync_rcpt *rcpts, size_t n,
 			storeasync_deliver_cb *cb, void *ctx)
 {
+	storeasync_deliver_key(sa, file, date, NULL, rcpts, n, cb, ctx);
+}
+
+void storeasync_deliver_key(struct storeasync *sa, const char *file,
+			    int64_t date, const char *key,
+			    const struct storeasync_rcpt *rcpts, size_t n,
+			    storeasync_deliver_cb *cb, void *ctx)
+{
 	struct ipc_msg *m = ipc_msg_new("deliver");
 	struct sa_req *req;
 
 	ipc_msg_add_cstr(m, "file", file);
 	if (date > 0)
 		ipc_msg_add_int(m, "date", date);
+	if (key != NULL && key[0] != '\0')
+		ipc_msg_add_cstr(m, "key", key);
 	for (size_t i = 0; i < n && i < STOREASYNC_RCPT_MAX; i++) {
 		ipc_msg_add_int(m, "rcpt_account", rcpts[i].account);
 		ipc_msg_add_cstr(m, "rcpt_address", rcpts[i].address);

@@ -144,6 +144,13 @@ void storeasync_request(struct storeasync *sa, struct ipc_msg **req,
 void storeasync_deliver(struct storeasync *sa, const char *file, int64_t date,
 			const struct storeasync_rcpt *rcpts, size_t n,
 			storeasync_deliver_cb *cb, void *ctx);
+/* The same with a delivery key (NULL for none): the store remembers it
+ * with each mailbox and answers a repeated delivery with the same key as
+ * delivered, without a second copy (docs/protocols/stored.md). */
+void storeasync_deliver_key(struct storeasync *sa, const char *file,
+			    int64_t date, const char *key,
+			    const struct storeasync_rcpt *rcpts, size_t n,
+			    storeasync_deliver_cb *cb, void *ctx);
 
 /*
  * Change notifications (docs/protocols/stored.md, "watch"): the frames the

@@ -25,6 +25,7 @@ struct txn {
 	struct lmtpd *ld;
 	char id[16];
 	char *sender;
+	char *key;		/* the delivery key, or NULL */
 	struct rcpt **rcpts;
 	size_t nrcpts, rcpts_cap, ntargets;
 	txn_wake_cb *wake;
@@ -86,7 +87,19 @@ static void txn_destroy(struct txn *t)
 	smtp_data_free(&t->data);
 	str_free(&t->buf);
 	free(t->sender);
+	free(t->key);
 	free(t);
+}
+
+void txn_set_key(struct txn *t, const char *lhlo, const char *queue_id)
+{
+	struct str *k = str_new(64, 1024);
+
+	free(t->key);
+	t->key = NULL;
+	if (str_printf(k, "%s/%s", lhlo != NULL ? lhlo : "", queue_id) == 0)
+		t->key = xstrdup(str_c(k));
+	str_free(&k);
 }
 
 void txn_free(struct txn **tp)
@@ -250,10 +263,11 @@ static void decide(struct txn *t)
 	unsigned flags = smtp_data_flags(t->data);
 	const char *error = spool_error(t->spool);
 
-	log_info(t->id, "from=<%s>, size=%llu, nrcpt=%zu", t->sender,
+	log_info(t->id, "from=<%s>, size=%llu, nrcpt=%zu%s%s", t->sender,
 		 (unsigned long long)(t->header_size +
 				      smtp_data_size(t->data)),
-		 t->nrcpts);
+		 t->nrcpts, t->key != NULL ? ", key=" : "",
+		 t->key != NULL ? t->key : "");
 	if (flags & SMTP_DATA_TOO_BIG) {
 		for (size_t i = 0; i < t->nrcpts; i++) {
 			log_info(t->id, "to=<%s>, relay=none, status=bounced "
@@ -347,8 +361,8 @@ static void deliver(struct txn *t)
 			(void)target_index(sr, &n, &t->rcpts[i]->targets[j]);
 	}
 	t->in_store = true;
-	storeasync_deliver(t->ld->store, spool_path(t->spool), t->date, sr, n,
-			   on_delivered, t);
+	storeasync_deliver_key(t->ld->store, spool_path(t->spool), t->date,
+			       t->key, sr, n, on_delivered, t);
 	free(sr);
 }
 

@@ -13,7 +13,7 @@
  * durable.  Replies are listed in docs/lmtp.md.
  *
  * Logging (one line per event, with the session id): "from=<...>, size=N,
- * nrcpt=M" once per message, then per mailbox "to=<...>, relay=stored,
+ * nrcpt=M[, key=HOST/QUEUEID]" once per message, then per mailbox "to=<...>, relay=stored,
  * status=sent (uid N)", "status=deferred (...)" or "status=bounced (...)".
  *
  * Limits: lmtp_message_size_limit bytes of message (more is read and
@@ -44,6 +44,11 @@ typedef void txn_done_cb(void *ctx);
  * removed again when the transaction ends without a message. */
 struct txn *txn_new(struct lmtpd *ld, const char *id, const char *sender,
 		    txn_wake_cb *wake, void *ctx);
+/* The client named the message's queue id (XQUEUEID): the delivery goes
+ * to the store with the key "LHLO-NAME/QUEUE-ID", so that the store keeps
+ * it and a repeated delivery of the same message (the client lost our
+ * answer) is not stored twice (docs/protocols/lmtp.md). */
+void txn_set_key(struct txn *t, const char *lhlo, const char *queue_id);
 /* Ends the transaction.  A delivery already sent to the store is waited
  * for in the background (and logged); a message not yet handed over is
  * dropped.  Sets *t to NULL. */

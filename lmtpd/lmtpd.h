@@ -20,6 +20,7 @@
 
 struct svc;
 struct authclient;
+struct netlist;
 struct storeasync;
 struct session;
 
@@ -35,6 +36,7 @@ struct lmtpd {
 	uint64_t idle_ms;	/* lmtp_idle_timeout */
 	bool quota_permanent;	/* lmtp_quota_permanent */
 	bool plus_folder;	/* lmtp_plus_folder */
+	struct netlist *trusted;	/* lmtp_trusted_networks */
 	uint64_t spool_seq;	/* spool file names */
 };
 
@@ -44,6 +46,10 @@ struct lmtpd *lmtpd_get(struct svc *svc);
 /* true when host names this server: myhostname (any case), "localhost"
  * or "" (an account without a mail host). */
 bool lmtpd_host_is_local(const struct lmtpd *ld, const char *host);
+
+/* true when the client may name queue ids (XQUEUEID, docs/protocols/
+ * lmtp.md): a unix-socket client, or one in lmtp_trusted_networks. */
+bool lmtpd_client_trusted(const struct lmtpd *ld, const char *peer);
 
 
 #endif

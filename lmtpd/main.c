@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "compat.h"
@@ -18,6 +19,7 @@
 #include "cfg.h"
 #include "lmtpd.h"
 #include "log.h"
+#include "netlist.h"
 #include "paths.h"
 #include "session.h"
 #include "storeasync.h"
@@ -38,10 +40,23 @@ bool lmtpd_host_is_local(const struct lmtpd *ld, const char *host)
 	       strcasecmp(host, ld->hostname) == 0;
 }
 
+bool lmtpd_client_trusted(const struct lmtpd *ld, const char *peer)
+{
+	return strcmp(peer, "unix") == 0 || netlist_match(ld->trusted, peer);
+}
+
+static void warn_entry(const char *entry)
+{
+	log_warn(NULL, "lmtp_trusted_networks: ignoring '%s': not an "
+		 "address or network", entry);
+}
+
 /* The settings from tern.conf (again on reload). */
 static void lmtpd_settings(struct lmtpd *ld)
 {
 	const struct cfg *cfg = svc_config(ld->svc);
+	const char *const *nets;
+	size_t n = 0;
 
 	free(ld->hostname);
 	free(ld->spool_dir);
@@ -53,6 +68,9 @@ static void lmtpd_settings(struct lmtpd *ld)
 	ld->idle_ms = cfg_duration(cfg, OPT_LMTP_IDLE_TIMEOUT);
 	ld->quota_permanent = cfg_bool(cfg, OPT_LMTP_QUOTA_PERMANENT);
 	ld->plus_folder = cfg_bool(cfg, OPT_LMTP_PLUS_FOLDER);
+	netlist_free(&ld->trusted);
+	nets = cfg_list(cfg, OPT_LMTP_TRUSTED_NETWORKS, &n);
+	ld->trusted = netlist_new(nets, n, warn_entry);
 }
 
 static int lmtpd_init(struct svc *svc, const char **error_r)
@@ -132,6 +150,7 @@ static void lmtpd_deinit(struct svc *svc)
 	free(ld->hostname);
 	free(ld->spool_dir);
 	ld->hostname = ld->spool_dir = NULL;
+	netlist_free(&ld->trusted);
 }
 
 static const struct svc_spec lmtpd_spec = {

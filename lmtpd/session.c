@@ -20,6 +20,8 @@
 #include "xalloc.h"
 
 #define REPLY_MAX 1024
+/* Characters of an XQUEUEID value (Tern's queue ids have 16). */
+#define SESSION_QUEUE_ID_MAX 64
 /* Input kept while a command waits: one read beyond a command line. */
 #define INPUT_MAX(line_max) (2 * CONN_READ_SIZE + (line_max) + 2)
 
@@ -45,12 +47,14 @@ struct session {
 	enum session_state state;
 	struct txn *txn;
 	uint64_t size_hint;	/* MAIL SIZE= */
+	char queue_id[SESSION_QUEUE_ID_MAX + 1];	/* MAIL XQUEUEID=, or "" */
 	size_t rcpt_cmds;	/* RCPT commands in this transaction */
 	unsigned errors;
 	bool blocked;		/* waiting for an answer: input parked */
 	bool running;		/* inside session_run */
 	bool gone;		/* the conn is closed */
 	bool stop;		/* close once the transaction is over */
+	bool trusted;		/* may name queue ids (XQUEUEID) */
 };
 
 static void session_run(struct session *s);
@@ -140,7 +144,26 @@ static void cmd_lhlo(struct session *s, const struct smtp_cmd *cmd)
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %llu", (unsigned long long)s->ld->size_limit);
 	reply(s, "250-ENHANCEDSTATUSCODES");
+	if (s->trusted)
+		reply(s, "250-XQUEUEID");
 	reply(s, "250 8BITMIME");
+}
+
+/* An XQUEUEID value: 1 to SESSION_QUEUE_ID_MAX letters and digits. */
+static bool queue_id_valid_param(const char *v)
+{
+	size_t n = 0;
+
+	if (v == NULL)
+		return false;
+	for (; v[n] != '\0'; n++) {
+		if (n >= SESSION_QUEUE_ID_MAX ||
+		    !((v[n] >= '0' && v[n] <= '9') ||
+		      (v[n] >= 'A' && v[n] <= 'Z') ||
+		      (v[n] >= 'a' && v[n] <= 'z')))
+			return false;
+	}
+	return n > 0;
 }
 
 /* 0 when every MAIL parameter is one we offer; replies otherwise. */
@@ -162,6 +185,12 @@ static int mail_params(struct session *s, const struct smtp_cmd *cmd)
 			   (strcasecmp(v, "7BIT") == 0 ||
 			    strcasecmp(v, "8BITMIME") == 0)) {
 			continue;
+		} else if (strcmp(k, "XQUEUEID") == 0 && s->trusted) {
+			if (!queue_id_valid_param(v) || s->queue_id[0] != '\0') {
+				reply_error(s, "501 5.5.4 Bad XQUEUEID value");
+				return -1;
+			}
+			str_lcpy(s->queue_id, v, sizeof(s->queue_id));
 		} else {
 			reply_error(s, "555 5.5.4 Unsupported MAIL parameter");
 			return -1;
@@ -181,6 +210,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	s->size_hint = 0;
+	s->queue_id[0] = '\0';
 	if (mail_params(s, cmd) < 0)
 		return;
 	if (s->size_hint > s->ld->size_limit) {
@@ -193,6 +223,8 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	s->txn = txn_new(s->ld, s->id, cmd->path, txn_wake, s);
+	if (s->queue_id[0] != '\0')
+		txn_set_key(s->txn, s->lhlo, s->queue_id);
 	s->rcpt_cmds = 0;
 	s->state = ST_MAIL;
 	reply(s, "250 2.1.0 Ok");
@@ -460,6 +492,7 @@ void session_accept(struct lmtpd *ld, uv_stream_t *client)
 	s->line = str_new(256, ld->line_max);
 	s->conn = conn_new(svc_loop(ld->svc), client, &session_ops, s, s->id);
 	s->peer = xstrdup(conn_peer_address(s->conn));
+	s->trusted = lmtpd_client_trusted(ld, s->peer);
 	uv_timer_init(svc_loop(ld->svc), &s->idle);
 	s->idle.data = s;
 	uv_timer_start(&s->idle, on_idle, ld->idle_ms, ld->idle_ms);

@@ -22,7 +22,9 @@
  *      commit fails the posted batch too;
  *   5. hands the ops back to the loop (uv_async_send), which answers;
  *   6. removes the files of blobs whose last reference went, then their
- *      rows (sparing the blobs of the batch being filed).
+ *      rows (sparing the blobs of the batch being filed); once an hour
+ *      (and at start), forgets the delivery keys older than
+ *      store_delivery_key_lifetime.
  * Nothing is acknowledged before step 4 has returned.  When the commit
  * fails, every op of the batch is answered with an error.  At start the
  * writer opens the store and recovers from a crash: hashes in the intent
@@ -33,6 +35,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -51,6 +54,8 @@
  * one directory fsync at a time.  Mostly they wait on the disk, so more of
  * them than cores lets independent fsyncs overlap on the device. */
 #define COMMIT_HELPERS 8
+/* How often the writer forgets old delivery keys (seconds). */
+#define COMMIT_PRUNE_INTERVAL 3600
 
 /* A parallel loop the writer hands to the helpers (blob_runner). */
 struct commit_job {
@@ -98,6 +103,7 @@ struct commit {
 	struct str *start_error;
 	commit_done_cb *done_cb;
 	void *done_ctx;
+	int64_t pruned_at;	/* last prune of the delivery keys */
 };
 
 /* ---- recovery ---- */
@@ -173,6 +179,32 @@ static int reclaim(struct commit *c, const struct store_op *spare)
 	return 0;
 }
 
+/* Forgets the delivery keys past their lifetime, at most once per
+ * COMMIT_PRUNE_INTERVAL. */
+static int prune_keys(struct commit *c)
+{
+	struct meta *m = c->ctx.meta;
+	int64_t now = (int64_t)time(NULL);
+	uint64_t n = 0;
+
+	if (c->pruned_at != 0 && now >= c->pruned_at &&
+	    now - c->pruned_at < COMMIT_PRUNE_INTERVAL)
+		return 0;
+	c->pruned_at = now;
+	if (meta_begin(m, c->ctx.error) < 0)
+		return -1;
+	if (meta_delivery_prune(m, now - c->set.key_lifetime, &n,
+				c->ctx.error) < 0 ||
+	    meta_commit(m, c->ctx.error) < 0) {
+		meta_rollback(m);
+		return -1;
+	}
+	if (n > 0)
+		log_info(NULL, "forgot %llu delivery key(s) older than %lld s",
+			 (unsigned long long)n, (long long)c->set.key_lifetime);
+	return 0;
+}
+
 static int stale_spool(const char *path, int64_t age, void *ctx)
 {
 	log_info(NULL, "removing stale spool file %s (%lld s old)", path,
@@ -193,7 +225,7 @@ static int writer_open(struct commit *c)
 		log_warn(NULL, "spool cleanup: %s", str_c(error));
 	str_clear(error);
 	if (blob_intent_scan(c->ctx.blobs, recover_intent, c, error) < 0 ||
-	    reclaim(c, NULL) < 0) {
+	    reclaim(c, NULL) < 0 || prune_keys(c) < 0) {
 		if (str_len(error) == 0 &&
 		    str_append_c(error, str_c(c->ctx.error)) < 0)
 			str_clear(error);
@@ -615,6 +647,9 @@ static void writer_main(void *arg)
 		}
 		if (reclaim(c, next.batch) < 0)
 			log_error(NULL, "reclaiming blobs: %s",
+				  str_c(c->ctx.error));
+		if (prune_keys(c) < 0)
+			log_error(NULL, "forgetting delivery keys: %s",
 				  str_c(c->ctx.error));
 		if (next.batch != NULL)
 			cur = next;

@@ -65,6 +65,8 @@ static int stored_init(struct svc *svc, const char **error_r)
 		.store_dir = cfg_str(cfg, OPT_STORE_DIR),
 		.batch_max = (unsigned)cfg_int(cfg, OPT_STORE_BATCH_MAX),
 		.fetch_max = (unsigned)cfg_int(cfg, OPT_STORE_FETCH_MAX),
+		.key_lifetime = (int64_t)(cfg_duration(
+			cfg, OPT_STORE_DELIVERY_KEY_LIFETIME) / 1000),
 	};
 	struct str *error = str_new(256, sizeof(message) - 1);
 	int r;

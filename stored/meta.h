@@ -292,6 +292,32 @@ int meta_blobs_forget_unreferenced(struct meta *m, struct str *error)
 int meta_blobs_all(struct meta *m, meta_blob_cb *cb, void *ctx,
 		   struct str *error) TERN_WUR;
 
+/* --- delivery keys ------------------------------------------------ */
+
+/*
+ * A delivery key names one delivery attempt of one queued message (the
+ * client's queue id; see the deliver request in docs/protocols/stored.md).
+ * The store keeps (key, account, folder) with the UID the message got, in
+ * the transaction of the message, so that the same delivery repeated
+ * after a crash (the client never saw the answer) is recognised and not
+ * stored twice.  Keys are at most META_DELIVERY_KEY_MAX bytes; rows older
+ * than store_delivery_key_lifetime are pruned.
+ */
+#define META_DELIVERY_KEY_MAX 512
+
+/* META_OK with the UID and UIDVALIDITY recorded, or META_ENOTFOUND. */
+int meta_delivery_find(struct meta *m, const char *key, int64_t account,
+		       const char *folder, uint32_t *uid_r,
+		       uint32_t *uidvalidity_r, struct str *error) TERN_WUR;
+/* Records a delivery (created: seconds since the epoch); META_EEXISTS when
+ * the key is already there for that account and folder. */
+int meta_delivery_add(struct meta *m, const char *key, int64_t account,
+		      const char *folder, uint32_t uid, uint32_t uidvalidity,
+		      int64_t created, struct str *error) TERN_WUR;
+/* Forgets the deliveries created before `before`; *removed_r of them. */
+int meta_delivery_prune(struct meta *m, int64_t before, uint64_t *removed_r,
+			struct str *error) TERN_WUR;
+
 /* --- consistency (ternctl store check, with tern-stored stopped) --- */
 
 /* Every blob the metadata knows (a row, or a message naming it): the

@@ -5,7 +5,8 @@
  * mode with synchronous=FULL, so a commit is on disk when meta_commit()
  * returns.  Every query is a prepared statement from the table below,
  * prepared once at open.  The schema_version table holds META_SCHEMA; a
- * database from a newer Tern is refused.
+ * database from a newer Tern is refused, an older one is upgraded in place
+ * (schema_upgrade_sql, one transaction per step).
  */
 #include "config.h"
 
@@ -22,7 +23,7 @@
 #include "str.h"
 #include "xalloc.h"
 
-#define META_SCHEMA 1
+#define META_SCHEMA 2
 #define META_BUSY_MS 10000
 
 static const char *const schema_sql[] = {
@@ -58,6 +59,19 @@ static const char *const schema_sql[] = {
 	"INSERT INTO schema_version (version) VALUES (1)",
 };
 
+/* Version 2: the delivery keys (meta_delivery_*), so that a delivery
+ * repeated after a crash is recognised. */
+static const char *const schema_upgrade_2[] = {
+	"CREATE TABLE IF NOT EXISTS deliveries (key TEXT NOT NULL,"
+	" account_id INTEGER NOT NULL, folder TEXT NOT NULL,"
+	" uid INTEGER NOT NULL, uidvalidity INTEGER NOT NULL,"
+	" created INTEGER NOT NULL, PRIMARY KEY (key, account_id, folder))"
+	" WITHOUT ROWID",
+	"CREATE INDEX IF NOT EXISTS deliveries_created"
+	" ON deliveries (created)",
+	"UPDATE schema_version SET version = 2",
+};
+
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_ACCT_GET, S_ACCT_INSERT, S_ACCT_ADDRESS, S_ACCT_UIDV_SET,
@@ -74,6 +88,7 @@ enum stmt_id {
 	S_QUOTA_GET, S_QUOTA_ADD, S_QUOTA_SET,
 	S_CHECK_BLOBS, S_BLOB_SET_REFS, S_BLOB_USERS, S_CHECK_USAGE,
 	S_USAGE_SET, S_ACCT_FIND,
+	S_DELIV_GET, S_DELIV_ADD, S_DELIV_PRUNE,
 	S_COUNT
 };
 
@@ -193,6 +208,12 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_USAGE_SET] = "UPDATE accounts SET quota_used = ?2,"
 			" quota_messages = ?3 WHERE id = ?1",
 	[S_ACCT_FIND] = "SELECT id FROM accounts WHERE address = ?1",
+	[S_DELIV_GET] = "SELECT uid, uidvalidity FROM deliveries"
+			" WHERE key = ?1 AND account_id = ?2 AND folder = ?3",
+	[S_DELIV_ADD] = "INSERT INTO deliveries (key, account_id, folder,"
+			" uid, uidvalidity, created)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_DELIV_PRUNE] = "DELETE FROM deliveries WHERE created < ?1",
 };
 
 static const struct {
@@ -308,6 +329,30 @@ fail:
 	return META_EINTERNAL;
 }
 
+/* Brings a database of version `from` up to META_SCHEMA. */
+static int schema_upgrade(struct meta *m, int64_t from, struct str *error)
+{
+	char *msg = NULL;
+
+	if (from >= 2)
+		return META_OK;
+	if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != 0)
+		goto fail;
+	for (size_t i = 0; i < TERN_NELEM(schema_upgrade_2); i++)
+		if (sqlite3_exec(m->db, schema_upgrade_2[i], NULL, NULL,
+				 &msg) != 0)
+			goto fail;
+	if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, &msg) != 0)
+		goto fail;
+	return META_OK;
+fail:
+	meta_fail(error, "sqlite: upgrading the schema to version 2: %s",
+		  msg != NULL ? msg : "?");
+	sqlite3_free(msg);
+	(void)sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+	return META_EINTERNAL;
+}
+
 static int meta_setup(struct meta *m, const char *path, struct str *error)
 {
 	static const char *const pragmas[] = {
@@ -328,12 +373,17 @@ static int meta_setup(struct meta *m, const char *path, struct str *error)
 		if (sqlite3_exec(m->db, pragmas[i], NULL, NULL, NULL) != 0)
 			return db_fail(m, error);
 	(void)schema_version(m, &version);
-	if (version == 0 && schema_create(m, error) < 0)
-		return META_EINTERNAL;
+	if (version == 0) {
+		if (schema_create(m, error) < 0)
+			return META_EINTERNAL;
+		version = 1;
+	}
 	if (version > META_SCHEMA)
 		return meta_fail(error, "%s: schema version %lld is newer than "
 				 "this tern-stored (%d)", path,
 				 (long long)version, META_SCHEMA);
+	if (schema_upgrade(m, version, error) < 0)
+		return META_EINTERNAL;
 	for (int i = 0; i < S_COUNT; i++)
 		if (sqlite3_prepare_v3(m->db, stmt_sql[i], -1,
 				       SQLITE_PREPARE_PERSISTENT, &m->st[i],
@@ -1862,4 +1912,59 @@ int meta_account_find(struct meta *m, const char *address, int64_t *id_r,
 	if (r == SQLITE_DONE)
 		return META_ENOTFOUND;
 	return r == SQLITE_ROW ? META_OK : db_fail(m, error);
+}
+
+/* ---- delivery keys ---- */
+
+int meta_delivery_find(struct meta *m, const char *key, int64_t account,
+		       const char *folder, uint32_t *uid_r,
+		       uint32_t *uidvalidity_r, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_DELIV_GET);
+	int r;
+
+	bind_text(s, 1, key);
+	sqlite3_bind_int64(s, 2, account);
+	bind_text(s, 3, folder);
+	r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		*uid_r = (uint32_t)sqlite3_column_int64(s, 0);
+		*uidvalidity_r = (uint32_t)sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	if (r == SQLITE_DONE)
+		return META_ENOTFOUND;
+	return r == SQLITE_ROW ? META_OK : db_fail(m, error);
+}
+
+int meta_delivery_add(struct meta *m, const char *key, int64_t account,
+		      const char *folder, uint32_t uid, uint32_t uidvalidity,
+		      int64_t created, struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_DELIV_ADD);
+	int r;
+
+	bind_text(s, 1, key);
+	sqlite3_bind_int64(s, 2, account);
+	bind_text(s, 3, folder);
+	sqlite3_bind_int64(s, 4, uid);
+	sqlite3_bind_int64(s, 5, uidvalidity);
+	sqlite3_bind_int64(s, 6, created);
+	r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if ((r & 0xff) == SQLITE_CONSTRAINT)
+		return META_EEXISTS;
+	return r == SQLITE_DONE ? META_OK : db_fail(m, error);
+}
+
+int meta_delivery_prune(struct meta *m, int64_t before, uint64_t *removed_r,
+			struct str *error)
+{
+	sqlite3_stmt *s = st(m, S_DELIV_PRUNE);
+
+	sqlite3_bind_int64(s, 1, before);
+	if (st_exec(m, s, error) < 0)
+		return META_EINTERNAL;
+	*removed_r = (uint64_t)sqlite3_changes(m->db);
+	return META_OK;
 }

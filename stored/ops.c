@@ -13,6 +13,7 @@
 #include "compat.h"
 #include "blob.h"
 #include "ipc.h"
+#include "log.h"
 #include "meta.h"
 #include "stored.h"
 #include "str.h"
@@ -49,6 +50,7 @@ static const struct ipc_field_spec deliver_schema[] = {
 	  IPC_SPEC_NO_NUL },
 	{ "rcpt_flags", IPC_INT, 0, RCPT_MAX, 0, 0 },
 	{ "rcpt_quota", IPC_INT, 0, RCPT_MAX, 0, 0 },
+	{ "key", IPC_STR, 0, 1, META_DELIVERY_KEY_MAX, IPC_SPEC_NO_NUL },
 	F_END
 };
 
@@ -321,15 +323,53 @@ static const char *status_word(int r)
 	       r == META_ENOTFOUND ? "nofolder" : "error";
 }
 
+/* With a delivery key: META_OK when this delivery was already stored
+ * (uid and uidvalidity of then), META_ENOTFOUND when it was not. */
+static int delivered_before(struct store_ctx *ctx, const char *key,
+			    const struct meta_account *a,
+			    const char *folder, uint32_t *uid_r,
+			    uint32_t *uidv_r)
+{
+	int r;
+
+	if (key == NULL)
+		return META_ENOTFOUND;
+	r = meta_delivery_find(ctx->meta, key, a->id, folder, uid_r, uidv_r,
+			       ctx->error);
+	if (r == META_OK)
+		log_info(NULL, "deliver: key=%s, to=<%s>, folder=%s: already "
+			 "delivered (uid %u), not stored again", key,
+			 a->address, folder, *uid_r);
+	return r;
+}
+
+/* Stores the message for one recipient, and its delivery key. */
+static int add_rcpt_message(struct store_ctx *ctx, struct store_op *op,
+			    const char *key, const struct meta_account *a,
+			    const char *folder, unsigned flags, int64_t date,
+			    int64_t quota, uint32_t *uid_r, uint32_t *uidv_r,
+			    uint64_t *modseq_r)
+{
+	int r = add_message(ctx, op, a, folder, flags, "", date, quota, uid_r,
+			    uidv_r, modseq_r);
+
+	if (r == META_OK && key != NULL)
+		r = meta_delivery_add(ctx->meta, key, a->id, folder, *uid_r,
+				      *uidv_r, op->received, ctx->error);
+	if (r == META_EEXISTS)	/* cannot be: looked up just before */
+		r = META_EINTERNAL;
+	return r;
+}
+
 static int exec_one_rcpt(struct store_ctx *ctx, struct store_op *op,
-			 unsigned i, int64_t date, struct ipc_msg *reply,
-			 struct str *folder)
+			 unsigned i, int64_t date, const char *key,
+			 struct ipc_msg *reply, struct str *folder)
 {
 	struct meta_account a;
 	const char *name = "";
 	int64_t flags = 0, quota = -1;
 	uint32_t uid = 0, uidv = 0;
-	uint64_t modseq;
+	uint64_t modseq = 0;
 	int r = META_EINVALID;
 
 	if (ipc_msg_get_int_nth(op->req, "rcpt_account", i, &a.id) < 0 ||
@@ -347,16 +387,23 @@ static int exec_one_rcpt(struct store_ctx *ctx, struct store_op *op,
 		if (str_append_c(ctx->error, "bad recipient fields") < 0)
 			abort();
 	} else if (meta_savepoint(ctx->meta, ctx->error) == META_OK) {
+		int again = META_ENOTFOUND;
+
 		r = meta_account_use(ctx->meta, &a, ctx->error);
 		if (r == META_OK)
-			r = add_message(ctx, op, &a, str_c(folder),
-					(unsigned)flags & META_FLAGS_ALL, "",
-					date, quota, &uid, &uidv, &modseq);
+			r = again = delivered_before(ctx, key, &a,
+						     str_c(folder), &uid,
+						     &uidv);
+		if (r == META_ENOTFOUND)
+			r = add_rcpt_message(ctx, op, key, &a, str_c(folder),
+					     (unsigned)flags & META_FLAGS_ALL,
+					     date, quota, &uid, &uidv,
+					     &modseq);
 		if (r == META_OK)
 			r = meta_release(ctx->meta, ctx->error);
 		else
 			meta_rollback_to(ctx->meta);
-		if (r == META_OK)
+		if (r == META_OK && again != META_OK)
 			notify_list_add(&op->events, NOTIFY_NEW, a.id,
 					str_c(folder), uid, modseq, 0, NULL);
 	} else {
@@ -377,8 +424,15 @@ static int exec_deliver(struct store_ctx *ctx, struct store_op *op)
 	unsigned n = ipc_msg_count(op->req, "rcpt_account");
 	struct str *folder = str_new(64, META_FOLDER_NAME_MAX);
 	struct ipc_msg *reply;
+	const char *key = NULL;
 	int64_t date;
 
+	if (ipc_msg_count(op->req, "key") > 0 &&
+	    (ipc_msg_get_cstr(op->req, "key", &key) < 0 || key[0] == '\0')) {
+		str_free(&folder);
+		ops_fail(op, "invalid", "bad delivery key");
+		return -1;
+	}
 	if (ipc_msg_count(op->req, "rcpt_address") != n ||
 	    (ipc_msg_count(op->req, "rcpt_folder") != 0 &&
 	     ipc_msg_count(op->req, "rcpt_folder") != n) ||
@@ -395,7 +449,7 @@ static int exec_deliver(struct store_ctx *ctx, struct store_op *op)
 	ipc_msg_add_cstr(reply, "blob", op->hex);
 	ipc_msg_add_int(reply, "size", (int64_t)op->size);
 	for (unsigned i = 0; i < n; i++)
-		(void)exec_one_rcpt(ctx, op, i, date, reply, folder);
+		(void)exec_one_rcpt(ctx, op, i, date, key, reply, folder);
 	str_free(&folder);
 	return 0;
 }

@@ -128,6 +128,7 @@ struct commit_settings {
 	const char *store_dir;
 	unsigned batch_max;	/* ops per transaction */
 	unsigned fetch_max;	/* messages per fetch answer */
+	int64_t key_lifetime;	/* seconds a delivery key is kept */
 };
 
 /* Called on the loop thread for each finished op (owns it). */

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +17,7 @@
 #include "compat.h"
 #include "blob.h"
 #include "str.h"
+#include "tmpdir.h"
 
 /* SHA-256 of "abc". */
 #define ABC_HEX "ba7816bf8f01cfea414140de5dae2223" \
@@ -30,19 +30,12 @@ struct fixture {
 	struct str *error;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-blob-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(tmpdir_make(f->dir, sizeof(f->dir), "blob"));
 	snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
 	f->error = str_new(0, 4096);
 	assert_int_equal(blob_store_open(f->store, &f->bs, f->error), 0);
@@ -58,8 +51,7 @@ static int setup_nested(void **state)
 	char sub[160];
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-blob-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(tmpdir_make(f->dir, sizeof(f->dir), "blob"));
 	snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
 	assert_int_equal(mkdir(f->store, 0750), 0);
 	snprintf(sub, sizeof(sub), "%s/00", f->store);
@@ -79,7 +71,7 @@ static int teardown(void **state)
 	blob_store_free(&f->bs);
 	assert_null(f->bs);
 	str_free(&f->error);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +16,7 @@
 #include "compat.h"
 #include "cfg.h"
 #include "str.h"
+#include "tmpdir.h"
 
 #define ROOT "/srv/tern"
 
@@ -31,22 +31,12 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
-
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "%s/tern-cfg-XXXXXX",
-		 tmp != NULL && strlen(tmp) < 40 ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(tmpdir_make(f->dir, sizeof(f->dir), "cfg"));
 	f->warnings = str_new(0, 65536);
 	f->error = str_new(0, 4096);
 	*state = f;
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static int teardown(void **state)
@@ -56,7 +46,7 @@ static int teardown(void **state)
 	cfg_free(&f->cfg);
 	str_free(&f->warnings);
 	str_free(&f->error);
-	assert_int_equal(nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(tmpdir_remove(f->dir), 0);
 	free(f);
 	return 0;
 }

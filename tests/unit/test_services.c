@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +17,7 @@
 #include "compat.h"
 #include "services.h"
 #include "str.h"
+#include "tmpdir.h"
 
 #define ROOT "/srv/tern"
 
@@ -43,21 +43,11 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
-
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "%s/tern-svc-XXXXXX",
-		 tmp != NULL && strlen(tmp) < 40 ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(tmpdir_make(f->dir, sizeof(f->dir), "svc"));
 	f->error = str_new(0, 4096);
 	*state = f;
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static int teardown(void **state)
@@ -66,7 +56,7 @@ static int teardown(void **state)
 
 	services_free(&f->table);
 	str_free(&f->error);
-	assert_int_equal(nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	assert_int_equal(tmpdir_remove(f->dir), 0);
 	free(f);
 	return 0;
 }

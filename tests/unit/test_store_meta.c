@@ -1,7 +1,6 @@
 /* test_store_meta.c: tern-stored's metadata (stored/meta.h, SQLite). */
 #include "config.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,10 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "compat.h"
 #include "meta.h"
 #include "str.h"
+#include "tmpdir.h"
 
 #define BLOB_A "aa000000000000000000000000000000" \
 	       "00000000000000000000000000000000"
@@ -32,19 +33,12 @@ struct fixture {
 static const struct meta_account alice = { 1, "alice@example.com" };
 static const struct meta_account bob = { 2, "bob@example.com" };
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-meta-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(tmpdir_make(f->dir, sizeof(f->dir), "meta"));
 	snprintf(f->db, sizeof(f->db), "%s/meta.db", f->dir);
 	f->error = str_new(0, 4096);
 	assert_int_equal(meta_open(f->db, &f->m, f->error), META_OK);
@@ -63,7 +57,7 @@ static int teardown(void **state)
 	meta_close(&f->m);
 	assert_null(f->m);
 	str_free(&f->error);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }
@@ -695,6 +689,115 @@ static void test_names(void **state)
 	str_free(&out);
 }
 
+static void test_delivery_keys(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t uid = 0, uidv = 0;
+	uint64_t removed = 7;
+
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", alice.id, "INBOX",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	assert_int_equal(meta_delivery_add(f->m, "mx/Q1", alice.id, "INBOX",
+					   5, 1234, 1000, f->error), META_OK);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", alice.id, "INBOX",
+					    &uid, &uidv, f->error), META_OK);
+	assert_int_equal(uid, 5);
+	assert_int_equal(uidv, 1234);
+	/* the key is per account and folder */
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", bob.id, "INBOX",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", alice.id, "Junk",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q2", alice.id, "INBOX",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	assert_int_equal(meta_delivery_add(f->m, "mx/Q1", alice.id, "INBOX",
+					   6, 1234, 1001, f->error),
+			 META_EEXISTS);
+	assert_int_equal(meta_delivery_add(f->m, "mx/Q1", bob.id, "INBOX",
+					   1, 99, 2000, f->error), META_OK);
+	/* a rolled-back savepoint takes its key along */
+	assert_int_equal(meta_savepoint(f->m, f->error), META_OK);
+	assert_int_equal(meta_delivery_add(f->m, "mx/Q3", alice.id, "INBOX",
+					   7, 1234, 3000, f->error), META_OK);
+	meta_rollback_to(f->m);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q3", alice.id, "INBOX",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	/* pruning goes by age: only rows created before the bound */
+	assert_int_equal(meta_delivery_prune(f->m, 1000, &removed, f->error),
+			 META_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(meta_delivery_prune(f->m, 1500, &removed, f->error),
+			 META_OK);
+	assert_int_equal(removed, 1);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", alice.id, "INBOX",
+					    &uid, &uidv, f->error),
+			 META_ENOTFOUND);
+	assert_int_equal(meta_delivery_find(f->m, "mx/Q1", bob.id, "INBOX",
+					    &uid, &uidv, f->error), META_OK);
+	assert_int_equal(uid, 1);
+}
+
+/* A database of schema version 1 (before delivery keys) is upgraded on
+ * open and keeps its messages. */
+static void test_schema_upgrade(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_status_info st;
+	uint32_t uid, uidv;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	add(f, &alice, "INBOX", BLOB_A, 10, 0);
+	assert_int_equal(meta_commit(f->m, f->error), META_OK);
+	meta_close(&f->m);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE deliveries;"
+				      " UPDATE schema_version SET version = 1",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(meta_open(f->db, &f->m, f->error), META_OK);
+	assert_int_equal(meta_begin(f->m, f->error), META_OK);
+	assert_int_equal(meta_folder_status(f->m, alice.id, "INBOX", true,
+					    &st, f->error), META_OK);
+	assert_int_equal(st.exists, 1);
+	assert_int_equal(meta_delivery_add(f->m, "k", alice.id, "INBOX", 1, 2,
+					   3, f->error), META_OK);
+	assert_int_equal(meta_delivery_find(f->m, "k", alice.id, "INBOX",
+					    &uid, &uidv, f->error), META_OK);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM"
+					    " schema_version", -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), 2);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	/* a newer schema is refused */
+	meta_rollback(f->m);
+	meta_close(&f->m);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET"
+				      " version = 99", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(meta_open(f->db, &f->m, f->error), META_EINTERNAL);
+	assert_non_null(strstr(str_c(f->error), "newer"));
+	assert_null(f->m);
+	/* teardown needs a handle */
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET"
+				      " version = 2", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(meta_open(f->db, &f->m, f->error), META_OK);
+	assert_int_equal(meta_begin(f->m, f->error), META_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -713,6 +816,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_batches, setup,
 						teardown),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_delivery_keys, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include "authclient.h"
 #include "cfg.h"
 #include "log.h"
+#include "memcache.h"
 #include "paths.h"
 #include "proxyauth.h"
 #include "proxyd.h"
@@ -84,6 +85,28 @@ static void proxyd_local_backend(struct proxyd *d)
 	free(path);
 }
 
+/* The route cache client, made again from the settings. */
+static void proxyd_route_cache(struct proxyd *d)
+{
+	const struct cfg *cfg = svc_config(d->svc);
+	struct memcache_settings set = { 0 };
+	const char *error;
+
+	memcache_free(&d->mc);
+	set.servers = cfg_list(cfg, OPT_PROXY_MEMCACHED_SERVERS,
+			       &set.nservers);
+	set.timeout_ms = cfg_duration(cfg, OPT_PROXY_MEMCACHED_TIMEOUT);
+	d->route_ttl_s = (unsigned)(cfg_duration(cfg,
+						 OPT_PROXY_ROUTE_CACHE_TTL) /
+				    CFG_SECOND);
+	if (set.nservers == 0)
+		return;
+	d->mc = memcache_new(svc_loop(d->svc), &set, &error);
+	if (d->mc == NULL)
+		log_warn(NULL, "proxy_memcached_servers: %s: no route cache",
+			 error);
+}
+
 static void proxyd_settings(struct proxyd *d)
 {
 	const struct cfg *cfg = svc_config(d->svc);
@@ -99,6 +122,9 @@ static void proxyd_settings(struct proxyd *d)
 	d->connect_ms = cfg_duration(cfg, OPT_PROXY_CONNECT_TIMEOUT);
 	d->retry_ms = cfg_duration(cfg, OPT_PROXY_BACKEND_RETRY);
 	d->user_max = (unsigned)cfg_int(cfg, OPT_PROXY_USER_CONNECTIONS_MAX);
+	d->client_max = (unsigned)cfg_int(cfg,
+					  OPT_PROXY_CLIENT_CONNECTION_LIMIT);
+	proxyd_route_cache(d);
 	if (d->proto == PROXY_IMAP) {
 		d->login_ms = cfg_duration(cfg, OPT_IMAP_LOGIN_TIMEOUT);
 		/* The backend enforces its own idle time; the relay only
@@ -175,6 +201,14 @@ static int proxyd_init(struct svc *svc, const char **error_r)
 			 &d->implicit_tls, error_r) < 0)
 		return -1;
 	d->tls = svc_tls_server(svc);
+	{
+		struct str *name = str_new(64, 64);
+
+		/* Apart from the mailbox servers' own counts. */
+		(void)!str_printf(name, "proxy-%.26s", svc_name(svc));
+		d->count_service = xstrdup(str_c(name));
+		str_free(&name);
+	}
 	proxyd_settings(d);
 	path = path_join(svc_root(svc), AUTHCLIENT_SOCKET);
 	d->auth = authclient_new(svc_loop(svc), path, &aset);
@@ -208,8 +242,10 @@ static void proxyd_drained(struct svc *svc)
 {
 	struct proxyd *d = proxyd_get(svc);
 
-	if (d != NULL)
+	if (d != NULL) {
 		authclient_free(&d->auth);
+		memcache_free(&d->mc);
+	}
 }
 
 static void proxyd_stop(struct svc *svc)
@@ -228,9 +264,11 @@ static void proxyd_deinit(struct svc *svc)
 		return;
 	servers_free(d);
 	proxyauth_free(&d->pa);
+	memcache_free(&d->mc);
 	free(d->hostname);
 	free(d->local_host);
-	d->hostname = d->local_host = NULL;
+	free(d->count_service);
+	d->hostname = d->local_host = d->count_service = NULL;
 	while (d->down != NULL) {
 		struct backend_down *b = d->down;
 

@@ -18,6 +18,15 @@
  * again later" (IMAP) or "-ERR [SYS/TEMP]" (POP3) and may log in again;
  * other users are not affected.
  *
+ * Routes: with proxy_memcached_servers set, the route of an
+ * authenticated user is read from memcached (memcache.h, key
+ * memcache_route_key() of the address) and kept equal to the directory's
+ * mail host: a miss or a different value is (re)written for
+ * proxy_route_cache_ttl.  memcached down or slower than
+ * proxy_memcached_timeout: the cache is skipped, the login goes on.  Client addresses are limited to
+ * proxy_client_connection_limit connections per service (tern-authd
+ * counts them over all processes).
+ *
  * The protocol of a service: "imap..." names speak IMAP, "pop3..." POP3
  * (-o protocol=imap|pop3 for any other name); "imaps"/"pop3s" names are
  * implicit TLS as for the servers.  docs/proxy.md is the administrator's
@@ -34,6 +43,7 @@
 #include "svc.h"
 
 struct authclient;
+struct memcache;
 struct proxyauth;
 struct tls_ctx;
 struct psession;
@@ -66,6 +76,10 @@ struct proxyd {
 	uint64_t login_ms;		/* before login */
 	uint64_t idle_ms;		/* while relaying */
 	unsigned user_max;		/* proxy_user_connections_max */
+	unsigned client_max;		/* proxy_client_connection_limit */
+	char *count_service;		/* "proxy-NAME": tern-authd's count */
+	struct memcache *mc;		/* route cache, NULL when none */
+	unsigned route_ttl_s;		/* proxy_route_cache_ttl */
 	size_t line_max;
 	char *hostname;
 	char *local_host;		/* this machine's backend listener */

@@ -15,7 +15,15 @@
  * duration.  Limits: imap_line_limit / pop3_line_limit per command line,
  * SESSION_AUTH_FAILURES_MAX failed logins and SESSION_ERRORS_MAX bad
  * commands per connection, proxy_user_connections_max relayed
- * connections per user and process.
+ * connections per user and process, proxy_client_connection_limit
+ * connections per client address and service (counted by tern-authd; the
+ * greeting waits for the count).
+ *
+ * Routes: tern-authd's answer to the password check carries the mail
+ * host.  With a route cache, the cached route is read next: a miss or a
+ * route that differs from the directory's is replaced by the directory's
+ * (which always decides: a mailbox server refuses users homed elsewhere);
+ * memcached down or slow only skips the cache.
  */
 #include "config.h"
 
@@ -36,6 +44,7 @@
 #include "imapparse.h"
 #include "linereader.h"
 #include "log.h"
+#include "memcache.h"
 #include "pop3proto.h"
 #include "proxyauth.h"
 #include "proxyd.h"
@@ -79,6 +88,8 @@ struct psession {
 	char *mech;			/* SASL mechanism waiting, or NULL */
 	char *sasl_user;		/* AUTHENTICATE LOGIN, POP3 USER */
 	char *user;			/* the authenticated address */
+	char *dir_host;			/* the directory's mail host */
+	struct str *route_key;		/* memcache_route_key(user) */
 	char *backend_name;		/* "host:port" */
 	char *backend_host;
 	unsigned backend_port;
@@ -97,6 +108,8 @@ struct psession {
 	bool running;
 	bool stop;
 	bool quitting;			/* LOGOUT / QUIT answered */
+	bool counting;			/* the greeting waits for the count */
+	bool counted;			/* tern-authd counts this connection */
 };
 
 static void session_run(struct psession *s);
@@ -125,6 +138,8 @@ static void session_release(struct psession *s)
 	free(s->mech);
 	free(s->sasl_user);
 	free(s->user);
+	free(s->dir_host);
+	str_free(&s->route_key);
 	free(s->backend_name);
 	free(s->backend_host);
 	free(s);
@@ -575,6 +590,88 @@ static void backend_connect(struct psession *s, const char *mailhost)
 	}
 }
 
+/* ---- the route cache ---- */
+
+static void route_stored(enum memcache_result r, const char *value,
+			 size_t len, void *ctx)
+{
+	(void)value;
+	(void)len;
+	(void)ctx;
+	if (r != MEMCACHE_STORED)
+		log_msg(LOGL_DEBUG, NULL, "route cache: set: %s",
+			memcache_result_name(r));
+}
+
+static void route_store(struct psession *s)
+{
+	struct proxyd *d = s->d;
+
+	if (d->mc == NULL)
+		return;
+	if (memcache_route_value_valid(s->dir_host, strlen(s->dir_host)))
+		memcache_set(d->mc, str_c(s->route_key), s->dir_host,
+			     strlen(s->dir_host), d->route_ttl_s,
+			     route_stored, NULL);
+	else	/* no mail host: this machine, nothing to cache */
+		memcache_delete(d->mc, str_c(s->route_key), route_stored,
+				NULL);
+}
+
+static void route_cached(enum memcache_result r, const char *value,
+			 size_t len, void *ctx)
+{
+	struct psession *s = ctx;
+
+	if (s->gone || s->state != PS_AUTHD) {
+		session_release(s);
+		return;
+	}
+	if (r == MEMCACHE_HIT && memcache_route_value_valid(value, len) &&
+	    strcasecmp(value, s->dir_host) == 0) {
+		log_info(s->id, "route: user=<%s>, mailhost=%s, from cache",
+			 s->user, value);
+	} else if (r == MEMCACHE_HIT) {
+		/* The directory has just answered: it is the newer word. */
+		log_info(s->id, "route: user=<%s>: cached mail host differs "
+			 "from the directory's (%s): cache updated", s->user,
+			 s->dir_host[0] != '\0' ? s->dir_host : "this server");
+		route_store(s);
+	} else if (r == MEMCACHE_MISS) {
+		if (s->dir_host[0] != '\0')
+			route_store(s);
+	} else {
+		/* A failed server is left alone until it answers again. */
+		log_msg(LOGL_DEBUG, s->id, "route cache: %s",
+			memcache_result_name(r));
+	}
+	backend_connect(s, s->dir_host);
+	flush(s);
+	session_release(s);
+}
+
+/* Reads the cached route (when there is a cache), then connects to the
+ * directory's mail host. */
+static void route(struct psession *s, const char *dir_host)
+{
+	struct proxyd *d = s->d;
+
+	if (d->mc == NULL) {
+		backend_connect(s, dir_host);
+		return;
+	}
+	if (s->route_key == NULL)
+		s->route_key = str_new(80, 128);
+	if (memcache_route_key(s->user, s->route_key) < 0) {
+		backend_connect(s, dir_host);
+		return;
+	}
+	free(s->dir_host);
+	s->dir_host = xstrdup(dir_host);
+	s->ss.holds++;
+	memcache_get(d->mc, str_c(s->route_key), route_cached, s);
+}
+
 /* ---- login ---- */
 
 static unsigned user_connections(struct proxyd *d, const char *user)
@@ -614,7 +711,7 @@ static void auth_done(enum authclient_status st,
 			break;
 		}
 		s->user = xstrdup(acct->address);
-		backend_connect(s, acct->mailhost);
+		route(s, acct->mailhost);
 		break;
 	case AUTHCLIENT_AUTHFAIL:
 	case AUTHCLIENT_NOTFOUND:
@@ -1039,7 +1136,7 @@ static void session_run(struct psession *s)
 {
 	const char *start, *pos, *end;
 
-	if (s->running || s->gone || s->client == NULL)
+	if (s->running || s->gone || s->client == NULL || s->counting)
 		return;
 	s->running = true;
 	start = pos = str_c(s->in);
@@ -1131,6 +1228,10 @@ static void client_close(struct conn *c, const char *reason)
 		log_info(s->id, "disconnect from %s%s%s", s->peer,
 			 reason != NULL ? ": " : "",
 			 reason != NULL ? reason : "");
+	if (s->counted && s->d->auth != NULL)
+		authclient_disconnect_notify(s->d->auth, s->d->count_service,
+					     s->peer);
+	s->counted = false;
 	s->gone = true;
 	s->client = NULL;
 	if (s->backend != NULL)
@@ -1169,12 +1270,66 @@ static const struct conn_ops client_ops = {
 	.on_drain = client_drain,
 };
 
+static void greet(struct psession *s)
+{
+	struct proxyd *d = s->d;
+	struct str *caps;
+
+	if (svc_stopping(d->svc)) {
+		reply(s, d->proto == PROXY_IMAP ? "* BYE Server shutting down" :
+			  "-ERR [SYS/TEMP] Server shutting down");
+		close_client(s, "shutting down");
+		return;
+	}
+	if (d->proto == PROXY_IMAP) {
+		caps = str_new(256, 1024);
+		imap_caps(s, caps);
+		reply(s, "* OK [CAPABILITY %s] Tern IMAP proxy ready",
+		      str_c(caps));
+		str_free(&caps);
+	} else {
+		reply(s, "+OK Tern POP3 proxy ready");
+	}
+	flush(s);
+}
+
+static void conn_counted(enum authclient_status st, unsigned int count,
+			 unsigned int rate, const char *error, void *ctx)
+{
+	struct psession *s = ctx;
+	unsigned limit = s->d->client_max;
+
+	(void)rate;
+	s->counting = false;
+	if (s->gone || s->client == NULL) {
+		session_release(s);
+		return;
+	}
+	if (st == AUTHCLIENT_OK && limit > 0 && count > limit) {
+		log_info(s->id, "reject: too many connections from %s (%u, "
+			 "limit %u)", s->peer, count, limit);
+		reply(s, s->d->proto == PROXY_IMAP ?
+			      "* BYE [LIMIT] Too many connections from your "
+			      "address" :
+			      "-ERR [SYS/TEMP] Too many connections from "
+			      "your address");
+		close_client(s, "too many connections");
+	} else {
+		if (st != AUTHCLIENT_OK)
+			log_warn(s->id, "connection count: %s",
+				 error != NULL ? error : "unavailable");
+		greet(s);
+		session_run(s);
+	}
+	session_release(s);
+}
+
 void psession_accept(struct proxyd *d, uv_stream_t *client)
 {
 	struct psession *s = xcalloc(1, sizeof(*s));
 	struct imap_parser_settings set;
 	const char *error = "no certificate loaded";
-	struct str *caps;
+	const char *rip;
 
 	s->d = d;
 	svc_new_id(s->id);
@@ -1209,22 +1364,24 @@ void psession_accept(struct proxyd *d, uv_stream_t *client)
 		}
 		s->tls = true;
 	}
-	if (svc_stopping(d->svc)) {
-		reply(s, d->proto == PROXY_IMAP ? "* BYE Server shutting down" :
-			  "-ERR [SYS/TEMP] Server shutting down");
-		close_client(s, "shutting down");
-		return;
+	rip = strcmp(s->peer, "unix") == 0 ||
+	      strcmp(s->peer, "unknown") == 0 ? NULL : s->peer;
+	if (d->auth != NULL && rip != NULL) {
+		/* Counted always (authd forgets what a closed client
+		 * counted); waited for only when there is a limit and
+		 * tern-authd is there to answer at once. */
+		s->counted = true;
+		if (d->client_max > 0 && authclient_connected(d->auth)) {
+			s->counting = true;
+			s->ss.holds++;
+			authclient_connect_notify(d->auth, d->count_service,
+						  rip, conn_counted, s);
+			return;
+		}
+		authclient_connect_notify(d->auth, d->count_service, rip,
+					  NULL, NULL);
 	}
-	if (d->proto == PROXY_IMAP) {
-		caps = str_new(256, 1024);
-		imap_caps(s, caps);
-		reply(s, "* OK [CAPABILITY %s] Tern IMAP proxy ready",
-		      str_c(caps));
-		str_free(&caps);
-	} else {
-		reply(s, "+OK Tern POP3 proxy ready");
-	}
-	flush(s);
+	greet(s);
 }
 
 void psessions_stop(struct proxyd *d)

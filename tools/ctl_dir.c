@@ -2,7 +2,8 @@
  * ctl_dir.c: provisioning the directory (dir.h) with ternctl:
  *
  *   ternctl domain  add|list|show|set|del
- *   ternctl account add|list|show|passwd|set|del
+ *   ternctl account add|list|show|passwd|set|del|move (move: the mail host
+ *           and the cached route, never the mailbox data)
  *   ternctl alias   add|del|list
  *   ternctl list    add|del|show|list, list member add|del LIST ADDRESS
  *   ternctl cos     add|set|del|list|show
@@ -35,6 +36,7 @@
 #include "cfg.h"
 #include "dir.h"
 #include "json.h"
+#include "memcache.h"
 #include "str.h"
 #include "ternctl.h"
 #include "xalloc.h"
@@ -725,6 +727,74 @@ static int account_del(struct dctx *d)
 	return r;
 }
 
+/* The cached route of an address goes (memcache.h): 0, or 1 when the
+ * cache could not be told. */
+static int route_forget(struct dctx *d, const char *address)
+{
+	struct memcache_settings set = { 0 };
+	struct str *key = str_new(80, 128);
+	enum memcache_result r;
+	const char *error = NULL;
+	int status = 0;
+
+	set.servers = cfg_list(d->cfg, OPT_PROXY_MEMCACHED_SERVERS,
+			       &set.nservers);
+	/* A tool may wait longer than a login does. */
+	set.timeout_ms = cfg_duration(d->cfg, OPT_PROXY_MEMCACHED_TIMEOUT);
+	if (set.timeout_ms < 2000)
+		set.timeout_ms = 2000;
+	if (set.nservers == 0) {
+		str_free(&key);
+		return 0;
+	}
+	if (memcache_route_key(address, key) < 0) {
+		r = MEMCACHE_FAILED;
+		error = "no key for that address";
+	} else {
+		r = memcache_delete_once(&set, str_c(key), &error);
+	}
+	if (r == MEMCACHE_DELETED || r == MEMCACHE_NOT_FOUND) {
+		printf("route cache: %s\n", r == MEMCACHE_DELETED ?
+		       "cached route deleted" : "no cached route");
+	} else {
+		fprintf(stderr, "ternctl: route cache: %s%s%s: the old route "
+			"stays cached until proxy_route_cache_ttl ends or a "
+			"login corrects it\n", memcache_result_name(r),
+			error != NULL ? ": " : "", error != NULL ? error : "");
+		status = 1;
+	}
+	str_free(&key);
+	return status;
+}
+
+/* The mail host changes; mailbox data is not copied. */
+static int account_move(struct dctx *d)
+{
+	const char *server = d->o.args[1];
+	struct dir_account *a;
+	int r;
+
+	if (!memcache_route_value_valid(server, strlen(server))) {
+		fprintf(stderr, "ternctl: '%s' is not a server name (letters, "
+			"digits, '.', '-', '_', ':', '[' and ']', at most %d "
+			"bytes)\n", server, MEMCACHE_ROUTE_HOST_MAX);
+		return 1;
+	}
+	if (dir_account_get(d->dir, d->o.args[0], &a, d->err) != DIR_OK)
+		return fail(d);
+	replace(&a->mailhost, server);
+	replace(&a->password_hash, NULL);	/* keep it */
+	if (dir_account_set(d->dir, a, d->err) != DIR_OK) {
+		dir_account_free(&a);
+		return fail(d);
+	}
+	printf("account %s: mail host is now %s (mailbox data was not "
+	       "copied)\n", a->address, server);
+	r = route_forget(d, a->address);
+	dir_account_free(&a);
+	return r;
+}
+
 #define ACCOUNT_FIELDS (O_QUOTA | O_STATUS | O_NAME | O_COS | O_MAILHOST)
 
 static const struct dsub account_subs[] = {
@@ -738,6 +808,9 @@ static const struct dsub account_subs[] = {
 	  "set ADDRESS [--quota SIZE] [--status active|locked|closed] "
 	  "[--name NAME] [--cos NAME] [--mailhost HOST]" },
 	{ "del", account_del, 0, 1, 1, "del ADDRESS" },
+	{ "move", account_move, 0, 2, 2,
+	  "move ADDRESS SERVER  (sets the mail host and deletes the cached "
+	  "route; mailbox data is NOT copied)" },
 };
 
 int ctl_account(struct ctl *ctl, int argc, char **argv)

@@ -7,6 +7,12 @@
  * the unprivileged account daemons run as (the user option, "tern") and
  * gives it the folders it writes to; the TLS key is root:tern 0640.
  * --directory=ldap adds the bundled OpenLDAP server (setup_ldap.c).
+ * --memcached[=socket|tcp] adds the bundled memcached (the proxy's route
+ * cache): a services.conf line that tern-master runs (-U 0, as the daemon
+ * user when started as root) on run/memcached/memcached.sock (the folder
+ * belongs to the daemon user: memcached binds after dropping privileges)
+ * or 127.0.0.1 on the memcached port under the port base, and
+ * proxy_memcached_servers pointing at it in a new tern.conf.
  */
 #include "config.h"
 
@@ -185,6 +191,85 @@ static void report_missing_services(struct ctl *ctl, const char *path,
 	str_free(&err);
 }
 
+#define MEMCACHED "/usr/bin/memcached"
+
+enum memcached_mode {
+	MEMCACHED_NONE,
+	MEMCACHED_SOCKET,
+	MEMCACHED_TCP,
+};
+
+/* Where the bundled memcached listens, as proxy_memcached_servers says
+ * it: "ROOT/run/memcached/memcached.sock" or "127.0.0.1:PORT". */
+static int memcached_address(struct ctl *ctl, enum memcached_mode mode,
+			     unsigned port_base, struct str *out)
+{
+	char *sock;
+	int r;
+
+	if (mode == MEMCACHED_TCP)
+		return str_printf(out, "127.0.0.1:%u",
+				  tern_port(port_base, 11211));
+	sock = ctl_path(ctl, "run/memcached/memcached.sock");
+	r = strlen(sock) >= 108 ? -1 : str_append_c(out, sock);
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s is too long for a unix socket\n",
+			sock);
+	free(sock);
+	return r;
+}
+
+/* The folder of the bundled memcached's socket, the daemon user's. */
+static int memcached_dir(struct ctl *ctl, const char *user)
+{
+	char *dir = ctl_path(ctl, "run/memcached");
+	struct passwd *pw;
+	int r = mkdir_p(dir, 0750);
+
+	pw = r == 0 && geteuid() == 0 && user[0] != '\0' ? getpwnam(user) :
+							    NULL;
+	if (r == 0 && pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) < 0)
+		r = -1;
+	if (r < 0)
+		fprintf(stderr, "ternctl: %s: %s\n", dir, strerror(errno));
+	free(dir);
+	return r;
+}
+
+/* The services.conf line of the bundled memcached. */
+static int memcached_line(struct ctl *ctl, enum memcached_mode mode,
+			  unsigned port_base, const char *user,
+			  struct str *out)
+{
+	struct str *addr = str_new(128, 256);
+	int r = -1;
+
+	if (access(MEMCACHED, X_OK) < 0) {
+		fprintf(stderr, "ternctl: %s not found: install the memcached "
+			"package for --memcached\n", MEMCACHED);
+	} else if (memcached_address(ctl, mode, port_base, addr) == 0) {
+		r = str_append_c(out, "# The bundled memcached: the proxy's "
+				 "route cache (docs/proxy.md).\n");
+		if (r == 0 && mode == MEMCACHED_TCP)
+			r = str_printf(out, "memcached proc - 1 yes "
+				       "ready=tcp:%s external=yes " MEMCACHED
+				       " -l 127.0.0.1 -p %u -U 0 -m 64",
+				       str_c(addr),
+				       tern_port(port_base, 11211));
+		else if (r == 0)
+			r = str_printf(out, "memcached proc - 1 yes "
+				       "ready=unix:run/memcached/memcached.sock "
+				       "external=yes " MEMCACHED " -s %s "
+				       "-a 0660 -U 0 -m 64", str_c(addr));
+		if (r == 0 && user[0] != '\0' && geteuid() == 0)
+			r = str_printf(out, " -u %s", user);
+		if (r == 0)
+			r = str_append_c(out, "\n");
+	}
+	str_free(&addr);
+	return r;
+}
+
 /* The services.conf line of the bundled slapd, before the others. */
 static int ldap_line(struct ctl *ctl, unsigned port_base, struct str *line)
 {
@@ -204,7 +289,8 @@ static int ldap_line(struct ctl *ctl, unsigned port_base, struct str *line)
 	return r;
 }
 
-static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap)
+static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
+		      enum memcached_mode mc)
 {
 	const char *installed[TERN_NELEM(known_programs) + 1];
 	struct str *text = str_new(4096, 1 << 20);
@@ -219,6 +305,13 @@ static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap)
 	if (ldap && str_append_c(text, "\n# The directory is the bundled "
 				 "OpenLDAP server (docs/ldap.md).\n"
 				 "directory_backend = ldap\n") < 0)
+		goto fail;
+	if (mc != MEMCACHED_NONE &&
+	    (str_append_c(text, "\n# The proxy's route cache is the bundled "
+			  "memcached (docs/proxy.md).\n"
+			  "proxy_memcached_servers = ") < 0 ||
+	     memcached_address(ctl, mc, port_base, text) < 0 ||
+	     str_append_c(text, "\n") < 0))
 		goto fail;
 	path = ctl_path(ctl, "conf/tern.conf");
 	r = write_new_file(path, text, 0644, err);
@@ -240,6 +333,19 @@ static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap)
 	str_clear(text);
 	if (ldap && ldap_line(ctl, port_base, line) < 0)
 		goto fail;
+	if (mc != MEMCACHED_NONE) {
+		const char *user = "tern";
+		char *conf = ctl_path(ctl, "conf/tern.conf");
+		struct cfg *cfg = NULL;
+
+		if (cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err) == 0)
+			user = cfg_str(cfg, OPT_USER);
+		r = memcached_line(ctl, mc, port_base, user, line);
+		cfg_free(&cfg);
+		free(conf);
+		if (r < 0)
+			goto fail;
+	}
 	if (str_append(text, str_c(line), str_len(line)) < 0 ||
 	    services_write_default(text, port_base, installed) < 0)
 		goto fail;
@@ -336,6 +442,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		{ "port-base", required_argument, NULL, 'p' },
 		{ "hostname", required_argument, NULL, 'H' },
 		{ "directory", required_argument, NULL, 'd' },
+		{ "memcached", optional_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char host[256] = "";
@@ -345,6 +452,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 	char *end, *conf;
 	int c, status = 1;
 	bool ldap = false;
+	enum memcached_mode mc = MEMCACHED_NONE;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -370,10 +478,21 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 			}
 			ldap = strcmp(optarg, "ldap") == 0;
 			break;
+		case 'm':
+			if (optarg == NULL || strcmp(optarg, "socket") == 0) {
+				mc = MEMCACHED_SOCKET;
+			} else if (strcmp(optarg, "tcp") == 0) {
+				mc = MEMCACHED_TCP;
+			} else {
+				fprintf(stderr, "ternctl: --memcached must be "
+					"socket or tcp\n");
+				goto out;
+			}
+			break;
 		default:
 			fprintf(stderr, "usage: ternctl setup [--port-base N] "
-				"[--hostname NAME] [--directory=sqlite|ldap]"
-				"\n");
+				"[--hostname NAME] [--directory=sqlite|ldap] "
+				"[--memcached[=socket|tcp]]\n");
 			goto out;
 		}
 	}
@@ -394,7 +513,7 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		if (r < 0)
 			goto out;
 	}
-	if (setup_conf(ctl, (unsigned)port_base, ldap) < 0)
+	if (setup_conf(ctl, (unsigned)port_base, ldap, mc) < 0)
 		goto out;
 	conf = ctl_path(ctl, "conf/tern.conf");
 	if (cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err) < 0) {
@@ -415,10 +534,18 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	if (ldap && setup_ldap_instance(ctl, cfg) < 0)
 		goto out;
+	if (mc == MEMCACHED_SOCKET &&
+	    memcached_dir(ctl, cfg_str(cfg, OPT_USER)) < 0)
+		goto out;
 	if (ldap &&
 	    cfg_enum(cfg, OPT_DIRECTORY_BACKEND) != DIR_BACKEND_LDAP)
 		printf("note: conf/tern.conf was kept; set directory_backend "
 		       "= ldap in it to use the bundled directory\n");
+	if (mc != MEMCACHED_NONE &&
+	    cfg_str(cfg, OPT_PROXY_MEMCACHED_SERVERS)[0] == '\0')
+		printf("note: conf/tern.conf was kept; set "
+		       "proxy_memcached_servers in it to use the bundled "
+		       "memcached\n");
 	printf("instance root %s is ready: start it with ternctl -r %s start\n",
 	       ctl->root, ctl->root);
 	status = 0;

@@ -37,7 +37,7 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 pytestmark = pytest.mark.skipif(
     not (os.access(DNSMASQ, os.X_OK) and os.access(SMTP_SINK, os.X_OK)),
-    reason="dnsmasq and smtp-sink (packages dnsmasq, postfix) needed")
+    reason="dnsmasq and smtp-sink (packages dnsmasq-base, postfix) needed")
 
 # The records: name -> [(preference, host)], and host -> address.
 MX = {

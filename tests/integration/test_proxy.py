@@ -88,6 +88,37 @@ def deliver(inst, rcpt, text):
         c.sendmail("sender@example.org", [rcpt], text)
 
 
+def start_two_servers(made, conf_a=""):
+    """Mailbox servers B, then A with the proxy (conf_a added to its
+    tern.conf), sharing the proxy secret; both started, with the domain
+    example.com.  Each instance is appended to made as soon as it exists
+    (the caller finishes them)."""
+    b = conftest.new_instance(services=services_b, start=False,
+                              conf=CONF + "myhostname = b.test\n")
+    made.append(b)
+    a = conftest.new_instance(services=services_a, start=False,
+                              conf=CONF + "myhostname = a.test\n"
+                              f"proxy_servers = b.test=127.0.0.1:"
+                              f"{b.port_base + 10}\n" + conf_a)
+    made.append(a)
+    for port in (backend_port(b.port_base + 10, 7143),
+                 backend_port(b.port_base + 10, 7110),
+                 backend_port(a.port_base + 10, 7143),
+                 backend_port(a.port_base + 10, 7110)):
+        if not conftest.port_free(port):
+            pytest.skip(f"port {port} is in use")
+    # One site secret: B takes A's.
+    with open(os.path.join(a.root, "conf", "proxy.secret")) as f:
+        secret = f.read()
+    with open(os.path.join(b.root, "conf", "proxy.secret"), "w") as f:
+        f.write(secret)
+    a.ctl("start")
+    b.ctl("start")
+    for inst in (a, b):
+        inst.ctl("domain", "add", "example.com")
+    return a, b
+
+
 @pytest.fixture(scope="module")
 def site():
     """Two instances: A with the proxy, B a second mailbox server."""
@@ -99,29 +130,7 @@ def site():
         pass
 
     try:
-        b = conftest.new_instance(services=services_b, start=False,
-                                  conf=CONF + "myhostname = b.test\n")
-        made.append(b)
-        a = conftest.new_instance(services=services_a, start=False,
-                                  conf=CONF + "myhostname = a.test\n"
-                                  f"proxy_servers = b.test=127.0.0.1:"
-                                  f"{b.port_base + 10}\n")
-        made.append(a)
-        for port in (backend_port(b.port_base + 10, 7143),
-                     backend_port(b.port_base + 10, 7110),
-                     backend_port(a.port_base + 10, 7143),
-                     backend_port(a.port_base + 10, 7110)):
-            if not conftest.port_free(port):
-                pytest.skip(f"port {port} is in use")
-        # One site secret: B takes A's.
-        with open(os.path.join(a.root, "conf", "proxy.secret")) as f:
-            secret = f.read()
-        with open(os.path.join(b.root, "conf", "proxy.secret"), "w") as f:
-            f.write(secret)
-        a.ctl("start")
-        b.ctl("start")
-        for inst in (a, b):
-            inst.ctl("domain", "add", "example.com")
+        a, b = start_two_servers(made)
         add_account(a, "ann@example.com", "a.test")
         add_account(a, "bob@example.com", "b.test")
         add_account(b, "bob@example.com", "b.test")

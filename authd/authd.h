@@ -62,6 +62,8 @@ struct authd {
 	size_t waiting;
 	unsigned int auth_running, auth_slots;
 	uint64_t lockout_ms;		/* for the lockout log line */
+	uint64_t client_ttl_ms;		/* authclient_cache_ttl (watchers) */
+	uint64_t requests[6];		/* by enum authd_job_kind, + gal */
 	bool stopping;
 };
 
@@ -70,6 +72,7 @@ enum authd_job_kind {
 	JOB_RESOLVE,
 	JOB_DOMAIN,
 	JOB_AUTH,
+	JOB_GAL,
 };
 
 /* One request handed to the thread pool.  Inputs are set by server.c;
@@ -86,10 +89,13 @@ struct authd_job {
 	char *user;	/* JOB_AUTH: as given, for the log */
 	char *password;	/* JOB_AUTH: wiped after the check */
 	char *service, *rip;
+	size_t limit;	/* JOB_GAL: the search text is in key */
 	/* results */
 	enum dir_status status;
 	struct cache_value value;	/* JOB_AUTH: account on DIR_OK */
 	const char *reason;		/* JOB_AUTH failures, for the log */
+	struct dir_gal_entry **gal;	/* JOB_GAL on DIR_OK */
+	size_t ngal;
 	struct str *error;
 	uv_timer_t timer;		/* the delay of a failed reply */
 };
@@ -108,6 +114,9 @@ void authd_dir_close(struct authd *ad);
 void authd_server_accept(struct authd *ad, uv_stream_t *listener);
 void authd_server_job_done(struct authd_job *job);
 void authd_server_stop(struct authd *ad);
+/* Tells every client that asked ("watch") to drop its cache: the
+ * directory changed, or the cache's time to live did. */
+void authd_server_invalidate(struct authd *ad);
 void authd_job_free(struct authd_job **job);
 
 #endif

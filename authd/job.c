@@ -92,6 +92,10 @@ static void work_lookup(struct authd_job *job)
 	} else if (job->kind == JOB_RESOLVE) {
 		job->status = dir_resolve(ad->dir, job->key,
 					  &job->value.resolution, job->error);
+	} else if (job->kind == JOB_GAL) {
+		job->status = dir_gal_search(ad->dir, job->key, job->limit,
+					     &job->gal, &job->ngal,
+					     job->error);
 	} else {
 		struct dir_domain *dom = NULL;
 
@@ -112,13 +116,26 @@ static void work_lookup(struct authd_job *job)
 	}
 }
 
+/* The password check by a bind as the account's DN (ldap_auth = bind),
+ * outside the directory lock: on a connection of its own. */
+static enum dir_status auth_bind(struct authd_job *job, const char *dn)
+{
+	enum dir_status st;
+
+	if (dn == NULL)
+		return DIR_AUTHFAIL;
+	st = dir_password_bind(job->ad->dir, dn, job->password, job->error);
+	return st == DIR_OK || st == DIR_TEMPFAIL ? st : DIR_AUTHFAIL;
+}
+
 /* The verdict for a password check, as dir_authenticate() gives it. */
 static void work_auth(struct authd_job *job)
 {
 	struct authd *ad = job->ad;
 	struct dir_account *acct = NULL;
-	enum dir_status st = DIR_INVALID;
-	bool ok;
+	enum dir_status st = DIR_INVALID, bst = DIR_AUTHFAIL;
+	bool ok, by_bind = false;
+	char *dn = NULL;
 
 	pthread_once(&dummy_once, dummy_make);
 	if (job->key != NULL) {
@@ -128,14 +145,26 @@ static void work_auth(struct authd_job *job)
 		} else {
 			st = dir_account_get(ad->dir, job->key, &acct,
 					     job->error);
+			by_bind = dir_auth_by_bind(ad->dir);
+			if (st == DIR_OK && by_bind &&
+			    dir_account_dn(ad->dir, job->key, &dn,
+					   job->error) == DIR_TEMPFAIL)
+				st = DIR_TEMPFAIL;
 		}
 		pthread_mutex_unlock(&ad->dir_lock);
 	}
-	if (st == DIR_TEMPFAIL) {
+	if (st == DIR_OK && by_bind)
+		bst = auth_bind(job, dn);
+	free(dn);
+	if (st == DIR_TEMPFAIL || bst == DIR_TEMPFAIL) {
 		job->status = DIR_TEMPFAIL;
+		dir_account_free(&acct);
 		return;
 	}
-	if (st == DIR_OK && acct->password_hash != NULL) {
+	if (st == DIR_OK && by_bind) {
+		ok = bst == DIR_OK;
+		job->reason = "password";
+	} else if (st == DIR_OK && acct->password_hash != NULL) {
 		ok = dir_password_verify(job->password, acct->password_hash);
 		job->reason = "password";
 	} else {
@@ -267,6 +296,8 @@ static void poll_after(uv_work_t *w, int status)
 				  (unsigned long long)p->serial,
 				  cache_entries(ad->cache));
 			cache_clear(ad->cache);
+			if (ad->have_serial)
+				authd_server_invalidate(ad);
 			ad->serial = p->serial;
 			ad->have_serial = true;
 		}

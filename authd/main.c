@@ -93,6 +93,7 @@ static int authd_init(struct svc *svc, const char **error_r)
 	ad->anvil = anvil_new(&set);
 	ad->cache = cache_new((size_t)cfg_int(cfg, OPT_AUTHD_CACHE_SIZE),
 			      cfg_duration(cfg, OPT_AUTHD_CACHE_TTL));
+	ad->client_ttl_ms = cfg_duration(cfg, OPT_AUTHCLIENT_CACHE_TTL);
 	if (pthread_mutex_init(&ad->dir_lock, NULL) != 0) {
 		*error_r = "pthread_mutex_init failed";
 		return -1;
@@ -130,6 +131,10 @@ static void authd_reload(struct svc *svc)
 	anvil_set_settings(ad->anvil, &set);
 	cache_set_limits(ad->cache, (size_t)cfg_int(cfg, OPT_AUTHD_CACHE_SIZE),
 			 cfg_duration(cfg, OPT_AUTHD_CACHE_TTL));
+	if (cfg_duration(cfg, OPT_AUTHCLIENT_CACHE_TTL) != ad->client_ttl_ms) {
+		ad->client_ttl_ms = cfg_duration(cfg, OPT_AUTHCLIENT_CACHE_TTL);
+		authd_server_invalidate(ad);
+	}
 	{
 		char *now = dir_config_describe(cfg);
 

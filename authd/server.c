@@ -39,6 +39,7 @@ struct authd_client {
 	struct authd_client *prev, *next;
 	unsigned int refs;		/* the channel + jobs in flight */
 	char id[16];
+	uint32_t watch_id;		/* "watch" request; 0 = none */
 	struct conn_reg *regs;
 	size_t nregs, regs_cap;
 };
@@ -65,6 +66,14 @@ static const struct ipc_field_spec spec_event[] = {
 	F_STR("service", AUTHD_SERVICE_MAX),
 	F_STR("who", DIR_ADDRESS_MAX),
 	{ "n", IPC_INT, 1, 1, 0, 0 },
+	F_END,
+};
+static const struct ipc_field_spec spec_gal[] = {
+	F_STR("text", DIR_GAL_TEXT_MAX),
+	{ "limit", IPC_INT, 0, 1, 0, 0 },
+	F_END,
+};
+static const struct ipc_field_spec spec_none[] = {
 	F_END,
 };
 static const struct ipc_field_spec spec_conn[] = {
@@ -180,6 +189,25 @@ static void reply_value(struct authd_client *c, enum authd_job_kind kind,
 	client_send(c, m);
 }
 
+/* The address book: one "gal_entry" per entry, then "gal". */
+static void reply_gal(struct authd_job *job)
+{
+	struct ipc_msg *m;
+
+	for (size_t i = 0; i < job->ngal; i++) {
+		const struct dir_gal_entry *e = job->gal[i];
+
+		m = reply_new("gal_entry", job->id);
+		ipc_msg_add_cstr(m, "kind", dir_gal_kind_name(e->kind));
+		ipc_msg_add_cstr(m, "address", e->address);
+		add_opt(m, "display_name", e->display_name);
+		client_send(job->client, m);
+	}
+	m = reply_new("gal", job->id);
+	ipc_msg_add_int(m, "entries", (int64_t)job->ngal);
+	client_send(job->client, m);
+}
+
 /* ---- jobs ---- */
 
 static struct authd_job *job_new(struct authd_client *c,
@@ -208,6 +236,7 @@ static void job_free_now(struct authd_job *job)
 	free(job->service);
 	free(job->rip);
 	cache_value_clear(&job->value);
+	dir_gal_array_free(&job->gal, job->ngal);
 	str_free(&job->error);
 	if (job->client != NULL)
 		client_unref(&job->client);
@@ -394,7 +423,10 @@ void authd_server_job_done(struct authd_job *job)
 		auth_pump(ad);
 		return;
 	}
-	if (job->status == DIR_OK || job->status == DIR_NOTFOUND) {
+	if (job->kind == JOB_GAL && job->status == DIR_OK) {
+		reply_gal(job);
+	} else if (job->kind != JOB_GAL && (job->status == DIR_OK ||
+					     job->status == DIR_NOTFOUND)) {
 		reply_value(job->client, job->kind, job->id, &job->value);
 		cache_put(ad->cache, job->kind == JOB_LOOKUP ? CACHE_ACCOUNT :
 				     job->kind == JOB_RESOLVE ? CACHE_RESOLVE :
@@ -530,6 +562,70 @@ static void req_auth(struct authd_client *c, struct ipc_msg *m)
 	auth_pump(ad);
 }
 
+/* gal: the address book, never cached (the text is the user's). */
+static void req_gal(struct authd_client *c, struct ipc_msg *m)
+{
+	struct authd_job *job;
+	const char *text;
+	int64_t limit = 0;
+
+	if (ipc_msg_get_cstr(m, "text", &text) < 0)
+		log_panic(c->id, "checked gal field missing");
+	if (ipc_msg_count(m, "limit") > 0 &&
+	    (ipc_msg_get_int(m, "limit", &limit) < 0 || limit < 0 ||
+	     limit > DIR_GAL_LIMIT_MAX)) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "limit must be 0 to %d",
+			 DIR_GAL_LIMIT_MAX);
+		reply_message(c, "invalid", ipc_msg_id(m), msg);
+		return;
+	}
+	job = job_new(c, JOB_GAL, ipc_msg_id(m));
+	job->key = xstrdup(text);
+	job->limit = (size_t)limit;
+	authd_job_start(job);
+}
+
+/* watch: the client caches positive answers for ttl ms and drops them
+ * when told ("invalidate", with the watch's id). */
+static void req_watch(struct authd_client *c, struct ipc_msg *m)
+{
+	struct ipc_msg *r = reply_new("watch", ipc_msg_id(m));
+
+	c->watch_id = ipc_msg_id(m);
+	ipc_msg_add_int(r, "ttl", (int64_t)c->ad->client_ttl_ms);
+	client_send(c, r);
+}
+
+void authd_server_invalidate(struct authd *ad)
+{
+	for (struct authd_client *c = ad->clients; c != NULL; c = c->next) {
+		struct ipc_msg *m;
+
+		if (c->watch_id == 0 || c->chan == NULL)
+			continue;
+		m = reply_new("invalidate", c->watch_id);
+		ipc_msg_add_int(m, "ttl", (int64_t)ad->client_ttl_ms);
+		client_send(c, m);
+	}
+}
+
+/* stats: requests received since start, by type. */
+static void req_stats(struct authd_client *c, struct ipc_msg *m)
+{
+	static const char *const names[] = {
+		[JOB_LOOKUP] = "lookup", [JOB_RESOLVE] = "resolve",
+		[JOB_DOMAIN] = "domain", [JOB_AUTH] = "authenticate",
+		[JOB_GAL] = "gal",
+	};
+	struct ipc_msg *r = reply_new("stats", ipc_msg_id(m));
+
+	for (size_t i = 0; i < TERN_NELEM(names); i++)
+		ipc_msg_add_int(r, names[i], (int64_t)c->ad->requests[i]);
+	client_send(c, r);
+}
+
 static struct conn_reg *reg_find(struct authd_client *c, const char *service,
 				 const char *rip)
 {
@@ -636,6 +732,9 @@ static const struct request requests[] = {
 	{ "disconnect", spec_conn },
 	{ "connections", spec_conn },
 	{ "event", spec_event },
+	{ "gal", spec_gal },
+	{ "watch", spec_none },
+	{ "stats", spec_none },
 };
 
 static void on_msg(struct ipc_chan *chan, struct ipc_msg **mp, void *ctx)
@@ -659,18 +758,30 @@ static void on_msg(struct ipc_chan *chan, struct ipc_msg **mp, void *ctx)
 		reply_message(c, "error", ipc_msg_id(m), error);
 		return;
 	}
-	if (strcmp(type, "lookup") == 0)
+	if (strcmp(type, "lookup") == 0) {
+		c->ad->requests[JOB_LOOKUP]++;
 		req_directory(c, m, JOB_LOOKUP, "address");
-	else if (strcmp(type, "resolve") == 0)
+	} else if (strcmp(type, "resolve") == 0) {
+		c->ad->requests[JOB_RESOLVE]++;
 		req_directory(c, m, JOB_RESOLVE, "address");
-	else if (strcmp(type, "domain") == 0)
+	} else if (strcmp(type, "domain") == 0) {
+		c->ad->requests[JOB_DOMAIN]++;
 		req_directory(c, m, JOB_DOMAIN, "domain");
-	else if (strcmp(type, "authenticate") == 0)
+	} else if (strcmp(type, "authenticate") == 0) {
+		c->ad->requests[JOB_AUTH]++;
 		req_auth(c, m);
-	else if (strcmp(type, "event") == 0)
+	} else if (strcmp(type, "event") == 0) {
 		req_event(c, m);
-	else
+	} else if (strcmp(type, "gal") == 0) {
+		c->ad->requests[JOB_GAL]++;
+		req_gal(c, m);
+	} else if (strcmp(type, "watch") == 0) {
+		req_watch(c, m);
+	} else if (strcmp(type, "stats") == 0) {
+		req_stats(c, m);
+	} else {
 		req_conn(c, m, type);
+	}
 }
 
 /* ---- channels ---- */

@@ -16,6 +16,9 @@
 #define AC_BACKOFF_MAX 5000
 #define AC_STABLE_MS 1000	/* a connection up this long was a success */
 #define AC_ATTEMPTS_MAX 2	/* sends of one request */
+#define AC_CACHE_MAX 4096	/* entries; a full cache is dropped whole */
+#define AC_CACHE_TARGETS_MAX 64	/* larger resolutions are not cached */
+#define AC_CACHE_BUCKETS 1024	/* a power of two */
 
 enum ac_kind {
 	AC_LOOKUP,
@@ -24,6 +27,19 @@ enum ac_kind {
 	AC_AUTH,
 	AC_COUNT,
 	AC_NOTIFY,	/* disconnect: no callback */
+	AC_GAL,
+};
+
+/* A cached positive answer; shared by the cache and the requests that
+ * answer from it, freed with the last reference. */
+struct ac_centry {
+	struct ac_centry *next;		/* hash chain */
+	unsigned int refs;
+	enum ac_kind kind;		/* AC_LOOKUP, AC_RESOLVE, AC_DOMAIN */
+	char *key;
+	uint64_t expires;		/* uv_now() */
+	struct authclient_account acct;	/* AC_LOOKUP: strings owned */
+	struct authclient_resolution res;	/* AC_RESOLVE: all owned */
 };
 
 struct ac_req {
@@ -37,14 +53,19 @@ struct ac_req {
 		authclient_resolve_cb *resolve;
 		authclient_domain_cb *domain;
 		authclient_count_cb *count;
+		authclient_gal_cb *gal;
 	} cb;
 	void *ctx;
 	uv_timer_t timer;	/* the timeout, or an early failure */
 	const char *fail;	/* early failure: the message */
 	unsigned int attempts;
 	bool sent;		/* on the current channel */
-	struct ipc_msg **targets;	/* resolve: "target" replies so far */
+	struct ipc_msg **targets;	/* resolve: "target" replies so far;
+					 * gal: "gal_entry" replies */
 	size_t ntargets, targets_cap;
+	char *key;		/* lookup, resolve, domain: the cache key */
+	uint64_t generation;	/* of the cache when sent */
+	struct ac_centry *cached;	/* answered from the cache */
 };
 
 struct authclient {
@@ -61,6 +82,16 @@ struct authclient {
 	uint32_t next_id;
 	unsigned int handles;	/* open handles; freed at 0 when freeing */
 	bool freeing;
+	/* The cache of positive answers: used only while authd has accepted
+	 * our "watch" on the current connection, so that its "invalidate"
+	 * reaches us when the directory changes. */
+	struct ac_centry *buckets[AC_CACHE_BUCKETS];
+	size_t centries;
+	uint64_t generation;	/* bumped by every clear */
+	uint64_t ttl_ms;	/* from authd; 0 = no caching */
+	uint32_t watch_id;	/* our "watch" request; 0 = none */
+	bool watching;
+	uint64_t hits;
 };
 
 /* ---- reply schemas ---- */
@@ -107,6 +138,18 @@ static const struct ipc_field_spec spec_counts[] = {
 	{ "rate", IPC_INT, 1, 1, 0, 0 },
 	F_END,
 };
+static const struct ipc_field_spec spec_gal_entry[] = {
+	{ "kind", IPC_STR, 1, 1, 16, IPC_SPEC_NO_NUL },
+	{ "address", IPC_STR, 1, 1, DIR_ADDRESS_MAX, IPC_SPEC_NO_NUL },
+	{ "display_name", IPC_STR, 1, 1, DIR_NAME_MAX * 4, IPC_SPEC_NO_NUL },
+	F_END,
+};
+static const struct ipc_field_spec spec_gal[] = {
+	{ "entries", IPC_INT, 1, 1, 0, 0 }, F_END,
+};
+static const struct ipc_field_spec spec_watch[] = {
+	{ "ttl", IPC_INT, 1, 1, 0, 0 }, F_END,
+};
 static const struct ipc_field_spec spec_message[] = {
 	{ "message", IPC_STR, 0, 1, 4096, IPC_SPEC_NO_NUL }, F_END,
 };
@@ -122,6 +165,141 @@ const char *authclient_status_name(enum authclient_status st)
 	};
 
 	return (size_t)st < TERN_NELEM(names) ? names[st] : "unknown";
+}
+
+/* ---- the cache ---- */
+
+static void centry_unref(struct ac_centry **ep)
+{
+	struct ac_centry *e = *ep;
+
+	*ep = NULL;
+	if (e == NULL || --e->refs > 0)
+		return;
+	free(e->key);
+	free((char *)e->acct.address);
+	free((char *)e->acct.display_name);
+	free((char *)e->acct.mailhost);
+	free((char *)e->acct.cos);
+	for (size_t i = 0; i < e->res.ntargets; i++) {
+		free((char *)e->res.targets[i].address);
+		free((char *)e->res.targets[i].mailhost);
+	}
+	free((void *)e->res.targets);
+	free((char *)e->res.detail);
+	free(e);
+}
+
+static size_t cache_bucket(enum ac_kind kind, const char *key)
+{
+	uint64_t h = 14695981039346656037ULL ^ (unsigned)kind;
+
+	for (; *key != '\0'; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	return (size_t)h & (AC_CACHE_BUCKETS - 1);
+}
+
+/* Drops every entry; answers to requests sent before are not stored. */
+static void cache_clear(struct authclient *ac)
+{
+	for (size_t i = 0; i < AC_CACHE_BUCKETS; i++) {
+		while (ac->buckets[i] != NULL) {
+			struct ac_centry *e = ac->buckets[i];
+
+			ac->buckets[i] = e->next;
+			centry_unref(&e);
+		}
+	}
+	ac->centries = 0;
+	ac->generation++;
+}
+
+/* Unlinks the entry of kind and key (returned, still referenced). */
+static struct ac_centry *cache_unlink(struct authclient *ac,
+				      enum ac_kind kind, const char *key)
+{
+	struct ac_centry **pp = &ac->buckets[cache_bucket(kind, key)], *e;
+
+	for (; (e = *pp) != NULL; pp = &e->next) {
+		if (e->kind == kind && strcmp(e->key, key) == 0) {
+			*pp = e->next;
+			ac->centries--;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static struct ac_centry *cache_find(struct authclient *ac, enum ac_kind kind,
+				    const char *key)
+{
+	struct ac_centry *e;
+
+	if (!ac->watching || ac->ttl_ms == 0)
+		return NULL;
+	for (e = ac->buckets[cache_bucket(kind, key)]; e != NULL; e = e->next)
+		if (e->kind == kind && strcmp(e->key, key) == 0)
+			break;
+	if (e != NULL && uv_now(ac->loop) >= e->expires) {
+		e = cache_unlink(ac, kind, key);
+		centry_unref(&e);
+	}
+	return e;
+}
+
+static const char *dup_or_empty(const char *s)
+{
+	return xstrdup(s != NULL ? s : "");
+}
+
+/* Keeps a positive answer of req, unless the cache was cleared since req
+ * was sent (the answer may predate a change). */
+static void cache_put(struct authclient *ac, struct ac_req *req,
+		      const struct authclient_account *acct,
+		      const struct authclient_resolution *res)
+{
+	struct ac_centry *e, *old;
+
+	if (req->key == NULL || req->cached != NULL || !ac->watching ||
+	    ac->ttl_ms == 0 || req->generation != ac->generation ||
+	    (res != NULL && res->ntargets > AC_CACHE_TARGETS_MAX))
+		return;
+	if (ac->centries >= AC_CACHE_MAX) {
+		cache_clear(ac);
+		req->generation = ac->generation;
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->refs = 1;
+	e->kind = req->kind;
+	e->key = xstrdup(req->key);
+	e->expires = uv_now(ac->loop) + ac->ttl_ms;
+	if (acct != NULL) {
+		e->acct = *acct;
+		e->acct.address = dup_or_empty(acct->address);
+		e->acct.display_name = dup_or_empty(acct->display_name);
+		e->acct.mailhost = dup_or_empty(acct->mailhost);
+		e->acct.cos = dup_or_empty(acct->cos);
+	}
+	if (res != NULL) {
+		struct authclient_target *t =
+			xcalloc(res->ntargets + 1, sizeof(*t));
+
+		for (size_t i = 0; i < res->ntargets; i++) {
+			t[i] = res->targets[i];
+			t[i].address = dup_or_empty(res->targets[i].address);
+			t[i].mailhost = dup_or_empty(res->targets[i].mailhost);
+		}
+		e->res.local_domain = res->local_domain;
+		e->res.detail = res->detail != NULL ? xstrdup(res->detail) :
+						      NULL;
+		e->res.targets = t;
+		e->res.ntargets = res->ntargets;
+	}
+	old = cache_unlink(ac, e->kind, e->key);
+	centry_unref(&old);
+	e->next = ac->buckets[cache_bucket(e->kind, e->key)];
+	ac->buckets[cache_bucket(e->kind, e->key)] = e;
+	ac->centries++;
 }
 
 /* ---- completion ---- */
@@ -143,6 +321,8 @@ static void req_timer_closed(uv_handle_t *h)
 		ipc_msg_free(&req->targets[i]);
 	free(req->targets);
 	ipc_msg_free(&req->msg);
+	free(req->key);
+	centry_unref(&req->cached);
 	free(req);
 	ac_handle_closed(ac);
 }
@@ -172,6 +352,11 @@ static void req_finish(struct ac_req *req, enum authclient_status st,
 
 	req_unlink(ac, req);
 	uv_timer_stop(&req->timer);
+	if (st == AUTHCLIENT_OK && (req->kind == AC_LOOKUP ||
+				    req->kind == AC_RESOLVE ||
+				    req->kind == AC_DOMAIN))
+		cache_put(ac, req, req->kind == AC_LOOKUP ? acct : NULL,
+			  req->kind == AC_RESOLVE ? res : NULL);
 	switch (req->kind) {
 	case AC_LOOKUP:
 	case AC_AUTH:
@@ -191,6 +376,9 @@ static void req_finish(struct ac_req *req, enum authclient_status st,
 		break;
 	case AC_NOTIFY:
 		break;
+	case AC_GAL:
+		req->cb.gal(st, NULL, 0, error, req->ctx);
+		break;
 	}
 	uv_close((uv_handle_t *)&req->timer, req_timer_closed);
 }
@@ -204,6 +392,11 @@ static void req_timeout(uv_timer_t *t)
 {
 	struct ac_req *req = t->data;
 
+	if (req->cached != NULL) {	/* an answer from the cache */
+		req_finish(req, AUTHCLIENT_OK, &req->cached->acct,
+			   &req->cached->res, 0, 0, NULL);
+		return;
+	}
 	req_fail(req, req->fail != NULL ? req->fail :
 					 "no answer from tern-authd in time");
 }
@@ -249,6 +442,10 @@ static void on_close(struct ipc_chan *chan, const char *error, void *ctx)
 
 	if (ac->chan == chan)
 		ac->chan = NULL;
+	/* No "invalidate" can reach us now: nothing cached is safe. */
+	cache_clear(ac);
+	ac->watching = false;
+	ac->watch_id = 0;
 	if (ac->freeing) {
 		ac_handle_closed(ac);
 		return;
@@ -283,6 +480,47 @@ static void on_close(struct ipc_chan *chan, const char *error, void *ctx)
 	ac_handle_closed(ac);
 }
 
+/* Asks authd for the cache's time to live and its "invalidate" notices;
+ * sent first on every new connection. */
+static void watch_send(struct authclient *ac)
+{
+	struct ipc_msg *m = ipc_msg_new("watch");
+	const char *error;
+
+	if (++ac->next_id == 0)
+		ac->next_id = 1;
+	ac->watch_id = ac->next_id;
+	ipc_msg_set_id(m, ac->watch_id);
+	if (ipc_chan_send(ac->chan, m, &error) < 0)
+		ac->watch_id = 0;
+	ipc_msg_free(&m);
+}
+
+/* "watch" (the answer) or "invalidate" (the directory changed, or the
+ * time to live): take the time to live, dropping what is cached for
+ * "invalidate"; "error" (an authd without watches): no cache. */
+static void watch_reply(struct authclient *ac, struct ipc_msg *m)
+{
+	const char *type = ipc_msg_type(m), *error;
+	int64_t ttl = 0;
+
+	/* The answer to "watch" finds the cache empty (cleared when the
+	 * last connection closed), and requests sent on this connection
+	 * before it are answered after it: they may be kept. */
+	if (strcmp(type, "watch") != 0)
+		cache_clear(ac);
+	ac->watching = false;
+	if (strcmp(type, "watch") != 0 && strcmp(type, "invalidate") != 0)
+		return;
+	if (ipc_msg_check(m, spec_watch, &error) < 0 ||
+	    ipc_msg_get_int(m, "ttl", &ttl) < 0 || ttl < 0) {
+		log_warn(NULL, "authd: bad '%s' reply", type);
+		return;
+	}
+	ac->ttl_ms = (uint64_t)ttl;
+	ac->watching = ttl > 0;
+}
+
 static void ac_connect(struct authclient *ac)
 {
 	struct ipc_chan_settings set = {
@@ -306,6 +544,7 @@ static void ac_connect(struct authclient *ac)
 	ac->handles++;
 	ac->connected_at = uv_now(ac->loop);
 	ac->got_msg = false;
+	watch_send(ac);
 	for (struct ac_req *req = ac->head, *next; req != NULL; req = next) {
 		next = req->next;
 		ac_send(ac, req);
@@ -425,10 +664,44 @@ static void reply_resolved(struct ac_req *req, struct ipc_msg *m)
 	free(t);
 }
 
-/* "target" replies are kept until their "resolved". */
+/* The entries of a "gal" reply, from the "gal_entry" frames before it. */
+static void reply_gal(struct ac_req *req, struct ipc_msg *m)
+{
+	struct authclient_gal_entry *e;
+	struct authclient *ac = req->ac;
+
+	if ((uint64_t)int_or(m, "entries", -1) != req->ntargets) {
+		req_fail(req, "tern-authd: address book lost entries");
+		return;
+	}
+	e = xcalloc(req->ntargets + 1, sizeof(*e));
+	for (size_t i = 0; i < req->ntargets; i++) {
+		const char *kind = cstr_or(req->targets[i], "kind", "");
+
+		if (strcmp(kind, "account") != 0 && strcmp(kind, "list") != 0) {
+			free(e);
+			req_fail(req, "tern-authd: bad address book entry");
+			return;
+		}
+		e[i].kind = kind[0] == 'l' ? DIR_GAL_LIST : DIR_GAL_ACCOUNT;
+		e[i].address = cstr_or(req->targets[i], "address", "");
+		e[i].display_name = cstr_or(req->targets[i], "display_name",
+					    "");
+	}
+	/* req_finish() would call back without the entries: by hand. */
+	req_unlink(ac, req);
+	uv_timer_stop(&req->timer);
+	req->cb.gal(AUTHCLIENT_OK, e, req->ntargets, NULL, req->ctx);
+	uv_close((uv_handle_t *)&req->timer, req_timer_closed);
+	free(e);
+}
+
+/* "target" and "gal_entry" replies are kept until their "resolved" or
+ * "gal". */
 static void reply_target(struct ac_req *req, struct ipc_msg **msg)
 {
-	if (req->ntargets >= DIR_EXPAND_MAX) {
+	if (req->ntargets >= (req->kind == AC_GAL ? DIR_GAL_LIMIT_MAX :
+			      DIR_EXPAND_MAX)) {
 		req_fail(req, "tern-authd: too many targets");
 		return;
 	}
@@ -452,7 +725,8 @@ static const struct reply_type reply_types[] = {
 	{ "domain", spec_domain }, { "connections", spec_counts },
 	{ "notfound", spec_none }, { "invalid", spec_message },
 	{ "tempfail", spec_message }, { "error", spec_message },
-	{ "ok", spec_none },
+	{ "ok", spec_none }, { "gal_entry", spec_gal_entry },
+	{ "gal", spec_gal },
 };
 
 /* 0 when type is a reply that kind may receive. */
@@ -465,6 +739,7 @@ static int reply_fits(enum ac_kind kind, const char *type)
 		[AC_AUTH] = " auth ",
 		[AC_COUNT] = " connections ",
 		[AC_NOTIFY] = " connections ok ",
+		[AC_GAL] = " gal gal_entry invalid ",
 	};
 	const char *p = strstr(ok[kind], type);
 	size_t n = strlen(type);
@@ -495,8 +770,11 @@ static void reply_dispatch(struct ac_req *req, struct ipc_msg **msg)
 			req_finish(req, AUTHCLIENT_OK, &a, NULL, 0, 0, NULL);
 	} else if (strcmp(type, "auth") == 0) {
 		reply_auth(req, m);
-	} else if (strcmp(type, "target") == 0) {
+	} else if (strcmp(type, "target") == 0 ||
+		   strcmp(type, "gal_entry") == 0) {
 		reply_target(req, msg);
+	} else if (strcmp(type, "gal") == 0) {
+		reply_gal(req, m);
 	} else if (strcmp(type, "resolved") == 0) {
 		reply_resolved(req, m);
 	} else if (strcmp(type, "domain") == 0) {
@@ -521,6 +799,10 @@ static void on_msg(struct ipc_chan *chan, struct ipc_msg **msg, void *ctx)
 	const char *error;
 
 	ac->got_msg = true;
+	if (ac->watch_id != 0 && ipc_msg_id(m) == ac->watch_id) {
+		watch_reply(ac, m);
+		return;
+	}
 	for (req = ac->head; req != NULL; req = req->next) {
 		if (req->id == ipc_msg_id(m) && req->sent)
 			break;
@@ -571,10 +853,8 @@ static struct ac_req *req_new(struct authclient *ac, enum ac_kind kind,
 
 /* Queues req and sends it when connected; over the bound, or after
  * authclient_free, it fails from the loop. */
-static void req_submit(struct authclient *ac, struct ac_req *req)
+static void req_enqueue(struct authclient *ac, struct ac_req *req)
 {
-	uint64_t timeout = ac->set.timeout_ms;
-
 	req->prev = ac->tail;
 	if (ac->tail != NULL)
 		ac->tail->next = req;
@@ -582,6 +862,13 @@ static void req_submit(struct authclient *ac, struct ac_req *req)
 		ac->head = req;
 	ac->tail = req;
 	ac->pending++;
+}
+
+static void req_submit(struct authclient *ac, struct ac_req *req)
+{
+	uint64_t timeout = ac->set.timeout_ms;
+
+	req_enqueue(ac, req);
 	if (ac->freeing || ac->pending > ac->set.queue_max) {
 		req->fail = ac->freeing ? "authclient closed" :
 					  "too many requests waiting for "
@@ -598,33 +885,84 @@ static void req_submit(struct authclient *ac, struct ac_req *req)
 		ac_send(ac, req);
 }
 
+/* A lookup, resolve or domain request: answered from the cache (from the
+ * loop, at once) or sent.  The caller sets the callback, then submits. */
+static struct ac_req *req_cacheable(struct authclient *ac, enum ac_kind kind,
+				    const char *type, const char *field,
+				    const char *key, void *ctx)
+{
+	struct ac_centry *e = ac->freeing ? NULL :
+			      cache_find(ac, kind, key);
+	struct ac_req *req = req_new(ac, kind, type, ctx);
+
+	req->key = xstrdup(key);
+	req->generation = ac->generation;
+	if (e != NULL) {
+		e->refs++;
+		req->cached = e;
+		ipc_msg_free(&req->msg);
+		ac->hits++;
+	} else {
+		ipc_msg_add_cstr(req->msg, field, key);
+	}
+	return req;
+}
+
+static void req_submit_cacheable(struct authclient *ac, struct ac_req *req)
+{
+	if (req->cached == NULL) {
+		req_submit(ac, req);
+		return;
+	}
+	req_enqueue(ac, req);
+	uv_timer_start(&req->timer, req_timeout, 0, 0);
+}
+
 void authclient_lookup(struct authclient *ac, const char *address,
 		       authclient_account_cb *cb, void *ctx)
 {
-	struct ac_req *req = req_new(ac, AC_LOOKUP, "lookup", ctx);
+	struct ac_req *req = req_cacheable(ac, AC_LOOKUP, "lookup", "address",
+					   address, ctx);
 
 	req->cb.account = cb;
-	ipc_msg_add_cstr(req->msg, "address", address);
-	req_submit(ac, req);
+	req_submit_cacheable(ac, req);
 }
 
 void authclient_resolve(struct authclient *ac, const char *address,
 			authclient_resolve_cb *cb, void *ctx)
 {
-	struct ac_req *req = req_new(ac, AC_RESOLVE, "resolve", ctx);
+	struct ac_req *req = req_cacheable(ac, AC_RESOLVE, "resolve",
+					   "address", address, ctx);
 
 	req->cb.resolve = cb;
-	ipc_msg_add_cstr(req->msg, "address", address);
-	req_submit(ac, req);
+	req_submit_cacheable(ac, req);
 }
 
 void authclient_domain(struct authclient *ac, const char *domain,
 		       authclient_domain_cb *cb, void *ctx)
 {
-	struct ac_req *req = req_new(ac, AC_DOMAIN, "domain", ctx);
+	struct ac_req *req = req_cacheable(ac, AC_DOMAIN, "domain", "domain",
+					   domain, ctx);
 
 	req->cb.domain = cb;
-	ipc_msg_add_cstr(req->msg, "domain", domain);
+	req_submit_cacheable(ac, req);
+}
+
+size_t authclient_cache_hits(const struct authclient *ac)
+{
+	return (size_t)ac->hits;
+}
+
+void authclient_gal_search(struct authclient *ac, const char *text,
+			   unsigned int limit, authclient_gal_cb *cb,
+			   void *ctx)
+{
+	struct ac_req *req = req_new(ac, AC_GAL, "gal", ctx);
+
+	req->cb.gal = cb;
+	ipc_msg_add_cstr(req->msg, "text", text);
+	if (limit > 0)
+		ipc_msg_add_int(req->msg, "limit", limit);
 	req_submit(ac, req);
 }
 
@@ -726,6 +1064,7 @@ void authclient_free(struct authclient **acp)
 	ac->freeing = true;
 	while (ac->head != NULL)
 		req_fail(ac->head, "authclient closed");
+	cache_clear(ac);
 	ipc_chan_close(&ac->chan);
 	uv_close((uv_handle_t *)&ac->retry, retry_closed);
 }

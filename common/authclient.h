@@ -19,6 +19,17 @@
  * while it is down (at most queue_max, waiting or in flight); a request
  * in flight when the connection drops is sent once more on the next one.
  *
+ * Cache: positive answers of lookup, resolve and domain (never negative
+ * ones, failures or password checks) are kept in this process for the
+ * time to live tern-authd gives (authclient_cache_ttl; 0 = none), at most
+ * 4096 of them (a full cache is dropped whole).  Only while tern-authd
+ * has accepted this client's "watch" on the current connection: it sends
+ * "invalidate" when the directory changes (it polls every 250 ms), the
+ * cache is dropped then and whenever the connection closes, and an
+ * answer to a request sent before a drop is not kept.  So a change is
+ * seen within a second, as without the cache.  A cached answer still
+ * comes through the callback from the loop.
+ *
  * Loop thread only.  Limits: strings as in the protocol (addresses
  * DIR_ADDRESS_MAX bytes, passwords 4096, service names 32, IPs 64).
  */
@@ -76,6 +87,13 @@ struct authclient_resolution {
 	size_t ntargets;
 };
 
+/* One address-book entry. */
+struct authclient_gal_entry {
+	enum dir_gal_kind kind;
+	const char *address;
+	const char *display_name;	/* "" when none */
+};
+
 struct authclient_settings {
 	uint64_t timeout_ms;	/* per request (daemons: authd_timeout); 0 =
 				 * AUTHCLIENT_TIMEOUT_DEFAULT */
@@ -95,6 +113,10 @@ typedef void authclient_resolve_cb(enum authclient_status st,
 /* domain: AUTHCLIENT_OK = one of ours, AUTHCLIENT_NOTFOUND = not. */
 typedef void authclient_domain_cb(enum authclient_status st,
 				  const char *error, void *ctx);
+/* gal_search: entries (sorted by address) for AUTHCLIENT_OK only. */
+typedef void authclient_gal_cb(enum authclient_status st,
+			       const struct authclient_gal_entry *entries,
+			       size_t count, const char *error, void *ctx);
 /* connect_notify and connections: open connections from that IP to that
  * service (this one included) and connects in the current rate window. */
 typedef void authclient_count_cb(enum authclient_status st,
@@ -118,6 +140,12 @@ void authclient_resolve(struct authclient *ac, const char *address,
 /* Whether domain is one of this installation's domains. */
 void authclient_domain(struct authclient *ac, const char *domain,
 		       authclient_domain_cb *cb, void *ctx);
+/* The address book (dir_gal_search()): accounts and lists whose address
+ * or names contain text; limit 0 = the directory's default (100).
+ * AUTHCLIENT_INVALID for a text the directory refuses. */
+void authclient_gal_search(struct authclient *ac, const char *text,
+			   unsigned int limit, authclient_gal_cb *cb,
+			   void *ctx);
 /* Checks a password.  service names the protocol ("imap", "pop3",
  * "smtp", "http"), rip the client's IP ("" when unknown); together they
  * feed the shared failure counters.  A failed check may be answered late
@@ -143,6 +171,9 @@ void authclient_connections(struct authclient *ac, const char *service,
 void authclient_event(struct authclient *ac, const char *event,
 		      const char *who, unsigned int n,
 		      authclient_count_cb *cb, void *ctx);
+
+/* Requests answered from this process's cache since authclient_new(). */
+size_t authclient_cache_hits(const struct authclient *ac);
 
 /* Requests waiting or in flight. */
 size_t authclient_pending(const struct authclient *ac);

@@ -1048,7 +1048,138 @@ enum dir_status dir_resolve(struct dir *dir, const char *address,
 	return st;
 }
 
+/* ---- the address book (every backend) ---- */
+
+const char *dir_gal_kind_name(enum dir_gal_kind kind)
+{
+	return kind == DIR_GAL_LIST ? "list" : "account";
+}
+
+void dir_gal_entry_free(struct dir_gal_entry **e)
+{
+	if (*e == NULL)
+		return;
+	free((*e)->address);
+	free((*e)->display_name);
+	free(*e);
+	*e = NULL;
+}
+
+void dir_gal_array_free(struct dir_gal_entry ***list, size_t count)
+{
+	if (*list == NULL)
+		return;
+	for (size_t i = 0; i < count; i++)
+		dir_gal_entry_free(&(*list)[i]);
+	free(*list);
+	*list = NULL;
+}
+
+static int cmp_gal(const void *a, const void *b)
+{
+	return strcmp((*(struct dir_gal_entry *const *)a)->address,
+		      (*(struct dir_gal_entry *const *)b)->address);
+}
+
+enum dir_status dir_gal_search(struct dir *dir, const char *text,
+			       size_t limit, struct dir_gal_entry ***list_r,
+			       size_t *count_r, struct str *error)
+{
+	struct dir_gal_entry **list = NULL;
+	enum dir_status st;
+	size_t n = 0, k = 0;
+
+	*list_r = NULL;
+	*count_r = 0;
+	if (text == NULL || text[0] == '\0' ||
+	    strlen(text) > DIR_GAL_TEXT_MAX) {
+		str_setf(error, "the search text must be 1 to %d bytes",
+			 DIR_GAL_TEXT_MAX);
+		return DIR_INVALID;
+	}
+	st = dir_check_text("the search text", text, error);
+	if (st != DIR_OK)
+		return st;
+	if (limit == 0)
+		limit = DIR_GAL_LIMIT_DEFAULT;
+	if (limit > DIR_GAL_LIMIT_MAX)
+		limit = DIR_GAL_LIMIT_MAX;
+	st = dir->ops->gal_search(dir, text, limit, &list, &n, error);
+	if (st != DIR_OK) {
+		dir_gal_array_free(&list, n);
+		return st;
+	}
+	if (n > 1)
+		qsort(list, n, sizeof(*list), cmp_gal);
+	for (size_t i = 0; i < n; i++) {	/* each address once */
+		if (k > 0 && strcmp(list[k - 1]->address,
+				    list[i]->address) == 0)
+			dir_gal_entry_free(&list[i]);
+		else
+			list[k++] = list[i];
+	}
+	for (size_t i = limit; i < k; i++)
+		dir_gal_entry_free(&list[i]);
+	*list_r = list;
+	*count_r = k < limit ? k : limit;
+	return DIR_OK;
+}
+
 /* ---- login (every backend) ---- */
+
+bool dir_auth_by_bind(const struct dir *dir)
+{
+	return dir->auth_bind && dir->ops->password_bind != NULL;
+}
+
+enum dir_status dir_account_dn(struct dir *dir, const char *address,
+			       char **dn_r, struct str *error)
+{
+	*dn_r = NULL;
+	if (dir->ops->account_dn == NULL) {
+		str_setf(error, "the %s directory has no DNs", dir->ops->name);
+		return DIR_REFUSED;
+	}
+	return dir->ops->account_dn(dir, address, dn_r, error);
+}
+
+enum dir_status dir_password_bind(struct dir *dir, const char *dn,
+				  const char *password, struct str *error)
+{
+	size_t plen = password != NULL ? strlen(password) : 0;
+
+	if (dir->ops->password_bind == NULL) {
+		str_setf(error, "the %s directory cannot bind",
+			 dir->ops->name);
+		return DIR_REFUSED;
+	}
+	/* An empty password would be an unauthenticated bind: success. */
+	if (plen == 0 || plen > DIR_PASSWORD_MAX) {
+		str_setf(error, "authentication failed");
+		return DIR_AUTHFAIL;
+	}
+	return dir->ops->password_bind(dir, dn, password, error);
+}
+
+/* The password check of dir_authenticate() by a bind as the account. */
+static enum dir_status authenticate_bind(struct dir *dir,
+					 struct dir_account *acct,
+					 const char *password,
+					 struct str *error)
+{
+	enum dir_status st;
+	char *dn = NULL;
+
+	st = dir_account_dn(dir, acct->address, &dn, error);
+	if (st == DIR_OK)
+		st = dir_password_bind(dir, dn, password, error);
+	free(dn);
+	if (st == DIR_NOTFOUND || st == DIR_REFUSED || st == DIR_INVALID)
+		st = DIR_AUTHFAIL;
+	if (st == DIR_AUTHFAIL)
+		str_setf(error, "authentication failed");
+	return st;
+}
 
 enum dir_status dir_authenticate(struct dir *dir, const char *address,
 				 const char *password,
@@ -1064,7 +1195,14 @@ enum dir_status dir_authenticate(struct dir *dir, const char *address,
 	st = dir_account_get(dir, address, &acct, error);
 	if (st == DIR_TEMPFAIL)
 		return st;
-	if (st != DIR_OK || acct->password_hash == NULL) {
+	if (st == DIR_OK && dir_auth_by_bind(dir)) {
+		st = authenticate_bind(dir, acct, password, error);
+		if (st != DIR_OK) {
+			dir_account_free(&acct);
+			return st;
+		}
+		ok = true;
+	} else if (st != DIR_OK || acct->password_hash == NULL) {
 		/* Same cost and answer as a wrong password. */
 		(void)dir_password_verify(password != NULL &&
 					  password[0] != '\0' ? password :
@@ -1072,8 +1210,9 @@ enum dir_status dir_authenticate(struct dir *dir, const char *address,
 		dir_account_free(&acct);
 		str_setf(error, "authentication failed");
 		return DIR_AUTHFAIL;
+	} else {
+		ok = dir_password_verify(password, acct->password_hash);
 	}
-	ok = dir_password_verify(password, acct->password_hash);
 	if (!ok) {
 		dir_account_free(&acct);
 		str_setf(error, "authentication failed");

@@ -141,12 +141,14 @@ struct dir_ldap_settings {
 	const char *bind_dn;
 	const char *bind_password_file;
 	unsigned timeout_ms;
+	bool auth_bind;		/* ldap_auth = bind (dir_auth_by_bind()) */
 };
 enum dir_status dir_open_ldap(const struct dir_ldap_settings *set,
 			      bool readonly, struct dir **dir_r,
 			      struct str *error) TERN_WUR;
 /* The backend tern.conf names (directory_backend and its options); the
- * values of directory_backend as cfg_enum() gives them. */
+ * values of directory_backend as cfg_enum() gives them.  readonly (what
+ * tern-authd opens) binds to LDAP as ldap_authd_bind_dn when it is set. */
 enum dir_backend_kind { DIR_BACKEND_SQLITE = 0, DIR_BACKEND_LDAP = 1 };
 struct cfg;
 enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
@@ -288,6 +290,62 @@ enum dir_status dir_resolve(struct dir *dir, const char *address,
 			    struct dir_resolution **res_r, struct str *error)
 	TERN_WUR;
 void dir_resolution_free(struct dir_resolution **res);
+
+/* ---- the Global Address List (address book) ---- */
+
+#define DIR_GAL_LIMIT_DEFAULT 100	/* entries a search returns */
+#define DIR_GAL_LIMIT_MAX 1000
+#define DIR_GAL_TEXT_MAX 128		/* bytes of search text */
+
+enum dir_gal_kind {
+	DIR_GAL_ACCOUNT,
+	DIR_GAL_LIST,
+};
+
+struct dir_gal_entry {
+	enum dir_gal_kind kind;
+	char *address;
+	char *display_name;	/* NULL when none */
+};
+
+/* The address book: accounts and lists whose address, display name, given
+ * name or surname contains text (case-insensitive for ASCII; a user may
+ * type any part, "*", "%" and the like match themselves), and the accounts
+ * and lists that aliases containing text point to.  Closed accounts are
+ * never listed; no password hash is read.  At most limit entries (0 =
+ * DIR_GAL_LIMIT_DEFAULT, at most DIR_GAL_LIMIT_MAX), sorted by address,
+ * each address once; when more match, SQLite keeps the first by address
+ * and LDAP those the server sent first (a size limit).  text: 1 to
+ * DIR_GAL_TEXT_MAX bytes, no control characters, else DIR_INVALID. */
+enum dir_status dir_gal_search(struct dir *dir, const char *text,
+			       size_t limit, struct dir_gal_entry ***list_r,
+			       size_t *count_r, struct str *error) TERN_WUR;
+void dir_gal_entry_free(struct dir_gal_entry **e);
+/* Frees an array from dir_gal_search() with its records. */
+void dir_gal_array_free(struct dir_gal_entry ***list, size_t count);
+/* "account" or "list". */
+const char *dir_gal_kind_name(enum dir_gal_kind kind);
+
+/* true when passwords are checked by the directory server rather than
+ * from the stored hash (LDAP with ldap_auth = bind, for directories whose
+ * hashes the service DN cannot read): dir_authenticate() then finds the
+ * account's DN with the service connection and binds as it with the
+ * password on a connection of its own. */
+bool dir_auth_by_bind(const struct dir *dir);
+/* The DN of an account (malloc'd), found with the service connection;
+ * DIR_NOTFOUND when there is none, DIR_REFUSED for a backend without
+ * DNs. */
+enum dir_status dir_account_dn(struct dir *dir, const char *address,
+			       char **dn_r, struct str *error) TERN_WUR;
+/* A simple bind as dn with password on a new connection, closed at once:
+ * DIR_OK when the server accepts it, DIR_AUTHFAIL for invalid
+ * credentials (or an entry that cannot bind), DIR_TEMPFAIL when the
+ * server is down or slower than its timeout.  It never touches the
+ * handle's own connection, so unlike every other call it may run while
+ * another thread uses dir. */
+enum dir_status dir_password_bind(struct dir *dir, const char *dn,
+				  const char *password, struct str *error)
+	TERN_WUR;
 
 /* DIR_OK with the account when the password is right and the account may
  * log in (active); DIR_AUTHFAIL otherwise (the same answer for a wrong

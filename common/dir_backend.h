@@ -100,6 +100,20 @@ struct dir_ops {
 	enum dir_status (*list_list)(struct dir *dir, const char *domain,
 				     struct dir_list_info ***list_r,
 				     size_t *count_r, struct str *error);
+	/* The address book: text is checked (1 to DIR_GAL_TEXT_MAX bytes, no
+	 * control characters) and limit is 1 to DIR_GAL_LIMIT_MAX; dir.c
+	 * sorts, removes duplicates and cuts the result at limit. */
+	enum dir_status (*gal_search)(struct dir *dir, const char *text,
+				      size_t limit,
+				      struct dir_gal_entry ***list_r,
+				      size_t *count_r, struct str *error);
+	/* Authentication by bind (dir_account_dn(), dir_password_bind());
+	 * NULL for backends without. */
+	enum dir_status (*account_dn)(struct dir *dir, const char *address,
+				      char **dn_r, struct str *error);
+	enum dir_status (*password_bind)(struct dir *dir, const char *dn,
+					 const char *password,
+					 struct str *error);
 	/*
 	 * Recipient resolution (dir_resolve() in dir.c walks aliases, lists
 	 * and catch-alls with these).  begin/end bracket one resolution
@@ -120,6 +134,7 @@ struct dir_ops {
 /* The head of every backend's handle. */
 struct dir {
 	const struct dir_ops *ops;
+	bool auth_bind;		/* dir_auth_by_bind() */
 };
 
 /* ---- shared checks (dir.c) ---- */

@@ -3,6 +3,9 @@
  * (directory_backend and the directory_file or ldap_* options), for
  * tern-authd and ternctl.
  *
+ * Opened read-only (tern-authd), the LDAP backend binds as
+ * ldap_authd_bind_dn when it is set, else as ldap_bind_dn (ternctl's).
+ *
  * An empty ldap_uri means the bundled slapd that `ternctl setup
  * --directory=ldap` creates: ldapi:// on run/ldapi under the instance root,
  * with the path percent-encoded as RFC 4516 URLs want it.
@@ -80,7 +83,14 @@ enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
 	set.base_dn = cfg_str(cfg, OPT_LDAP_BASE_DN);
 	set.bind_dn = cfg_str(cfg, OPT_LDAP_BIND_DN);
 	set.bind_password_file = cfg_str(cfg, OPT_LDAP_BIND_PASSWORD_FILE);
+	/* tern-authd only reads: with its own DN when one is set. */
+	if (readonly && cfg_str(cfg, OPT_LDAP_AUTHD_BIND_DN)[0] != '\0') {
+		set.bind_dn = cfg_str(cfg, OPT_LDAP_AUTHD_BIND_DN);
+		set.bind_password_file =
+			cfg_str(cfg, OPT_LDAP_AUTHD_BIND_PASSWORD_FILE);
+	}
 	set.timeout_ms = (unsigned)cfg_duration(cfg, OPT_LDAP_TIMEOUT);
+	set.auth_bind = cfg_enum(cfg, OPT_LDAP_AUTH) == 1;
 	st = dir_open_ldap(&set, readonly, dir_r, error);
 	free(uri);
 	return st;

@@ -355,6 +355,7 @@ struct req {
 	const char *filter;
 	char **attrs;
 	LDAPMod **mods;
+	int sizelimit;		/* OP_SEARCH: entries at most, 0 = any */
 	LDAPMessage *res;	/* OP_SEARCH, freed by the caller */
 };
 
@@ -365,8 +366,8 @@ static int req_run_once(struct ldir *l, struct req *r)
 	switch (r->op) {
 	case OP_SEARCH:
 		return ldap_search_ext_s(l->ld, r->dn, r->scope, r->filter,
-					 r->attrs, 0, NULL, NULL, &tv, 0,
-					 &r->res);
+					 r->attrs, 0, NULL, NULL, &tv,
+					 r->sizelimit, &r->res);
 	case OP_ADD:
 		return ldap_add_ext_s(l->ld, r->dn, r->mods, NULL, NULL);
 	case OP_MODIFY:
@@ -432,13 +433,16 @@ static bool notfound_is_answer(struct ldir *l, const char *base,
 }
 
 /* A search: DIR_OK with the result in *res_r (free with ldap_msgfree),
- * DIR_NOTFOUND when base does not exist but its container does. */
-static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
-				 const char *filter, const char *const *attrs,
-				 LDAPMessage **res_r, struct str *error)
+ * DIR_NOTFOUND when base does not exist but its container does.  With a
+ * sizelimit, the first sizelimit entries are a success. */
+static enum dir_status ld_search_n(struct ldir *l, const char *base,
+				   int scope, const char *filter,
+				   const char *const *attrs, int sizelimit,
+				   LDAPMessage **res_r, struct str *error)
 {
 	struct req r = { .op = OP_SEARCH, .dn = base, .scope = scope,
-			 .filter = filter, .attrs = (char **)attrs };
+			 .filter = filter, .attrs = (char **)attrs,
+			 .sizelimit = sizelimit };
 	enum dir_status st;
 	int rc;
 
@@ -446,6 +450,8 @@ static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
 	rc = req_run(l, &r, error);
 	if (rc == LDIR_NO_CONNECTION)
 		return DIR_TEMPFAIL;
+	if (rc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0 && r.res != NULL)
+		rc = LDAP_SUCCESS;
 	if (rc == LDAP_NO_SUCH_OBJECT && !notfound_is_answer(l, base, r.res)) {
 		str_setf(error, "directory server %s: %s is missing (wrong "
 			  "ldap_base_dn, or the tree is not set up)", l->uri,
@@ -464,6 +470,13 @@ static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
 	}
 	*res_r = r.res;
 	return DIR_OK;
+}
+
+static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
+				 const char *filter, const char *const *attrs,
+				 LDAPMessage **res_r, struct str *error)
+{
+	return ld_search_n(l, base, scope, filter, attrs, 0, res_r, error);
 }
 
 static enum dir_status ld_write(struct ldir *l, enum op op, const char *dn,
@@ -752,7 +765,8 @@ static enum dir_status next_id(struct ldir *l, int64_t *id_r,
 
 static const char *const addr_attrs[] = {
 	"objectClass", "mail", "ternAccountId", "ternMailHost",
-	"ternAccountStatus", "ternAliasTarget", "ternListMember", NULL,
+	"ternAccountStatus", "ternAliasTarget", "ternListMember",
+	"displayName", NULL,
 };
 
 /* The entry named by address (any kind) in *res_r and *e_r; KIND_NONE with
@@ -2023,6 +2037,238 @@ static enum dir_status ld_list_list(struct dir *base, const char *domain,
 	return DIR_OK;
 }
 
+/* ---- authentication by bind ---- */
+
+static enum dir_status ld_account_dn(struct dir *base, const char *address,
+				     char **dn_r, struct str *error)
+{
+	struct ldir *l = (struct ldir *)base;
+	LDAPMessage *res = NULL, *e = NULL;
+	enum dir_status st;
+	enum kind kind;
+	char *addr = NULL, *dn;
+
+	*dn_r = NULL;
+	st = dir_norm_address(address, &addr, error);
+	if (st == DIR_OK)
+		st = addr_lookup(l, addr, &kind, &res, &e, error);
+	if (st == DIR_OK && kind != KIND_ACCOUNT) {
+		str_setf(error, "account %s does not exist", addr);
+		st = DIR_NOTFOUND;
+	}
+	if (st == DIR_OK) {
+		dn = ldap_get_dn(l->ld, e);
+		if (dn != NULL)
+			*dn_r = xstrdup(dn);
+		else
+			st = ld_status(l, LDAP_DECODING_ERROR, "entry DN",
+				       error);
+		ldap_memfree(dn);
+	}
+	if (res != NULL)
+		ldap_msgfree(res);
+	free(addr);
+	return st;
+}
+
+/* On a connection of its own: the handle's connection keeps the service
+ * DN's identity, and only immutable fields of l are read here. */
+static enum dir_status ld_password_bind(struct dir *base, const char *dn,
+					const char *password,
+					struct str *error)
+{
+	struct ldir *l = (struct ldir *)base;
+	struct timeval tv = tv_of(l->timeout_ms);
+	struct berval cred = { .bv_len = strlen(password),
+			       .bv_val = (char *)password };
+	int v3 = LDAP_VERSION3, rc;
+	LDAP *ld = NULL;
+
+	rc = ldap_initialize(&ld, l->uri);
+	if (rc == LDAP_SUCCESS) {
+		(void)ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+		(void)ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+		(void)ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
+		(void)ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+		rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL,
+				      NULL, NULL);
+	}
+	if (ld != NULL)
+		ldap_unbind_ext_s(ld, NULL, NULL);
+	switch (rc) {
+	case LDAP_SUCCESS:
+		return DIR_OK;
+	case LDAP_INVALID_CREDENTIALS:	/* also: no password, locked */
+	case LDAP_INAPPROPRIATE_AUTH:
+	case LDAP_INSUFFICIENT_ACCESS:
+	case LDAP_NO_SUCH_OBJECT:
+		str_setf(error, "authentication failed");
+		return DIR_AUTHFAIL;
+	default:
+		str_setf(error, "directory server %s: bind as the account: %s",
+			  l->uri, ldap_err2string(rc));
+		return DIR_TEMPFAIL;
+	}
+}
+
+/* ---- the address book ---- */
+
+/* The attributes a text is looked for in (substring, case-insensitive). */
+static const char *const gal_match_attrs[] = {
+	"mail", "displayName", "cn", "sn", "givenName",
+	"ternMailAlternateAddress", NULL,
+};
+
+/* (&CLASSES(|(mail=*T*)(displayName=*T*)...)) with T escaped (RFC 4515),
+ * or NULL when too long (malloc'd). */
+static char *gal_filter(const char *classes, const char *text)
+{
+	struct str *s = str_new(512, LDIR_FILTER_MAX);
+	char *r = NULL;
+	int ok;
+
+	ok = str_append_c(s, "(&") == 0 && str_append_c(s, classes) == 0 &&
+	     str_append_c(s, "(|") == 0;
+	for (size_t i = 0; ok && gal_match_attrs[i] != NULL; i++)
+		ok = str_append_c(s, "(") == 0 &&
+		     str_append_c(s, gal_match_attrs[i]) == 0 &&
+		     str_append_c(s, "=*") == 0 &&
+		     dir_ldap_filter_escape(s, text, strlen(text)) == 0 &&
+		     str_append_c(s, "*)") == 0;
+	if (ok && str_append_c(s, "))") == 0)
+		r = xstrdup(str_c(s));
+	str_free(&s);
+	return r;
+}
+
+static void gal_push(struct dir_gal_entry ***list, size_t *n,
+		     enum dir_gal_kind kind, char *address, char *name)
+{
+	struct dir_gal_entry *e = xcalloc(1, sizeof(*e));
+
+	e->kind = kind;
+	e->address = address;
+	e->display_name = name;
+	dir_array_push((void ***)list, n, e);
+}
+
+/* The account or list an alias points to, when it is one of ours and not
+ * a closed account. */
+static enum dir_status gal_alias(struct ldir *l, const char *target,
+				 struct dir_gal_entry ***list, size_t *n,
+				 struct str *error)
+{
+	LDAPMessage *res = NULL, *e = NULL;
+	enum dir_status st;
+	enum kind kind;
+	char *status;
+
+	if (strchr(target, '@') == NULL)
+		return DIR_OK;
+	st = addr_lookup(l, target, &kind, &res, &e, error);
+	if (st == DIR_OK && kind == KIND_ACCOUNT) {
+		status = val_str(l->ld, e, "ternAccountStatus");
+		if (status == NULL || strcmp(status, "closed") != 0)
+			gal_push(list, n, DIR_GAL_ACCOUNT,
+				 val_str(l->ld, e, "mail"),
+				 val_str(l->ld, e, "displayName"));
+		free(status);
+	} else if (st == DIR_OK && kind == KIND_LIST) {
+		gal_push(list, n, DIR_GAL_LIST, val_str(l->ld, e, "mail"),
+			 NULL);
+	}
+	if (res != NULL)
+		ldap_msgfree(res);
+	return st;
+}
+
+/* Accounts (not closed) and lists, and the targets of the aliases, that
+ * match text; at most limit of each (sizelimit), so that aliases never
+ * crowd out entries found directly. */
+static enum dir_status gal_find(struct ldir *l, const char *text, int limit,
+				bool aliases, struct dir_gal_entry ***list,
+				size_t *n, char ***targets, size_t *nt,
+				struct str *error)
+{
+	static const char *const attrs[] = {
+		"objectClass", "mail", "displayName", "ternAliasTarget", NULL,
+	};
+	char *filter = gal_filter(aliases ? "(objectClass=ternAlias)" :
+				  "(|(objectClass=ternAccount)"
+				  "(objectClass=ternDistributionList))"
+				  "(!(ternAccountStatus=closed))", text);
+	LDAPMessage *res = NULL;
+	enum dir_status st;
+
+	if (filter == NULL) {
+		str_setf(error, "the search text is too long");
+		return DIR_INVALID;
+	}
+	st = ld_search_n(l, l->domains_dn, LDAP_SCOPE_SUBTREE, filter, attrs,
+			 limit, &res, error);
+	free(filter);
+	if (st == DIR_NOTFOUND)
+		st = DIR_OK;	/* nothing provisioned yet */
+	for (LDAPMessage *e = st == DIR_OK && res != NULL ?
+			      ldap_first_entry(l->ld, res) : NULL;
+	     e != NULL; e = ldap_next_entry(l->ld, e)) {
+		char *mail = val_str(l->ld, e, "mail"), *target;
+
+		switch (mail != NULL ? kind_of(l->ld, e) : KIND_NONE) {
+		case KIND_ACCOUNT:
+			gal_push(list, n, DIR_GAL_ACCOUNT, mail,
+				 val_str(l->ld, e, "displayName"));
+			mail = NULL;
+			break;
+		case KIND_LIST:
+			gal_push(list, n, DIR_GAL_LIST, mail, NULL);
+			mail = NULL;
+			break;
+		case KIND_ALIAS:	/* looked up once res is done with */
+			target = val_str(l->ld, e, "ternAliasTarget");
+			if (target != NULL)
+				dir_array_push((void ***)targets, nt, target);
+			break;
+		case KIND_NONE:
+			break;
+		}
+		free(mail);
+	}
+	if (res != NULL)
+		ldap_msgfree(res);
+	return st;
+}
+
+static enum dir_status ld_gal_search(struct dir *base, const char *text,
+				     size_t limit,
+				     struct dir_gal_entry ***list_r,
+				     size_t *count_r, struct str *error)
+{
+	struct ldir *l = (struct ldir *)base;
+	struct dir_gal_entry **list = NULL;
+	char **targets = NULL;
+	enum dir_status st;
+	size_t n = 0, nt = 0;
+
+	*list_r = NULL;
+	*count_r = 0;
+	st = gal_find(l, text, (int)limit, false, &list, &n, &targets, &nt,
+		      error);
+	if (st == DIR_OK)
+		st = gal_find(l, text, (int)limit, true, &list, &n, &targets,
+			      &nt, error);
+	for (size_t i = 0; st == DIR_OK && i < nt; i++)
+		st = gal_alias(l, targets[i], &list, &n, error);
+	free_strv(targets, nt);
+	if (st != DIR_OK) {
+		dir_gal_array_free(&list, n);
+		return st;
+	}
+	*list_r = list;
+	*count_r = n;
+	return DIR_OK;
+}
+
 /* ---- resolution primitives (dir.c walks the graph) ---- */
 
 static enum dir_status ld_node(struct dir *base, const char *address,
@@ -2202,6 +2448,7 @@ enum dir_status dir_open_ldap(const struct dir_ldap_settings *set,
 	}
 	l = xcalloc(1, sizeof(*l));
 	l->base.ops = &ldap_ops;
+	l->base.auth_bind = set->auth_bind;
 	l->uri = xstrdup(set->uri);
 	l->base_dn = xstrdup(set->base_dn);
 	l->bind_dn = xstrdup(set->bind_dn != NULL ? set->bind_dn : "");
@@ -2256,6 +2503,9 @@ static const struct dir_ops ldap_ops = {
 	.list_member_del = ld_list_member_del,
 	.list_get = ld_list_get,
 	.list_list = ld_list_list,
+	.gal_search = ld_gal_search,
+	.account_dn = ld_account_dn,
+	.password_bind = ld_password_bind,
 	.node = ld_node,
 	.domain_catchall = ld_domain_catchall,
 };

@@ -1474,6 +1474,72 @@ static int sq_domain_catchall(struct dir *handle, const char *domain,
 	return rc;
 }
 
+/* ---- the address book ---- */
+
+/* "%TEXT%" for LIKE ... ESCAPE '\', with '%', '_' and '\' in text
+ * escaped by a backslash (malloc'd). */
+static char *like_pattern(const char *text)
+{
+	size_t n = strlen(text);
+	char *p = xmalloc(2 * n + 3), *o = p;
+
+	*o++ = '%';
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == '%' || text[i] == '_' || text[i] == '\\')
+			*o++ = '\\';
+		*o++ = text[i];
+	}
+	*o++ = '%';
+	*o = '\0';
+	return p;
+}
+
+/* Accounts (not closed) by address or display name, lists by address,
+ * and both by the address of an alias pointing at them. */
+static const char sql_gal[] =
+	"SELECT address, display_name, 0 FROM accounts WHERE status != ?3 "
+	"AND (address LIKE ?1 ESCAPE '\\' OR display_name LIKE ?1 "
+	"ESCAPE '\\' OR address IN (SELECT target FROM aliases WHERE "
+	"address LIKE ?1 ESCAPE '\\')) "
+	"UNION SELECT address, NULL, 1 FROM lists WHERE address LIKE ?1 "
+	"ESCAPE '\\' OR address IN (SELECT target FROM aliases WHERE "
+	"address LIKE ?1 ESCAPE '\\') ORDER BY 1 LIMIT ?2";
+
+static enum dir_status sq_gal_search(struct dir *handle, const char *text,
+				     size_t limit,
+				     struct dir_gal_entry ***list_r,
+				     size_t *count_r, struct str *error)
+{
+	struct sdir *dir = (struct sdir *)handle;
+	struct dir_gal_entry **list = NULL;
+	enum dir_status status;
+	char *pattern = like_pattern(text);
+	sqlite3_stmt *st;
+	size_t n = 0;
+	int rc;
+
+	status = stmt_open(dir, sql_gal, &st, error, "tii", pattern,
+			   (int64_t)limit, (int64_t)DIR_ACCOUNT_CLOSED);
+	free(pattern);
+	if (status != DIR_OK)
+		return status;
+	while ((rc = stmt_next(dir, st, &status, error)) == 1) {
+		struct dir_gal_entry *e = xcalloc(1, sizeof(*e));
+
+		e->address = col_dup(st, 0);
+		e->display_name = col_dup(st, 1);
+		e->kind = sqlite3_column_int(st, 2) == 1 ? DIR_GAL_LIST :
+							   DIR_GAL_ACCOUNT;
+		if (e->address == NULL)
+			e->address = xstrdup("");
+		dir_array_push((void ***)&list, &n, e);
+	}
+	sqlite3_finalize(st);
+	*list_r = list;
+	*count_r = n;
+	return rc < 0 ? status : DIR_OK;
+}
+
 /* ---- the table dir.c dispatches through ---- */
 
 static const struct dir_ops sqlite_ops = {
@@ -1504,6 +1570,7 @@ static const struct dir_ops sqlite_ops = {
 	.list_member_del = sq_list_member_del,
 	.list_get = sq_list_get,
 	.list_list = sq_list_list,
+	.gal_search = sq_gal_search,
 	.resolve_begin = sq_resolve_begin,
 	.resolve_end = sq_resolve_end,
 	.node = sq_node,

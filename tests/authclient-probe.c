@@ -12,6 +12,8 @@
  *   connect SERVICE RIP            -> "connect ok COUNT RATE"
  *   disconnect SERVICE RIP         -> "disconnect sent"
  *   conns SERVICE RIP              -> "conns ok COUNT RATE"
+ *   gal TEXT [LIMIT]               -> "gal ok N ADDR:KIND:NAME|..."
+ *   hits                           -> "hits N" (answers from the cache)
  *   quit
  * Failures print "CMD STATUS: ERROR".  Exit status 0 after quit or EOF.
  */
@@ -89,6 +91,23 @@ static void domain_cb(enum authclient_status st, const char *error,
 	done();
 }
 
+static void gal_cb(enum authclient_status st,
+		   const struct authclient_gal_entry *e, size_t n,
+		   const char *error, void *ctx)
+{
+	if (st != AUTHCLIENT_OK) {
+		print_fail("gal", st, error);
+	} else {
+		printf("gal ok %zu ", n);
+		for (size_t i = 0; i < n; i++)
+			printf("%s%s:%s:%s", i > 0 ? "|" : "", e[i].address,
+			       dir_gal_kind_name(e[i].kind),
+			       e[i].display_name);
+		printf("\n");
+	}
+	done();
+}
+
 static void count_cb(enum authclient_status st, unsigned int count,
 		     unsigned int rate, const char *error, void *ctx)
 {
@@ -112,6 +131,10 @@ static void run(char **av, int ac_n)
 		authclient_authenticate(ac, av[1], av[2], av[3],
 					ac_n == 5 ? av[4] : "", account_cb,
 					"auth");
+	} else if ((ac_n == 2 || ac_n == 3) && strcmp(av[0], "gal") == 0) {
+		authclient_gal_search(ac, av[1], ac_n == 3 ?
+				      (unsigned int)atoi(av[2]) : 0, gal_cb,
+				      NULL);
 	} else if (ac_n == 3 && strcmp(av[0], "connect") == 0) {
 		authclient_connect_notify(ac, av[1], av[2], count_cb,
 					  "connect");
@@ -120,6 +143,9 @@ static void run(char **av, int ac_n)
 	} else if (ac_n == 3 && strcmp(av[0], "disconnect") == 0) {
 		authclient_disconnect_notify(ac, av[1], av[2]);
 		printf("disconnect sent\n");
+		done();
+	} else if (ac_n == 1 && strcmp(av[0], "hits") == 0) {
+		printf("hits %zu\n", authclient_cache_hits(ac));
 		done();
 	} else if (ac_n == 1 && strcmp(av[0], "quit") == 0) {
 		eof = true;

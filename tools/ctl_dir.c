@@ -7,6 +7,7 @@
  *   ternctl alias   add|del|list
  *   ternctl list    add|del|show|list, list member add|del LIST ADDRESS
  *   ternctl cos     add|set|del|list|show
+ *   ternctl gal     search TEXT [--limit N] [--json]
  *
  * Each command opens the file named by the directory_file option, makes
  * one change (one transaction) or prints, and exits 0 with a confirmation
@@ -47,7 +48,7 @@ enum {
 	O_JSON = 1 << 0, O_COS = 1 << 1, O_QUOTA = 1 << 2,
 	O_CATCHALL = 1 << 3, O_NO_CATCHALL = 1 << 4, O_NAME = 1 << 5,
 	O_STATUS = 1 << 6, O_MAILHOST = 1 << 7, O_NO_PASSWORD = 1 << 8,
-	O_MAX_MSG = 1 << 9, O_MAX_RCPT = 1 << 10,
+	O_MAX_MSG = 1 << 9, O_MAX_RCPT = 1 << 10, O_LIMIT = 1 << 11,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +63,7 @@ static const struct option long_opts[] = {
 	{ "no-password", no_argument, NULL, O_NO_PASSWORD },
 	{ "max-message-size", required_argument, NULL, O_MAX_MSG },
 	{ "max-recipients", required_argument, NULL, O_MAX_RCPT },
+	{ "limit", required_argument, NULL, O_LIMIT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -72,6 +74,7 @@ struct dopts {
 	enum dir_account_status status;
 	uint64_t quota, max_msg;
 	uint32_t max_rcpt;
+	size_t limit;
 	char **args;		/* the positional arguments */
 	int nargs;
 };
@@ -133,6 +136,15 @@ static int opt_value(struct dopts *o, int c, const char *arg)
 			return -1;
 		}
 		o->max_rcpt = (uint32_t)n;
+		return 0;
+	case O_LIMIT:
+		if (cfg_parse_int(arg, &n) < 0 || n < 1 ||
+		    n > DIR_GAL_LIMIT_MAX) {
+			fprintf(stderr, "ternctl: invalid limit '%s' (1 to "
+				"%d)\n", arg, DIR_GAL_LIMIT_MAX);
+			return -1;
+		}
+		o->limit = (size_t)n;
 		return 0;
 	case O_STATUS:
 		if (dir_account_status_parse(arg, &o->status) < 0) {
@@ -1162,4 +1174,53 @@ int ctl_cos(struct ctl *ctl, int argc, char **argv)
 {
 	return run_group(ctl, argc, argv, "cos", cos_subs,
 			 TERN_NELEM(cos_subs));
+}
+
+/* ---- the address book ---- */
+
+static int gal_search(struct dctx *d)
+{
+	struct dir_gal_entry **list;
+	struct json *j;
+	struct str *out;
+	size_t n;
+
+	if (dir_gal_search(d->dir, d->o.args[0], d->o.limit, &list, &n,
+			   d->err) != DIR_OK)
+		return fail(d);
+	if (d->o.seen & O_JSON) {
+		j = ctl_json_start(&out);
+		json_array_begin(j);
+		for (size_t i = 0; i < n; i++) {
+			json_object_begin(j);
+			json_kv_cstring(j, "address", list[i]->address);
+			json_kv_cstring(j, "kind",
+					dir_gal_kind_name(list[i]->kind));
+			json_kv_cstring(j, "display_name",
+					list[i]->display_name);
+			json_object_end(j);
+		}
+		json_array_end(j);
+		dir_gal_array_free(&list, n);
+		return ctl_json_done(&j, &out);
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s%s%s\n", list[i]->address,
+		       dir_gal_kind_name(list[i]->kind),
+		       list[i]->display_name != NULL ? " " : "",
+		       list[i]->display_name != NULL ?
+		       list[i]->display_name : "");
+	dir_gal_array_free(&list, n);
+	return 0;
+}
+
+static const struct dsub gal_subs[] = {
+	{ "search", gal_search, O_JSON | O_LIMIT, 1, 1,
+	  "search TEXT [--limit N] [--json]" },
+};
+
+int ctl_gal(struct ctl *ctl, int argc, char **argv)
+{
+	return run_group(ctl, argc, argv, "gal", gal_subs,
+			 TERN_NELEM(gal_subs));
 }

@@ -303,8 +303,12 @@ static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
 	if (cfg_write_default_conf(text) < 0)
 		goto fail;
 	if (ldap && str_append_c(text, "\n# The directory is the bundled "
-				 "OpenLDAP server (docs/ldap.md).\n"
-				 "directory_backend = ldap\n") < 0)
+				 "OpenLDAP server (docs/ldap.md);\n"
+				 "# tern-authd binds as a DN that may only "
+				 "read.\n"
+				 "directory_backend = ldap\n"
+				 "ldap_authd_bind_dn = cn=tern-authd,dc=tern\n")
+	    < 0)
 		goto fail;
 	if (mc != MEMCACHED_NONE &&
 	    (str_append_c(text, "\n# The proxy's route cache is the bundled "

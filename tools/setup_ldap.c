@@ -6,9 +6,10 @@
  * from config.ldif: modules back_mdb, argon2 and syncprov; schemas core,
  * cosine, inetorgperson and Tern's tern.ldif; an mdb database in db/ for
  * ldap_base_dn with indexes and ACLs) and the database's first entries
- * (slapadd -n1: the base entry, the service DN Tern's daemons bind as, and
- * the skeleton under it), and conf/ldap.secret with the service DN's
- * random password (its {ARGON2} hash is in the directory).  slapd runs
+ * (slapadd -n1: the base entry, the service DN ternctl writes with, the
+ * read-only DN tern-authd binds as, and the skeleton under it), and
+ * conf/ldap.secret and conf/ldap-authd.secret with their random passwords
+ * (their {ARGON2} hashes are in the directory).  slapd runs
  * under tern-master as the first line of services.conf, on ldapi:// at
  * run/ldapi and on 127.0.0.1 at the instance's LDAP port.  An existing
  * data/ldap/slapd.d is kept as it is.
@@ -17,7 +18,8 @@
  * everything; password hashes are readable by no one but the service DN,
  * and writable by their owner; every authenticated user may read the
  * address-book attributes of the entries under ou=domains; the service DN
- * writes the whole tree; the rest is readable only by its owner.
+ * writes the whole tree and tern-authd's DN reads it (hashes included);
+ * the rest is readable only by its owner.
  */
 #include "config.h"
 
@@ -48,6 +50,7 @@
 #define SECRET_BYTES 24
 #define TEXT_MAX (256 * 1024)
 #define SERVICE_RDN "cn=tern-service"
+#define AUTHD_RDN "cn=tern-authd"
 
 extern char **environ;
 
@@ -145,7 +148,7 @@ static char *base_dc(const char *base)
 }
 
 static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
-		       struct str *out)
+		       const char *authd, struct str *out)
 {
 	char *db = ctl_path(ctl, "data/ldap/db");
 	char *schema = ctl_path(ctl, "data/ldap/tern.ldif");
@@ -180,6 +183,8 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 		"olcDbMaxSize: 4294967296\n"
 		"olcLimits: {0}dn.exact=\"", svc, "\" size=unlimited "
 		"time=unlimited\n"
+		"olcLimits: {1}dn.exact=\"", authd, "\" size=unlimited "
+		"time=unlimited\n"
 		"olcDbIndex: objectClass eq\n"
 		"olcDbIndex: mail eq,sub\n"
 		"olcDbIndex: cn,sn,givenName,displayName eq,sub\n"
@@ -192,12 +197,15 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 		"olcDbIndex: entryCSN,entryUUID eq\n",
 		"olcAccess: {0}to * by dn.exact=", peer, " manage by * break\n",
 		"olcAccess: {1}to attrs=userPassword by dn.exact=\"", svc,
-		"\" write by self =w by anonymous auth by * none\n",
+		"\" write by dn.exact=\"", authd, "\" read "
+		"by self =w by anonymous auth by * none\n",
 		"olcAccess: {2}to dn.subtree=\"ou=domains,", base, "\" "
-		"attrs=entry,objectClass,mail,cn,sn,givenName,displayName "
-		"by dn.exact=\"", svc, "\" write by users read by * none\n",
+		"attrs=entry,objectClass,mail,cn,sn,givenName,displayName,"
+		"ternMailAlternateAddress "
+		"by dn.exact=\"", svc, "\" write by dn.exact=\"", authd,
+		"\" read by users read by * none\n",
 		"olcAccess: {3}to * by dn.exact=\"", svc, "\" write "
-		"by self read by * none\n\n",
+		"by dn.exact=\"", authd, "\" read by self read by * none\n\n",
 		"dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n"
 		"objectClass: olcOverlayConfig\n"
 		"objectClass: olcSyncProvConfig\nolcOverlay: {0}syncprov\n",
@@ -211,15 +219,20 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 }
 
 static int base_ldif(const char *base, const char *dc, const char *svc,
-		     const char *hash, struct str *out)
+		     const char *hash, const char *authd,
+		     const char *authd_hash, struct str *out)
 {
 	const char *const parts[] = {
 		"dn: ", base, "\nobjectClass: dcObject\n"
 		"objectClass: organization\ndc: ", dc, "\no: ", dc, "\n\n",
 		"dn: ", svc, "\nobjectClass: organizationalRole\n"
 		"objectClass: simpleSecurityObject\ncn: tern-service\n"
-		"description: Tern's daemons bind as this DN\n"
+		"description: ternctl writes the directory as this DN\n"
 		"userPassword: {ARGON2}", hash, "\n\n",
+		"dn: ", authd, "\nobjectClass: organizationalRole\n"
+		"objectClass: simpleSecurityObject\ncn: tern-authd\n"
+		"description: tern-authd binds as this DN; it may only read\n"
+		"userPassword: {ARGON2}", authd_hash, "\n\n",
 		"dn: cn=tern,", base, "\nobjectClass: ternDirectory\ncn: tern\n"
 		"ternSerial: 1\nternNextId: 1\n\n",
 		"dn: ou=domains,", base, "\nobjectClass: organizationalUnit\n"
@@ -235,16 +248,22 @@ static int base_ldif(const char *base, const char *dc, const char *svc,
 	return append(out, parts);
 }
 
-/* A random password (hex) in conf/ldap.secret, and its argon2id hash. */
+/* A random password (hex) in conf/NAME, and its argon2id hash. */
 static int make_secret(struct ctl *ctl, const struct passwd *pw,
-		       struct str *hash)
+		       const char *name, const char *what, struct str *hash)
 {
 	unsigned char raw[SECRET_BYTES];
 	char hex[2 * SECRET_BYTES + 2];
 	struct str *err = str_new(128, 1024), *text = str_new(64, 256);
-	char *path = ctl_path(ctl, "conf/ldap.secret");
+	struct str *rel = str_new(64, 256);
+	char *path;
 	int r = -1;
 
+	path = str_append_c(rel, "conf/") < 0 || str_append_c(rel, name) < 0 ?
+	       NULL : ctl_path(ctl, str_c(rel));
+	str_free(&rel);
+	if (path == NULL)
+		goto out;
 	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
 		fprintf(stderr, "ternctl: getrandom: %s\n", strerror(errno));
 		goto out;
@@ -263,7 +282,7 @@ static int make_secret(struct ctl *ctl, const struct passwd *pw,
 			strerror(errno));
 		goto out;
 	}
-	printf("%s: created (the service DN's password)\n", path);
+	printf("%s: created (%s)\n", path, what);
 	r = 0;
 out:
 	explicit_bzero(raw, sizeof(raw));
@@ -310,7 +329,8 @@ int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
 	char *schema = ctl_path(ctl, "data/ldap/tern.ldif");
 	char *conf = ctl_path(ctl, "data/ldap/config.ldif");
 	char *first = ctl_path(ctl, "data/ldap/base.ldif");
-	char *dc = base_dc(base), *svc = NULL;
+	char *dc = base_dc(base), *svc = NULL, *authd = NULL;
+	struct str *authd_hash = str_new(128, 1024);
 	int r = -1;
 
 	if (access(slapd_d, F_OK) == 0) {
@@ -328,6 +348,13 @@ int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
 	svc = xmalloc(strlen(base) + sizeof(SERVICE_RDN ","));
 	snprintf(svc, strlen(base) + sizeof(SERVICE_RDN ","), SERVICE_RDN
 		 ",%s", base);
+	authd = xmalloc(strlen(base) + sizeof(AUTHD_RDN ","));
+	snprintf(authd, strlen(base) + sizeof(AUTHD_RDN ","), AUTHD_RDN
+		 ",%s", base);
+	if (strcmp(authd, cfg_str(cfg, OPT_LDAP_AUTHD_BIND_DN)) != 0)
+		printf("note: ldap_authd_bind_dn is '%s'; the bundled "
+		       "directory's read-only DN for tern-authd is %s\n",
+		       cfg_str(cfg, OPT_LDAP_AUTHD_BIND_DN), authd);
 	if (strcmp(svc, cfg_str(cfg, OPT_LDAP_BIND_DN)) != 0)
 		printf("note: ldap_bind_dn is %s; the bundled directory's "
 		       "service DN is %s\n", cfg_str(cfg, OPT_LDAP_BIND_DN),
@@ -343,13 +370,17 @@ int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
 	    write_file(schema, text, 0644) < 0)
 		goto out;
 	str_clear(text);
-	if (config_ldif(ctl, base, svc, text) < 0 ||
+	if (config_ldif(ctl, base, svc, authd, text) < 0 ||
 	    write_file(conf, text, 0640) < 0)
 		goto out;
-	if (make_secret(ctl, pw, hash) < 0)
+	if (make_secret(ctl, pw, "ldap.secret", "the service DN's password",
+			hash) < 0 ||
+	    make_secret(ctl, pw, "ldap-authd.secret",
+			"tern-authd's read-only DN's password", authd_hash) < 0)
 		goto out;
 	str_clear(text);
-	if (base_ldif(base, dc, svc, str_c(hash), text) < 0 ||
+	if (base_ldif(base, dc, svc, str_c(hash), authd, str_c(authd_hash),
+		      text) < 0 ||
 	    write_file(first, text, 0640) < 0)
 		goto out;
 	if (slapadd(slapd_d, 0, conf) < 0 || slapadd(slapd_d, 1, first) < 0)
@@ -380,5 +411,7 @@ out:
 	free(first);
 	free(dc);
 	free(svc);
+	free(authd);
+	str_free(&authd_hash);
 	return r;
 }

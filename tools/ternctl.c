@@ -42,6 +42,8 @@ static const struct {
 	{ "list", ctl_list, "list add|del|show|list, list member add|del: "
 			    "distribution lists" },
 	{ "cos", ctl_cos, "cos add|set|del|list|show: classes of service" },
+	{ "gal", ctl_gal, "gal search TEXT [--limit N] [--json]: the address "
+			  "book (accounts and lists)" },
 	{ "store", ctl_store, "store check [ACCOUNT] [--repair]: check the "
 			      "mailbox store (tern-stored stopped)" },
 	{ "queue", ctl_queue, "queue list [--json] | flush | delete ID|ALL | "

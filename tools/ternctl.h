@@ -38,6 +38,7 @@ int ctl_account(struct ctl *ctl, int argc, char **argv);
 int ctl_alias(struct ctl *ctl, int argc, char **argv);
 int ctl_list(struct ctl *ctl, int argc, char **argv);
 int ctl_cos(struct ctl *ctl, int argc, char **argv);
+int ctl_gal(struct ctl *ctl, int argc, char **argv);
 /* ctl_store.c: store check (store stopped), mailbox ls/cat (running). */
 int ctl_store(struct ctl *ctl, int argc, char **argv);
 int ctl_mailbox(struct ctl *ctl, int argc, char **argv);

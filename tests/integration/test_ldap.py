@@ -331,7 +331,8 @@ def test_setup_and_supervision(ldap_instance):
     assert os.stat(inst.conf("ldap.secret")).st_mode & 0o777 == 0o640
     # the skeleton, and a real search over TCP as the service DN
     e = search(inst, "(objectClass=*)", "dn", base="dc=tern")
-    for dn in ("dc=tern", "cn=tern-service,dc=tern", "cn=tern,dc=tern",
+    for dn in ("dc=tern", "cn=tern-service,dc=tern", "cn=tern-authd,dc=tern",
+               "cn=tern,dc=tern",
                "ou=domains,dc=tern", "cn=default,ou=cos,dc=tern"):
         assert dn in e
     p = ldap_tool("ldapsearch", f"ldap://127.0.0.1:{inst.ldap_port}/",
@@ -560,6 +561,263 @@ def test_hostile_names_are_escaped(ldap_instance):
     for addr in made:
         inst.ctl("account", "del", addr)
     assert inst.ctl("account", "list").stdout.count("@") == 1
+
+
+# ---- tern-authd's read-only DN ---------------------------------------------
+
+def test_authd_binds_with_a_read_only_dn(ldap_instance):
+    inst = ldap_instance
+    conf = open(inst.conf("tern.conf")).read()
+    assert "ldap_authd_bind_dn = cn=tern-authd,dc=tern" in conf
+    assert os.stat(inst.conf("ldap-authd.secret")).st_mode & 0o777 == 0o640
+    with open(inst.conf("ldap-authd.secret")) as f:
+        secret = f.read().strip()
+    assert secret and secret != inst.secret
+    authd_dn = "cn=tern-authd,dc=tern"
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "bob@example.com", "--mailhost",
+             "mbox1.example.com", input=PASSWORD + "\n")
+    bob = "mail=bob@example.com,ternDomainName=example.com,ou=domains,dc=tern"
+    # it reads all tern-authd needs, password hashes included
+    p = ldap_tool("ldapsearch", inst.uri,
+                  ["-b", "dc=tern", "-LLL", "-o", "ldif-wrap=no",
+                   "(mail=bob@example.com)", "userPassword", "ternMailHost"],
+                  binddn=authd_dn, password=secret)
+    e = parse_ldif(p.stdout)[bob]
+    assert e["ternmailhost"] == ["mbox1.example.com"]
+    assert "userpassword" in e
+    assert "ternSerial: " in ldap_tool(
+        "ldapsearch", inst.uri, ["-b", "cn=tern,dc=tern", "-s", "base",
+                                 "-LLL", "ternSerial"],
+        binddn=authd_dn, password=secret).stdout
+    # and writes nothing
+    p = ldap_tool("ldapmodify", inst.uri, [], binddn=authd_dn,
+                  password=secret, check=False,
+                  input=f"dn: {bob}\nchangetype: modify\nreplace: "
+                        "ternMailHost\nternMailHost: evil.example.com\n")
+    assert p.returncode == 50, (p.returncode, p.stderr)  # insufficient
+    p = ldap_tool("ldapadd", inst.uri, [], binddn=authd_dn, password=secret,
+                  check=False,
+                  input="dn: mail=x@example.com,ternDomainName=example.com,"
+                        "ou=domains,dc=tern\nobjectClass: ternAlias\n"
+                        "mail: x@example.com\n"
+                        "ternAliasTarget: bob@example.com\n")
+    assert p.returncode == 50, (p.returncode, p.stderr)
+    # tern-authd binds as it: without the writer's password it still works,
+    # while ternctl (the writer) cannot
+    with open(inst.conf("ldap.secret"), "w") as f:
+        f.write("not-the-password\n")
+    inst.ctl("restart")
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com") == "ok",
+                  timeout=20, interval=0.2, what="authd with its own DN")
+    assert lookup_type(inst, "bob@example.com") == "account"
+    p = inst.ctl("account", "add", "y@example.com", "--no-password",
+                 check=False)
+    assert p.returncode != 0
+
+
+# ---- authentication by bind (ldap_auth = bind) -----------------------------
+
+def test_authentication_by_bind(ldap_instance):
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "bob@example.com", input=PASSWORD + "\n")
+    inst.ctl("account", "add", "carol@example.com", "--mailhost",
+             "mbox3.example.com", input=PASSWORD + "\n")
+    # a hash only slapd knows: Tern itself cannot check {SSHA}
+    other = "other-secret-9"
+    ssha = subprocess.run(["/usr/sbin/slappasswd", "-h", "{SSHA}", "-s",
+                           other], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    assert ssha.startswith("{SSHA}")
+    ldap_tool("ldapmodify", inst.uri, [],
+              binddn="cn=tern-service,dc=tern", password=inst.secret,
+              input="dn: mail=bob@example.com,ternDomainName=example.com,"
+                    "ou=domains,dc=tern\nchangetype: modify\n"
+                    f"replace: userPassword\nuserPassword: {ssha}\n")
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com", other) ==
+                  "authfail", what="hash mode refusing {SSHA}")
+    inst.append_conf("ldap_auth = bind\n")
+    inst.ctl("restart")
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com", other) ==
+                  "ok", timeout=20, interval=0.2, what="bind accepted")
+    assert auth_result(inst, "bob@example.com", PASSWORD) == "authfail"
+    assert auth_result(inst, "bob@example.com", "") == "authfail"
+    # {ARGON2}, checked by slapd's argon2 module
+    assert auth_result(inst, "carol@example.com") == "ok"
+    assert auth_result(inst, "carol@example.com", "wrong") == "authfail"
+    assert auth_result(inst, "ghost@example.com") == "authfail"
+    # the shared connection is still the service DN's: it reads what an
+    # account may not (another account's mail host)
+    c = Authd(inst)
+    assert c.auth("bob@example.com", other)[1]["result"] == ["ok"]
+    assert c.call("lookup", address="carol@example.com")[1]["mailhost"] == \
+        ["mbox3.example.com"]
+    c.close()
+    # a locked account with the right password is refused, as with hashes
+    inst.ctl("account", "set", "carol@example.com", "--status", "locked")
+    inst.wait_for(lambda: auth_result(inst, "carol@example.com") ==
+                  "refused", timeout=5, what="lock seen")
+    # slapd hung: a temporary failure, not a wrong password
+    pid = slapd_pid(inst)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert auth_result(inst, "bob@example.com", other) == "tempfail"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    inst.wait_for(lambda: auth_result(inst, "bob@example.com", other) ==
+                  "ok", timeout=10, what="recovery")
+
+
+# ---- the cache of each daemon (common/authclient) -------------------------
+
+def authd_stats(inst):
+    c = Authd(inst)
+    try:
+        mtype, f = c.call("stats")
+        assert mtype == "stats", f
+        return {k: v[0] for k, v in f.items()}
+    finally:
+        c.close()
+
+
+class Probe:
+    """tests/authclient-probe kept running: one command, one line."""
+
+    def __init__(self, inst):
+        self.p = subprocess.Popen(
+            [build_path("tests", "authclient-probe"),
+             os.path.join(inst.root, "run", "authd.sock"), "10000"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            bufsize=1)
+
+    def cmd(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().rstrip("\n")
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "ldap"])
+def cache_inst(request, make_instance, monkeypatch):
+    if request.param == "ldap":
+        inst = request.getfixturevalue("ldap_instance")
+    else:
+        from test_authd import AUTHD_DIR, authd_services
+        monkeypatch.setattr(conftest, "LIBEXEC",
+                            conftest.LIBEXEC + ":" + AUTHD_DIR)
+        inst = make_instance(services=authd_services)
+    inst.ctl("domain", "add", "example.com")
+    for a in ("bob", "carol"):
+        inst.ctl("account", "add", f"{a}@example.com", "--mailhost",
+                 "mbox1.example.com", input=PASSWORD + "\n")
+    inst.ctl("alias", "add", "info@example.com", "bob@example.com")
+    return inst
+
+
+def test_daemon_cache_hits_and_sees_changes(cache_inst):
+    inst = cache_inst
+    pr = Probe(inst)
+    try:
+        assert pr.cmd("resolve info@example.com") == \
+            "resolve ok 1 bob@example.com"
+        assert pr.cmd("lookup bob@example.com").startswith("lookup ok")
+        before = authd_stats(inst)
+        for _ in range(5):
+            assert pr.cmd("resolve info@example.com") == \
+                "resolve ok 1 bob@example.com"
+            assert pr.cmd("lookup bob@example.com") == \
+                "lookup ok bob@example.com active mbox1.example.com"
+            assert pr.cmd("domain example.com") == "domain ok"
+        # the second domain check on is a hit too
+        assert pr.cmd("hits") == "hits 14"
+        after = authd_stats(inst)
+        assert after["resolve"] == before["resolve"]
+        assert after["lookup"] == before["lookup"]
+        assert after["domain"] == before["domain"] + 1
+        # negative answers and failures are never cached
+        for _ in range(3):
+            assert pr.cmd("lookup ghost@example.com") == "lookup notfound"
+            assert pr.cmd("domain elsewhere.org") == "domain notfound"
+        again = authd_stats(inst)
+        assert again["lookup"] == after["lookup"] + 3
+        assert again["domain"] == after["domain"] + 3
+        assert pr.cmd("hits") == "hits 14"
+        # a change made with ternctl is seen within a second, although the
+        # answers live 60 s (authd tells the daemons to drop them)
+        inst.ctl("alias", "del", "info@example.com")
+        inst.ctl("alias", "add", "info@example.com", "carol@example.com")
+        t0 = time.monotonic()
+        while pr.cmd("resolve info@example.com") != \
+                "resolve ok 1 carol@example.com":
+            assert time.monotonic() - t0 < 1.5, "alias change not seen"
+            time.sleep(0.02)
+        inst.ctl("account", "set", "bob@example.com", "--mailhost",
+                 "mbox2.example.com")
+        t0 = time.monotonic()
+        while pr.cmd("lookup bob@example.com") != \
+                "lookup ok bob@example.com active mbox2.example.com":
+            assert time.monotonic() - t0 < 1.5, "mailhost change not seen"
+            time.sleep(0.02)
+        # a deleted account is gone at once too
+        inst.ctl("account", "del", "carol@example.com")
+        t0 = time.monotonic()
+        while pr.cmd("lookup carol@example.com") != "lookup notfound":
+            assert time.monotonic() - t0 < 1.5, "deletion not seen"
+            time.sleep(0.02)
+    finally:
+        pr.close()
+
+
+def test_delivery_burst_uses_the_daemon_caches(make_instance, monkeypatch):
+    """30 messages to one address through qmgr and lmtpd on LDAP: a few
+    directory requests with the cache, at least one a message without."""
+    import test_qmgr
+    monkeypatch.setattr(conftest, "LIBEXEC",
+                        conftest.LIBEXEC + ":" + test_qmgr.LIBEXEC_EXTRA)
+    for _ in range(50):
+        base = free_port_block(1)
+        if conftest.port_free(base + 389):
+            break
+    inst = make_instance(setup_args=("--directory=ldap", "--port-base",
+                                      str(base)),
+                         conf=CONF + test_qmgr.CONF, start=False)
+    with open(inst.conf("services.conf")) as f:
+        ldap_line = [l for l in f if l.startswith("ldap ")]
+    inst.write_services("".join(ldap_line) +
+                        test_qmgr.services(inst.port_base))
+    inst.ctl("start")
+    env = test_qmgr.Env(inst)
+    for name in ("ldap", "authd", "stored", "lmtp-local", "qmgr"):
+        env.wait_state(name, True)
+    env.ctl("domain", "add", "example.com")
+    for a in ("bob", "sender"):
+        env.account(f"{a}@example.com")
+    n = 30
+
+    def burst(first):
+        s0 = authd_stats(inst)
+        for i in range(n):
+            env.inject("sender@example.com", ["bob@example.com"],
+                       test_qmgr.message(f"m{first + i}"))
+        env.wait_messages("bob@example.com", first + n, timeout=60)
+        s1 = authd_stats(inst)
+        return sum(s1[k] - s0[k] for k in ("lookup", "resolve", "domain"))
+
+    with_cache = burst(0)
+    assert with_cache < n // 3, with_cache
+    inst.append_conf("authclient_cache_ttl = 0\n")
+    inst.ctl("reload")
+    time.sleep(0.5)
+    without = burst(n)
+    assert without >= n, without
+    print(f"directory requests for {n} messages: {with_cache} with the "
+          f"daemon caches, {without} without")
 
 
 # ---- the provisioning suite of the embedded directory, run on LDAP ---------

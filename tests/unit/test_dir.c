@@ -589,6 +589,126 @@ static void test_aliases(void **state)
 	dir_alias_array_free(&list, n);
 }
 
+/* ---- the address book ---- */
+
+static void add_named(struct fx *f, const char *address, const char *name,
+		      enum dir_account_status status)
+{
+	struct dir_account a = { .address = (char *)address,
+				 .display_name = (char *)name,
+				 .status = status,
+				 .password_hash = SHA512_HASH,
+				 .mailhost = "mail1.example.com" };
+
+	assert_int_equal(dir_account_add(f->d, &a, f->err), DIR_OK);
+}
+
+/* "address:kind:name" of each entry found, space-separated. */
+static void expect_gal(struct fx *f, const char *text, size_t limit,
+		       const char *want)
+{
+	struct dir_gal_entry **list = NULL;
+	struct str *s = str_new(256, 65536);
+	size_t n = 0;
+
+	if (dir_gal_search(f->d, text, limit, &list, &n, f->err) != DIR_OK)
+		fail_msg("gal '%s': %s", text, str_c(f->err));
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(str_printf(s, "%s%s:%s:%s", i ? " " : "",
+					    list[i]->address,
+					    dir_gal_kind_name(list[i]->kind),
+					    list[i]->display_name != NULL ?
+					    list[i]->display_name : "-"), 0);
+	if (strcmp(str_c(s), want) != 0)
+		fail_msg("gal '%s': got '%s', want '%s'", text, str_c(s),
+			 want);
+	dir_gal_array_free(&list, n);
+	assert_null(list);
+	str_free(&s);
+}
+
+static void test_gal(void **state)
+{
+	struct fx *f = *state;
+	struct dir_gal_entry **list = NULL;
+	char longtext[DIR_GAL_TEXT_MAX + 2];
+	size_t n = 0;
+
+	expect_gal(f, "anything", 0, "");	/* nothing provisioned */
+	add_domain(f, "example.com");
+	add_domain(f, "other.example");
+	add_named(f, "anna@example.com", "Anna M\xc3\xbcller",
+		  DIR_ACCOUNT_ACTIVE);
+	add_named(f, "bob@example.com", "Bob *(Star)\\ Builder",
+		  DIR_ACCOUNT_LOCKED);
+	add_named(f, "carol@example.com", "Carol Closed", DIR_ACCOUNT_CLOSED);
+	add_named(f, "dave%x@example.com", NULL, DIR_ACCOUNT_ACTIVE);
+	add_named(f, "s*@other.example", "Star", DIR_ACCOUNT_ACTIVE);
+	assert_int_equal(dir_alias_add(f->d, "info@example.com",
+				       "bob@example.com", f->err), DIR_OK);
+	assert_int_equal(dir_alias_add(f->d, "old@example.com",
+				       "carol@example.com", f->err), DIR_OK);
+	assert_int_equal(dir_alias_add(f->d, "fwd@example.com",
+				       "someone@elsewhere.example", f->err),
+			 DIR_OK);
+	add_list(f, "team@example.com", NULL);
+
+	/* names, parts of names, any case (ASCII), non-ASCII as typed */
+	expect_gal(f, "m\xc3\xbcll", 0,
+		   "anna@example.com:account:Anna M\xc3\xbcller");
+	expect_gal(f, "ANNA", 0, "anna@example.com:account:Anna M\xc3\xbcller");
+	expect_gal(f, "builder", 0,
+		   "bob@example.com:account:Bob *(Star)\\ Builder");
+	/* filter and pattern characters match themselves only */
+	expect_gal(f, "*(star)\\", 0,
+		   "bob@example.com:account:Bob *(Star)\\ Builder");
+	expect_gal(f, "*", 0, "bob@example.com:account:Bob *(Star)\\ Builder "
+		   "s*@other.example:account:Star");
+	expect_gal(f, "%", 0, "dave%x@example.com:account:-");
+	expect_gal(f, "_", 0, "");
+	expect_gal(f, "\\", 0, "bob@example.com:account:Bob *(Star)\\ "
+		   "Builder");
+	expect_gal(f, "x)(mail=*", 0, "");
+	/* an alias finds what it points to; lists by address */
+	expect_gal(f, "info@", 0,
+		   "bob@example.com:account:Bob *(Star)\\ Builder");
+	expect_gal(f, "team", 0, "team@example.com:list:-");
+	/* closed accounts never, not through an alias either */
+	expect_gal(f, "carol", 0, "");
+	expect_gal(f, "old@", 0, "");
+	expect_gal(f, "fwd", 0, "");
+	/* sorted, each once, cut at the limit */
+	expect_gal(f, "EXAMPLE", 0, "anna@example.com:account:Anna "
+		   "M\xc3\xbcller bob@example.com:account:Bob *(Star)\\ "
+		   "Builder dave%x@example.com:account:- "
+		   "s*@other.example:account:Star team@example.com:list:-");
+	/* which ones is the server's choice with LDAP (sizelimit) */
+	assert_int_equal(dir_gal_search(f->d, "example", 2, &list, &n, f->err),
+			 DIR_OK);
+	assert_int_equal(n, 2);
+	assert_true(strcmp(list[0]->address, list[1]->address) < 0);
+	for (size_t i = 0; i < n; i++)
+		assert_non_null(strstr("anna@example.com bob@example.com "
+				       "dave%x@example.com s*@other.example "
+				       "team@example.com", list[i]->address));
+	dir_gal_array_free(&list, n);
+	if (strcmp(dir_backend_name(f->d), "sqlite") == 0)
+		expect_gal(f, "example", 2, "anna@example.com:account:Anna "
+			   "M\xc3\xbcller bob@example.com:account:Bob "
+			   "*(Star)\\ Builder");
+	/* bad text */
+	memset(longtext, 'a', sizeof(longtext) - 1);
+	longtext[sizeof(longtext) - 1] = '\0';
+	expect_error(f, dir_gal_search(f->d, "", 0, &list, &n, f->err),
+		     DIR_INVALID, "search text");
+	expect_error(f, dir_gal_search(f->d, longtext, 0, &list, &n, f->err),
+		     DIR_INVALID, "search text");
+	expect_error(f, dir_gal_search(f->d, "a\tb", 0, &list, &n, f->err),
+		     DIR_INVALID, "control");
+	assert_null(list);
+	assert_int_equal(n, 0);
+}
+
 static void test_lists(void **state)
 {
 	struct fx *f = *state;
@@ -1173,6 +1293,80 @@ static void test_ldap_missing_tree_is_tempfail(void **state)
 	assert_null(res);
 }
 
+/* ldap_auth = bind: slapd checks the password ({CRYPT} here) on a
+ * connection of the check's own; the handle's stays the service's. */
+static void test_ldap_auth_bind(void **state)
+{
+	struct fx *f = *state;
+	struct dir_ldap_settings set = { .uri = slapd.uri, .bind_dn = "",
+					 .timeout_ms = 2000,
+					 .auth_bind = true };
+	struct dir_account *a = NULL;
+	struct dir *bd = NULL, *down = NULL;
+	char base[64], want[160];
+	char *dn = NULL;
+
+	snprintf(base, sizeof(base), "dc=t%u,dc=test", slapd.tests);
+	set.base_dn = base;
+	assert_false(dir_auth_by_bind(f->d));
+	assert_int_equal(dir_open_ldap(&set, true, &bd, f->err), DIR_OK);
+	assert_true(dir_auth_by_bind(bd));
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", SHA512_HASH);
+	assert_int_equal(dir_account_dn(bd, "Bob@example.com", &dn, f->err),
+			 DIR_OK);
+	snprintf(want, sizeof(want), "mail=bob@example.com,ternDomainName="
+		 "example.com,ou=domains,%s", base);
+	assert_string_equal(dn, want);
+	assert_int_equal(dir_password_bind(bd, dn, "correct horse", f->err),
+			 DIR_OK);
+	expect_error(f, dir_password_bind(bd, dn, "wrong", f->err),
+		     DIR_AUTHFAIL, NULL);
+	expect_error(f, dir_password_bind(bd, dn, "", f->err), DIR_AUTHFAIL,
+		     NULL);
+	free(dn);
+	expect_error(f, dir_account_dn(bd, "nobody@example.com", &dn, f->err),
+		     DIR_NOTFOUND, NULL);
+	assert_null(dn);
+	assert_int_equal(dir_authenticate(bd, "bob@example.com",
+					  "correct horse", &a, f->err),
+			 DIR_OK);
+	assert_string_equal(a->address, "bob@example.com");
+	dir_account_free(&a);
+	expect_error(f, dir_authenticate(bd, "bob@example.com", "nope", &a,
+					 f->err), DIR_AUTHFAIL, NULL);
+	expect_error(f, dir_authenticate(bd, "ghost@example.com",
+					 "correct horse", &a, f->err),
+		     DIR_AUTHFAIL, NULL);
+	/* the handle's own connection still reads as before */
+	assert_int_equal(dir_account_get(bd, "bob@example.com", &a, f->err),
+			 DIR_OK);
+	dir_account_free(&a);
+	/* a server that is not there: try again later */
+	set.uri = "ldap://127.0.0.1:1/";
+	assert_int_equal(dir_open_ldap(&set, true, &down, f->err), DIR_OK);
+	expect_error(f, dir_password_bind(down, want, "correct horse",
+					  f->err), DIR_TEMPFAIL, NULL);
+	dir_close(&down);
+	dir_close(&bd);
+}
+
+/* The embedded directory has no DNs to bind as. */
+static void test_no_bind_on_sqlite(void **state)
+{
+	struct fx *f = *state;
+	char *dn = NULL;
+
+	assert_false(dir_auth_by_bind(f->d));
+	add_domain(f, "example.com");
+	add_account(f, "bob@example.com", SHA512_HASH);
+	expect_error(f, dir_account_dn(f->d, "bob@example.com", &dn, f->err),
+		     DIR_REFUSED, NULL);
+	expect_error(f, dir_password_bind(f->d, "cn=x", "pw", f->err),
+		     DIR_REFUSED, NULL);
+	assert_null(dn);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 /* The LDAP run of a test: skipped without a private slapd. */
 #define LDAP_VARIANT(fn) \
@@ -1187,10 +1381,12 @@ LDAP_VARIANT(test_domains)
 LDAP_VARIANT(test_accounts)
 LDAP_VARIANT(test_aliases)
 LDAP_VARIANT(test_lists)
+LDAP_VARIANT(test_gal)
 LDAP_VARIANT(test_resolve)
 LDAP_VARIANT(test_authenticate)
 LDAP_VARIANT(test_ldap_serial_and_readonly)
 LDAP_VARIANT(test_ldap_missing_tree_is_tempfail)
+LDAP_VARIANT(test_ldap_auth_bind)
 
 #define TL(fn) cmocka_unit_test_setup_teardown(fn##_ldap, fx_setup_ldap, \
 					       fx_teardown_ldap)
@@ -1206,20 +1402,24 @@ int main(void)
 		T(test_accounts),
 		T(test_aliases),
 		T(test_lists),
+		T(test_gal),
 		T(test_resolve),
 		T(test_authenticate),
 		T(test_serial_two_connections),
 		T(test_open_errors),
 		T(test_busy_is_tempfail),
+		T(test_no_bind_on_sqlite),
 		TL(test_cos),
 		TL(test_domains),
 		TL(test_accounts),
 		TL(test_aliases),
 		TL(test_lists),
+		TL(test_gal),
 		TL(test_resolve),
 		TL(test_authenticate),
 		TL(test_ldap_serial_and_readonly),
 		TL(test_ldap_missing_tree_is_tempfail),
+		TL(test_ldap_auth_bind),
 	};
 	int failed, r = slapd_start();
 

@@ -1,14 +1,17 @@
 /*
- * ctl_queue.c: ternctl queue list [--json] | flush | delete ID|ALL |
- * hold ID | release ID.
+ * ctl_queue.c: ternctl queue list [--json] | show ID [--json] |
+ * flush [ID] | delete ID|ALL | hold ID | release ID | requeue ID.
  *
  * The queue is a set of folders (docs/queue.md); these commands work on
  * the files directly, the way tern-qmgr leaves them: a message moves with
  * its state file (ID.state, written first).  A message in active/ is being
  * delivered: delete and hold refuse it (try again in a moment).  flush
  * creates queue/flush, which tern-qmgr sees at once (inotify), removes,
- * and answers by retrying every deferred message now.  release moves a
- * held message to incoming/, where tern-qmgr picks it up at once.
+ * and answers by retrying every deferred message now; flush ID moves one
+ * deferred message to incoming/.  release moves a held message to
+ * incoming/, where tern-qmgr picks it up at once.  requeue ID also starts
+ * the message's retries afresh (attempts, next try and errors cleared;
+ * recipients already delivered stay delivered).
  */
 #include "config.h"
 
@@ -356,6 +359,224 @@ static int queue_hold(struct ctl *ctl, const char *id, bool hold)
 	return 0;
 }
 
+/* ---- show ---- */
+
+static void time_text(int64_t sec, char *buf, size_t size)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+}
+
+static const char *or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static void show_json(struct json *j, const char *id, const char *folder,
+		      const struct queue_envelope *e, const struct qstate *st,
+		      const struct str *msg)
+{
+	json_object_begin(j);
+	json_kv_cstring(j, "id", id);
+	json_kv_cstring(j, "folder", folder);
+	json_kv_int(j, "arrival", e->arrival_sec);
+	json_kv_cstring(j, "client_address", e->client_addr);
+	json_kv_cstring(j, "client_name", e->client_name);
+	json_kv_cstring(j, "helo", e->helo);
+	json_kv_cstring(j, "protocol", e->protocol);
+	json_kv_cstring(j, "auth", e->auth);
+	json_kv_cstring(j, "tls", e->tls);
+	json_kv_cstring(j, "sender", e->sender);
+	json_kv_cstring(j, "body", e->body);
+	json_kv_bool(j, "smtputf8", e->smtputf8);
+	json_kv_cstring(j, "ret", e->ret);
+	json_kv_cstring(j, "envid", e->envid);
+	json_kv_int(j, "attempts", st->attempts);
+	json_kv_int(j, "next_try", st->next_try);
+	json_kv_bool(j, "delay_notice_sent", st->warned);
+	json_key(j, "recipients");
+	json_array_begin(j);
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		json_object_begin(j);
+		json_kv_cstring(j, "address", e->rcpts[i].address);
+		json_kv_cstring(j, "notify", e->rcpts[i].notify);
+		json_kv_cstring(j, "orcpt", e->rcpts[i].orcpt);
+		json_kv_bool(j, "done", st->rcpts[i].done);
+		json_kv_cstring(j, "error", st->rcpts[i].error);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_kv_int(j, "size", (int64_t)str_len(msg));
+	json_key(j, "message");
+	json_string(j, str_c(msg), str_len(msg));
+	json_object_end(j);
+}
+
+static void show_text(const char *id, const char *folder,
+		      const struct queue_envelope *e, const struct qstate *st,
+		      const struct str *msg)
+{
+	char when[40];
+
+	time_text(e->arrival_sec, when, sizeof(when));
+	printf("id:         %s (%s)\n", id, folder);
+	printf("arrival:    %s\n", when);
+	if (e->client_addr != NULL)
+		printf("client:     %s[%s], helo=<%s>, protocol=%s\n",
+		       or_empty(e->client_name), e->client_addr,
+		       or_empty(e->helo), or_empty(e->protocol));
+	if (e->auth != NULL)
+		printf("auth:       %s\n", e->auth);
+	if (e->tls != NULL)
+		printf("tls:        %s\n", e->tls);
+	printf("sender:     <%s>%s%s%s%s%s%s\n", e->sender,
+	       e->body != NULL ? " body=" : "", or_empty(e->body),
+	       e->smtputf8 ? " smtputf8" : "",
+	       e->ret != NULL ? " ret=" : "", or_empty(e->ret),
+	       e->envid != NULL ? " envid" : "");
+	if (e->envid != NULL)
+		printf("envid:      %s\n", e->envid);
+	printf("attempts:   %u", st->attempts);
+	if (st->next_try > 0) {
+		time_text(st->next_try, when, sizeof(when));
+		printf(", next try %s", when);
+	}
+	printf("%s\n", st->warned ? ", delay notice sent" : "");
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		printf("recipient:  <%s>", e->rcpts[i].address);
+		if (e->rcpts[i].notify != NULL)
+			printf(" notify=%s", e->rcpts[i].notify);
+		if (e->rcpts[i].orcpt != NULL)
+			printf(" orcpt=%s", e->rcpts[i].orcpt);
+		printf(" %s%s%s\n", st->rcpts[i].done ? "(delivered)" :
+		       st->rcpts[i].error != NULL ? "(deferred: " : "(pending)",
+		       st->rcpts[i].done ? "" : or_empty(st->rcpts[i].error),
+		       !st->rcpts[i].done && st->rcpts[i].error != NULL ?
+		       ")" : "");
+	}
+	printf("-- message, %zu bytes\n", str_len(msg));
+	fwrite(str_c(msg), 1, str_len(msg), stdout);
+	if (str_len(msg) > 0 && str_c(msg)[str_len(msg) - 1] != '\n')
+		printf("\n");
+}
+
+static int queue_show(struct ctl *ctl, const char *id)
+{
+	const char *f = find(ctl, id);
+	struct queue_envelope env;
+	struct qstate st;
+	struct str *msg, *err;
+	char *path, *spath;
+	int rc = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: no such message\n", id);
+		return 1;
+	}
+	memset(&env, 0, sizeof(env));
+	msg = str_new(4096, (size_t)4 << 30);
+	err = str_new(128, 4096);
+	path = qpath(ctl, f, id, NULL);
+	spath = qpath(ctl, f, id, QSTATE_SUFFIX);
+	memset(&st, 0, sizeof(st));	/* qstate_read sets it up */
+	if (queue_file_read(path, &env, msg, err) < 0) {
+		fprintf(stderr, "ternctl: %s: %s\n", id, str_c(err));
+		rc = 1;
+	} else if (qstate_read(spath, &st, env.nrcpts, err) < 0) {
+		fprintf(stderr, "ternctl: %s: state: %s\n", id, str_c(err));
+		rc = 1;
+	} else if (ctl->json) {
+		struct str *out = NULL;
+		struct json *j = ctl_json_start(&out);
+
+		show_json(j, id, f, &env, &st, msg);
+		rc = ctl_json_done(&j, &out);
+	} else {
+		show_text(id, f, &env, &st, msg);
+	}
+	qstate_clear(&st);
+	queue_envelope_clear(&env);
+	str_free(&msg);
+	str_free(&err);
+	free(path);
+	free(spath);
+	return rc;
+}
+
+/* ---- flush, requeue ---- */
+
+/* flush ID: a deferred message to incoming/, tried at once. */
+static int queue_flush_one(struct ctl *ctl, const char *id)
+{
+	const char *f = find(ctl, id);
+
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: no such message\n", id);
+		return 1;
+	}
+	if (strcmp(f, "deferred") != 0) {
+		fprintf(stderr, "ternctl: %s is not deferred (it is in %s)\n",
+			id, f);
+		return 1;
+	}
+	if (move(ctl, id, f, "incoming") < 0)
+		return 1;
+	printf("%s: retried now\n", id);
+	return 0;
+}
+
+static int queue_requeue(struct ctl *ctl, const char *id)
+{
+	const char *f = find(ctl, id);
+	struct queue_envelope env;
+	struct qstate st;
+	struct str *err;
+	char *path, *spath;
+	int rc = 1;
+
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: no such message\n", id);
+		return 1;
+	}
+	if (strcmp(f, "deferred") != 0 && strcmp(f, "hold") != 0) {
+		fprintf(stderr, "ternctl: %s is in %s: only deferred and held "
+			"messages are requeued\n", id, f);
+		return 1;
+	}
+	memset(&env, 0, sizeof(env));
+	err = str_new(128, 4096);
+	path = qpath(ctl, f, id, NULL);
+	spath = qpath(ctl, f, id, QSTATE_SUFFIX);
+	memset(&st, 0, sizeof(st));	/* qstate_read sets it up */
+	if (queue_file_read(path, &env, NULL, err) < 0 ||
+	    qstate_read(spath, &st, env.nrcpts, err) < 0) {
+		fprintf(stderr, "ternctl: %s: %s\n", id, str_c(err));
+		goto done;
+	}
+	st.attempts = 0;
+	st.next_try = 0;
+	st.warned = false;
+	for (size_t i = 0; i < st.nrcpts; i++)
+		qstate_set_error(&st, i, NULL);
+	if (qstate_write(spath, &st, err) < 0) {
+		fprintf(stderr, "ternctl: %s: %s\n", id, str_c(err));
+		goto done;
+	}
+	if (move(ctl, id, f, "incoming") < 0)
+		goto done;
+	printf("%s: requeued\n", id);
+	rc = 0;
+done:
+	qstate_clear(&st);
+	queue_envelope_clear(&env);
+	str_free(&err);
+	free(path);
+	free(spath);
+	return rc;
+}
+
 static int queue_flush(struct ctl *ctl)
 {
 	char *p = qpath(ctl, "flush", NULL, NULL);
@@ -374,8 +595,9 @@ static int queue_flush(struct ctl *ctl)
 
 int ctl_queue(struct ctl *ctl, int argc, char **argv)
 {
-	const char *usage = "usage: ternctl queue list [--json] | flush | "
-			    "delete ID|ALL | hold ID | release ID\n";
+	const char *usage = "usage: ternctl queue list [--json] | show ID "
+			    "[--json] | flush [ID] | delete ID|ALL | hold ID "
+			    "| release ID | requeue ID\n";
 	bool json = false;
 	int n = 0;
 	char *args[4];
@@ -394,6 +616,13 @@ int ctl_queue(struct ctl *ctl, int argc, char **argv)
 		return queue_list(ctl);
 	if (n == 1 && strcmp(args[0], "flush") == 0)
 		return queue_flush(ctl);
+	if (n == 2 && strcmp(args[0], "flush") == 0 && queue_id_valid(args[1]))
+		return queue_flush_one(ctl, args[1]);
+	if (n == 2 && strcmp(args[0], "show") == 0 && queue_id_valid(args[1]))
+		return queue_show(ctl, args[1]);
+	if (n == 2 && strcmp(args[0], "requeue") == 0 &&
+	    queue_id_valid(args[1]))
+		return queue_requeue(ctl, args[1]);
 	if (n == 2 && strcmp(args[0], "delete") == 0 &&
 	    (strcmp(args[1], "ALL") == 0 || queue_id_valid(args[1])))
 		return queue_delete(ctl, args[1]);

@@ -451,6 +451,51 @@ def test_flush_retries_now(env):
     env.log_has(qid + r": removed")
 
 
+def test_queue_show_flush_one_and_requeue(env):
+    env.inst.append_conf("qmgr_retry_min = 1h\nqmgr_retry_max = 4h\n")
+    env.ctl("reload")
+    env.set_lmtp(False)
+    qid = env.inject("sender@example.com", ["carol@example.com"],
+                     message("shown"))
+    other = env.inject("sender@example.com", ["bob@example.com"],
+                       message("left"))
+    for q in (qid, other):
+        env.log_has(q + r": to=<.*status=deferred")
+    env.inst.wait_for(lambda: qid in env.queue_files("deferred"),
+                      timeout=10, what="deferred")
+    # show: the envelope, the state and the message.
+    out = env.ctl("queue", "show", qid).stdout
+    assert f"id:         {qid} (deferred)" in out, out
+    assert "sender:     <sender@example.com>" in out, out
+    assert "attempts:   1, next try" in out, out
+    assert "recipient:  <carol@example.com>" in out and "(deferred: " in out
+    assert "Subject: shown" in out, out
+    shown = json.loads(env.ctl("queue", "show", qid, "--json").stdout)
+    assert shown["id"] == qid and shown["attempts"] == 1
+    assert shown["recipients"][0]["address"] == "carol@example.com"
+    assert shown["recipients"][0]["done"] is False
+    assert "Subject: shown" in shown["message"]
+    assert shown["size"] == len(shown["message"].encode())
+    p = env.ctl("queue", "show", "ZZZZZZZZZZZZZZZZ", check=False)
+    assert p.returncode != 0 and "no such message" in p.stderr
+    # flush ID: this one only, at once; the other waits its hour.
+    env.set_lmtp(True)
+    env.ctl("queue", "flush", qid)
+    env.wait_messages("carol@example.com", 1, timeout=10)
+    env.log_has(qid + r": removed")
+    time.sleep(1)
+    assert env.messages("bob@example.com") == []
+    p = env.ctl("queue", "flush", qid, check=False)
+    assert p.returncode != 0
+    # requeue: retries start afresh (attempts 0), delivered at once.
+    env.ctl("queue", "hold", other)
+    before = json.loads(env.ctl("queue", "show", other, "--json").stdout)
+    assert before["folder"] == "hold" and before["attempts"] == 1
+    env.ctl("queue", "requeue", other)
+    env.wait_messages("bob@example.com", 1, timeout=10)
+    env.log_has(other + r": removed")
+
+
 def test_corrupt_file_moved(env):
     path = os.path.join(env.root, "queue", "incoming", "0F9K3T2M7Q0AB3K7")
     with open(path + ".tmp", "wb") as f:

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "compat.h"
 #include "conn.h"
 #include "log.h"
@@ -245,6 +246,7 @@ enum sc_state {
 	SC_HELLO,
 	SC_HELO,		/* EHLO refused: HELO */
 	SC_STARTTLS,
+	SC_AUTH,
 	SC_READY,
 	SC_TXN,
 	SC_QUIT,
@@ -272,8 +274,11 @@ struct smtpclient {
 	uv_timer_t *timer;
 	enum sc_state state;
 	bool tls_done, quit_asked, ready_done;
+	bool tls_on;		/* TLS is established */
+	unsigned auth_step;	/* SC_AUTH: 0 AUTH sent, 1 user, 2 password */
 	struct smtpclient_settings set;
 	char *helo, *tls_name, *id;
+	char *auth_user, *auth_password;
 	struct smtp_reply_parser *parser;
 	struct str *exts;	/* "\nKEYWORD args" per EHLO line */
 	smtpclient_ready_cb *on_ready;
@@ -337,6 +342,11 @@ static void sc_free(struct smtpclient *c)
 	free(c->helo);
 	free(c->tls_name);
 	free(c->id);
+	free(c->auth_user);
+	if (c->auth_password != NULL) {
+		explicit_bzero(c->auth_password, strlen(c->auth_password));
+		free(c->auth_password);
+	}
 	free(c);
 }
 
@@ -412,6 +422,118 @@ static void sc_hello(struct smtpclient *c)
 	sc_wait(c);
 }
 
+/* ---- AUTH ---- */
+
+/* Whether the EHLO reply's AUTH line lists mech. */
+static bool sc_auth_offers(const struct smtpclient *c, const char *mech)
+{
+	const char *s = str_c(c->exts);
+	size_t n = strlen(mech);
+
+	while ((s = strchr(s, '\n')) != NULL) {
+		const char *p;
+
+		s++;
+		if (strncasecmp(s, "AUTH ", 5) != 0)
+			continue;
+		for (p = s + 5; *p != '\0' && *p != '\n';) {
+			size_t len = strcspn(p, " \n");
+
+			if (len == n && strncasecmp(p, mech, n) == 0)
+				return true;
+			p += len;
+			while (*p == ' ')
+				p++;
+		}
+	}
+	return false;
+}
+
+/* The setup fails with a 4.7.0 reply made of why and the server's. */
+static void sc_auth_fail(struct smtpclient *c, const char *why,
+			 const struct smtp_reply *r)
+{
+	struct sc_reply fake = { .r.text = str_new(64, SMTPCLIENT_TEXT_MAX) };
+	struct str *text = str_new(64, SMTPCLIENT_TEXT_MAX);
+
+	STR_TRY(str_append_c(text, why));
+	if (r != NULL) {
+		STR_TRY(str_append_c(text, ": "));
+		smtp_reply_format(r, text);
+	}
+	reply_synth(&fake, 454, "4.7.0", str_c(text));
+	sc_ready(c, false, &fake.r);
+	str_free(&fake.r.text);
+	str_free(&text);
+}
+
+/* Sends "prefix base64(p)"; the line is not logged anywhere. */
+static void sc_send_b64(struct smtpclient *c, const char *prefix,
+			const void *p, size_t n)
+{
+	struct str *l = str_new(64, 4096);
+
+	STR_TRY(str_append_c(l, prefix));
+	if (base64_encode(p, n, l) < 0)
+		str_clear(l);	/* too long: the server refuses "" */
+	sc_send(c, str_c(l));
+	explicit_bzero(str_data(l), str_len(l));
+	str_free(&l);
+}
+
+static void sc_auth_start(struct smtpclient *c)
+{
+	size_t ul = strlen(c->auth_user), pl = strlen(c->auth_password);
+	char *plain;
+
+	if (!c->tls_on) {
+		sc_auth_fail(c, "no TLS with the server: credentials are "
+			     "not sent in clear", NULL);
+		return;
+	}
+	c->state = SC_AUTH;
+	c->auth_step = 0;
+	if (sc_auth_offers(c, "PLAIN")) {
+		/* RFC 4616: authzid (empty) NUL authcid NUL password. */
+		plain = xmalloc(ul + pl + 2);
+		plain[0] = '\0';
+		memcpy(plain + 1, c->auth_user, ul);
+		plain[ul + 1] = '\0';
+		memcpy(plain + ul + 2, c->auth_password, pl);
+		sc_send_b64(c, "AUTH PLAIN ", plain, ul + pl + 2);
+		explicit_bzero(plain, ul + pl + 2);
+		free(plain);
+		c->auth_step = 2;
+	} else if (sc_auth_offers(c, "LOGIN")) {
+		sc_send(c, "AUTH LOGIN");
+	} else {
+		sc_auth_fail(c, "the server offers neither AUTH PLAIN nor "
+			     "LOGIN", NULL);
+		return;
+	}
+	sc_wait(c);
+}
+
+static void sc_auth_reply(struct smtpclient *c, const struct smtp_reply *r)
+{
+	if (r->code == 235) {
+		sc_ready(c, true, r);
+		return;
+	}
+	if (r->code != 334 || c->auth_step >= 2) {
+		sc_auth_fail(c, "authentication refused", r);
+		return;
+	}
+	/* AUTH LOGIN: the user name, then the password. */
+	if (c->auth_step == 0)
+		sc_send_b64(c, "", c->auth_user, strlen(c->auth_user));
+	else
+		sc_send_b64(c, "", c->auth_password,
+			    strlen(c->auth_password));
+	c->auth_step++;
+	sc_wait(c);
+}
+
 static void sc_hello_reply(struct smtpclient *c, const struct smtp_reply *r)
 {
 	const char *t = str_c(r->text), *nl;
@@ -454,6 +576,10 @@ static void sc_hello_reply(struct smtpclient *c, const struct smtp_reply *r)
 		str_free(&fake.r.text);
 		return;
 	}
+	if (c->auth_user != NULL) {
+		sc_auth_start(c);
+		return;
+	}
 	sc_ready(c, true, r);
 }
 
@@ -462,6 +588,7 @@ static void sc_on_tls(struct conn *conn)
 	struct smtpclient *c = conn_ctx(conn);
 
 	c->tls_done = true;
+	c->tls_on = true;
 	sc_hello(c);
 }
 
@@ -475,7 +602,10 @@ static void sc_starttls_reply(struct smtpclient *c, const struct smtp_reply *r)
 			return;
 		}
 		c->tls_done = true;	/* go on without */
-		sc_ready(c, true, r);
+		if (c->auth_user != NULL)
+			sc_auth_start(c);	/* refuses: no TLS */
+		else
+			sc_ready(c, true, r);
 		return;
 	}
 	smtp_reply_parser_reset(c->parser);
@@ -759,6 +889,9 @@ static void sc_reply(struct smtpclient *c, const struct smtp_reply *r)
 	case SC_STARTTLS:
 		sc_starttls_reply(c, r);
 		return;
+	case SC_AUTH:
+		sc_auth_reply(c, r);
+		return;
 	case SC_TXN:
 		sc_wait(c);
 		sc_txn_reply(c, r);
@@ -912,6 +1045,11 @@ struct smtpclient *smtpclient_new(uv_loop_t *loop, const char *path,
 			  set->helo : "localhost");
 	c->tls_name = set->tls_name != NULL ? xstrdup(set->tls_name) : NULL;
 	c->id = xstrdup(set->id != NULL ? set->id : "smtpclient");
+	if (set->auth_user != NULL && set->auth_password != NULL) {
+		c->auth_user = xstrdup(set->auth_user);
+		c->auth_password = xstrdup(set->auth_password);
+	}
+	c->set.auth_user = c->set.auth_password = NULL;
 	c->set.helo = c->helo;
 	c->set.tls_name = c->tls_name;
 	c->set.id = c->id;

@@ -10,7 +10,8 @@
  *
  * The client speaks one session on a struct conn (unix socket or TCP):
  * greeting, LHLO (LMTP) or EHLO with a HELO fallback (SMTP), STARTTLS when
- * the caller gave a TLS context and the server offers it, then any number
+ * the caller gave a TLS context and the server offers it, AUTH when the
+ * caller gave credentials (only over TLS), then any number
  * of transactions on the same connection (connection reuse).  A
  * transaction sends MAIL FROM with SIZE, BODY, SMTPUTF8 and the DSN
  * parameters RET and ENVID, and Tern's XQUEUEID (docs/protocols/lmtp.md)
@@ -86,6 +87,11 @@ struct smtpclient_settings {
 	struct tls_ctx *tls;	/* client context: STARTTLS when offered */
 	const char *tls_name;	/* SNI and verification name */
 	bool tls_required;	/* fail when STARTTLS is not offered */
+	/* AUTH (PLAIN, else LOGIN) after STARTTLS when set: never without
+	 * TLS.  A refusal ends the setup with a 4.7.0 reply (the mail
+	 * waits; a wrong password is no reason to bounce it). */
+	const char *auth_user;
+	const char *auth_password;
 	const char *id;		/* log prefix (the destination name) */
 };
 

@@ -232,6 +232,10 @@ static void dest_settings(struct dest *d, struct smtpclient_settings *set,
 	set->tls_required = d->tls_required;
 	set->tls_name = tls_name;
 	set->id = id;
+	if (d->kind == DK_RELAY) {
+		set->auth_user = q->set.relay_user;
+		set->auth_password = q->set.relay_password;
+	}
 }
 
 /* ---- connections ---- */

@@ -115,6 +115,57 @@ static void qmgr_relay_setting(struct qmgr *q, const char *v)
 	str_free(&host);
 }
 
+static void relay_auth_clear(struct qmgr_settings *s)
+{
+	free(s->relay_user);
+	if (s->relay_password != NULL) {
+		explicit_bzero(s->relay_password, strlen(s->relay_password));
+		free(s->relay_password);
+	}
+	s->relay_user = s->relay_password = NULL;
+}
+
+/* relayhost_auth_file: "user password" on its first line. */
+static void qmgr_relay_auth_setting(struct qmgr *q, const char *path)
+{
+	struct qmgr_settings *s = &q->set;
+	struct qmgr_settings old = { .relay_user = s->relay_user,
+				     .relay_password = s->relay_password };
+	struct str *text = str_new(256, 4096);
+	const char *error, *line, *space;
+	size_t len;
+
+	s->relay_user = s->relay_password = NULL;
+	if (path[0] == '\0')
+		goto done;
+	if (cfg_read_file(path, 4095, text, &error) < 0) {
+		log_warn(NULL, "relayhost_auth_file %s: %s: no AUTH", path,
+			 error);
+	} else {
+		line = str_c(text);
+		len = strcspn(line, "\r\n");
+		space = memchr(line, ' ', len);
+		if (space == NULL || space == line || space + 1 == line + len)
+			log_warn(NULL, "relayhost_auth_file %s: not \"user "
+				 "password\": no AUTH", path);
+		else {
+			s->relay_user = xstrndup(line, (size_t)(space - line));
+			s->relay_password = xstrndup(space + 1, (size_t)
+						     (line + len - space - 1));
+		}
+		explicit_bzero(str_data(text), str_len(text));
+	}
+done:
+	str_free(&text);
+	/* Other credentials: the relay's connections end when idle. */
+	if ((old.relay_user == NULL) != (s->relay_user == NULL) ||
+	    (old.relay_user != NULL &&
+	     (strcmp(old.relay_user, s->relay_user) != 0 ||
+	      strcmp(old.relay_password, s->relay_password) != 0)))
+		dest_free(&q->relay);
+	relay_auth_clear(&old);
+}
+
 /* The client TLS context for STARTTLS, or NULL (none wanted or it
  * cannot be made). */
 static struct tls_ctx *qmgr_tls(struct qmgr *q)
@@ -215,6 +266,7 @@ static void qmgr_settings(struct qmgr *q)
 	s->smtp_tls = (unsigned)cfg_enum(cfg, OPT_QMGR_SMTP_TLS);
 	s->smtp_port = (unsigned)cfg_int(cfg, OPT_QMGR_SMTP_PORT);
 	qmgr_relay_setting(q, cfg_str(cfg, OPT_RELAYHOST));
+	qmgr_relay_auth_setting(q, cfg_str(cfg, OPT_RELAYHOST_AUTH_FILE));
 	qmgr_dns_setting(q, cfg);
 	s->active_limit = (unsigned)cfg_int(cfg, OPT_QMGR_ACTIVE_LIMIT);
 	s->dest_limit =
@@ -326,6 +378,7 @@ static void qmgr_deinit(struct svc *svc)
 	free(q->set.hostname);
 	free(q->set.postmaster);
 	free(q->set.relay_host);
+	relay_auth_clear(&q->set);
 	free(q->set.relay_port);
 	free(q->set.dns_servers);
 	free(q->root);

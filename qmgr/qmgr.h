@@ -47,6 +47,7 @@ struct qmgr_settings {
 	uint64_t rescan_ms, idle_ms, lmtp_timeout_ms, smtp_timeout_ms;
 	uint64_t connect_timeout_ms;
 	char *relay_host, *relay_port;	/* NULL: no relay host */
+	char *relay_user, *relay_password;	/* NULL: no AUTH */
 	unsigned smtp_port;		/* of MX hosts */
 	unsigned smtp_tls;		/* 0 none, 1 may, 2 encrypt */
 	char *dns_servers;		/* the dns_resolvers text, to see changes */

@@ -12,6 +12,7 @@ import email
 import json
 import os
 import re
+import shutil
 import socket
 import socketserver
 import ssl
@@ -759,3 +760,64 @@ def test_restart_resumes_active_and_kill_loses_nothing(env):
     env.inst.wait_for(lambda: all(env.queue_files(f) == [] for f in
                                   ("incoming", "active", "deferred")),
                       timeout=30, what="queue empty")
+
+
+def test_relayhost_auth(env, make_instance, monkeypatch):
+    """The relay host is a second Tern instance's submission service
+    (STARTTLS, then AUTH required): with relayhost_auth_file tern-qmgr
+    authenticates and the mail is relayed; a wrong password or no TLS
+    defers it (never a bounce, never credentials in clear)."""
+    monkeypatch.setattr(conftest, "LIBEXEC", conftest.LIBEXEC + ":" +
+                        conftest.build_path("smtpd"))
+    port = conftest.free_port_block(1)
+    peer = make_instance(
+        services=lambda base: services(base) +
+        f"submission inet 127.0.0.1:{port} 1 yes tern-smtpd\n",
+        conf="smtpd_greet_delay = 0\nauthd_timeout = 5s\n"
+        "smtpd_sender_login_check = no\n", start=False)
+    penv = Env(peer)
+    penv.ctl("domain", "add", "elsewhere.example")
+    penv.account("far@elsewhere.example")
+    peer.ctl("account", "add", "relay@elsewhere.example",
+             input="Relay-Pass 7\n")
+    peer.ctl("start")
+    for name in ("authd", "stored", "lmtp-local", "qmgr", "submission"):
+        penv.wait_state(name, True)
+    secret = os.path.join(env.root, "conf", "relay.auth")
+
+    def attempt(tag, credentials, conf):
+        """Writes the credentials, reloads; the log line of the try."""
+        with open(secret, "w") as f:
+            f.write(credentials + "\n")
+        os.chmod(secret, 0o640)
+        shutil.chown(secret, group="tern")      # as ternctl setup does
+        env.inst.append_conf(conf)
+        env.ctl("reload")
+        time.sleep(0.5)
+        qid = env.inject("sender@example.com", ["far@elsewhere.example"],
+                         message(tag))
+        return qid, env.log_has(qid + r": to=<far@elsewhere.example>.*"
+                                r"status=(sent|deferred).*")
+
+    qid, line = attempt("authed", "relay@elsewhere.example Relay-Pass 7",
+                        f"relayhost = [127.0.0.1]:{port}\n"
+                        "qmgr_smtp_tls = may\n"
+                        f"relayhost_auth_file = {secret}\n")
+    assert "status=sent" in line.group(0), line.group(0)
+    got = penv.wait_messages("far@elsewhere.example", 1)
+    assert b"END-authed" in got[0]
+    assert b"with ESMTPSA" in got[0]
+    assert "sasl_username=relay@elsewhere.example" in peer.log_text(), \
+        peer.log_tail(30)
+    # A wrong password: deferred with the relay's refusal, not bounced.
+    qid, line = attempt("refused", "relay@elsewhere.example wrong", "")
+    assert re.search(r"dsn=4\.7\.0, status=deferred \(.*authentication "
+                     r"refused", line.group(0)), line.group(0)
+    env.ctl("queue", "delete", qid, check=False)
+    # No TLS: the credentials are not sent at all.
+    qid, line = attempt("clear", "relay@elsewhere.example Relay-Pass 7",
+                        "qmgr_smtp_tls = none\n")
+    assert re.search(r"dsn=4\.7\.0, status=deferred \(.*not sent in clear",
+                     line.group(0)), line.group(0)
+    env.ctl("queue", "delete", qid, check=False)
+    assert len(penv.messages("far@elsewhere.example")) == 1

@@ -24,6 +24,7 @@
 #include "services.h"
 #include "str.h"
 #include "svc.h"
+#include "tls.h"
 #include "xalloc.h"
 
 static struct proxyd proxyd_state;
@@ -44,7 +45,28 @@ static void servers_free(struct proxyd *d)
 
 unsigned proxyd_backend_port(const struct proxyd *d, unsigned port_base)
 {
+	if (d->backend_tls != NULL)
+		return tern_port(port_base,
+				 d->proto == PROXY_IMAP ? 7993 : 7995);
 	return tern_port(port_base, d->proto == PROXY_IMAP ? 7143 : 7110);
+}
+
+/* The client context for TLS to the mailbox servers (or none). */
+static void proxyd_backend_tls(struct proxyd *d)
+{
+	const struct cfg *cfg = svc_config(d->svc);
+	const char *ca = cfg_str(cfg, OPT_PROXY_BACKEND_CA_FILE);
+	const char *error;
+
+	tls_ctx_free(&d->backend_tls);	/* open connections keep theirs */
+	d->backend_verify = ca[0] != '\0';
+	if (!cfg_bool(cfg, OPT_PROXY_BACKEND_TLS))
+		return;
+	d->backend_tls = tls_ctx_client_new(d->backend_verify ? ca : NULL,
+					    d->backend_verify, NULL, &error);
+	if (d->backend_tls == NULL)
+		log_warn(NULL, "proxy_backend_tls: %s: mailbox servers are "
+			 "reached without TLS", error);
 }
 
 /* Where this machine's mailbox server listens: the first address of the
@@ -58,6 +80,9 @@ static void proxyd_local_backend(struct proxyd *d)
 	struct services *table = NULL;
 	const struct service *sv;
 
+	if (name == NULL && d->backend_tls != NULL)
+		name = d->proto == PROXY_IMAP ? "imaps-backend" :
+						"pop3s-backend";
 	if (name == NULL)
 		name = d->proto == PROXY_IMAP ? "imap-backend" :
 						"pop3-backend";
@@ -142,6 +167,7 @@ static void proxyd_settings(struct proxyd *d)
 	d->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
 	proxyauth_free(&d->pa);
 	d->pa = proxyauth_load(cfg);
+	proxyd_backend_tls(d);
 	proxyd_local_backend(d);
 	servers_free(d);
 	list = cfg_list(cfg, OPT_PROXY_SERVERS, &n);
@@ -265,6 +291,7 @@ static void proxyd_deinit(struct svc *svc)
 	servers_free(d);
 	proxyauth_free(&d->pa);
 	memcache_free(&d->mc);
+	tls_ctx_free(&d->backend_tls);
 	free(d->hostname);
 	free(d->local_host);
 	free(d->count_service);

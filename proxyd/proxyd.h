@@ -64,6 +64,8 @@ struct proxyd {
 	struct svc *svc;
 	struct authclient *auth;
 	struct tls_ctx *tls;		/* NULL: no STARTTLS */
+	struct tls_ctx *backend_tls;	/* proxy_backend_tls; NULL: plain */
+	bool backend_verify;		/* proxy_backend_ca_file given */
 	bool implicit_tls;
 	enum proxy_proto proto;
 	enum svc_plaintext plaintext;	/* imap_/pop3_plaintext_auth */

@@ -92,6 +92,7 @@ struct psession {
 	struct str *route_key;		/* memcache_route_key(user) */
 	char *backend_name;		/* "host:port" */
 	char *backend_host;
+	char *backend_peer;		/* its name for the TLS check */
 	unsigned backend_port;
 	struct linereader *blr;		/* backend lines before the relay */
 	enum bstep bstep;
@@ -142,6 +143,7 @@ static void session_release(struct psession *s)
 	str_free(&s->route_key);
 	free(s->backend_name);
 	free(s->backend_host);
+	free(s->backend_peer);
 	free(s);
 }
 
@@ -440,6 +442,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
 	struct psession *s = req->data;
 	uv_tcp_t *tcp = s->tcp;
+	const char *error;
 
 	s->tcp = NULL;
 	if (status < 0 || s->gone || s->state != PS_BACKEND) {
@@ -454,6 +457,10 @@ static void on_connect(uv_connect_t *req, int status)
 	/* The hold of the connect request now belongs to the conn. */
 	s->blr = linereader_new(BACKEND_LINE_MAX);
 	s->bstep = B_GREETING;
+	if (s->d->backend_tls != NULL &&
+	    conn_start_tls(s->backend, s->d->backend_tls, s->backend_peer,
+			   &error) < 0)
+		conn_abort(s->backend, error);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status,
@@ -556,6 +563,9 @@ static void backend_connect(struct psession *s, const char *mailhost)
 	}
 	free(s->backend_host);
 	free(s->backend_name);
+	free(s->backend_peer);
+	s->backend_peer = xstrdup(mailhost[0] != '\0' ? mailhost :
+				  d->hostname);
 	s->backend_host = xstrdup(str_c(host));
 	str_clear(host);
 	(void)!str_printf(host, strchr(s->backend_host, ':') != NULL ?

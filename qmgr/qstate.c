@@ -238,6 +238,10 @@ int qstate_read(const char *path, struct qstate *st, size_t nrcpts,
 			errno = EFBIG;
 			break;
 		}
+		/* A short read of a regular file is its end (state files
+		 * are replaced by rename, never written in place). */
+		if ((size_t)n < sizeof(buf))
+			break;
 	}
 	if (n < 0) {
 		STR_TRY(str_printf(error, "%s: %s", path, strerror(errno)));

@@ -95,22 +95,28 @@ static void free_ids(char **ids, size_t n)
 	free(ids);
 }
 
-/* The envelope only (a listing need not read the message): 0, or -1 with
- * a sentence in err. */
+/* The envelope only (a listing need not read the message) and the file's
+ * size: 0, or -1 with a sentence in err. */
 static int read_envelope(const char *path, struct queue_envelope *env,
-			 struct str *err)
+			 long long *size_r, struct str *err)
 {
 	struct queue_reader *r = queue_reader_new();
 	const struct queue_envelope *e;
 	const char *why = NULL;
 	char buf[8192];
-	bool done = false;
+	bool done = false, first = true;
+	struct stat sb;
 	ssize_t n = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+	*size_r = -1;
 	if (fd < 0)
 		why = strerror(errno);
 	while (why == NULL && !done && (n = read(fd, buf, sizeof(buf))) > 0) {
+		/* Queue files never change: a short first read is all. */
+		if (first && (size_t)n < sizeof(buf))
+			*size_r = n;
+		first = false;
 		const char *pos = buf, *end = buf + n, *data;
 		size_t len;
 
@@ -123,6 +129,8 @@ static int read_envelope(const char *path, struct queue_envelope *env,
 	}
 	if (why == NULL && !done)
 		why = n < 0 ? strerror(errno) : "no complete envelope";
+	if (fd >= 0 && *size_r < 0 && fstat(fd, &sb) == 0)
+		*size_r = (long long)sb.st_size;
 	if (fd >= 0)
 		close(fd);
 	if (why != NULL) {
@@ -147,12 +155,11 @@ static void list_one(const struct ctl *ctl, const char *folder,
 	struct str *err = str_new(128, 4096);
 	char *path = qpath(ctl, folder, id, NULL);
 	char *spath = qpath(ctl, folder, id, QSTATE_SUFFIX);
-	struct stat sb;
-	long long size = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+	long long size;
 	bool ok;
 
 	memset(&env, 0, sizeof(env));
-	ok = read_envelope(path, &env, err) == 0;
+	ok = read_envelope(path, &env, &size, err) == 0;
 	if (ok) {
 		if (qstate_read(spath, &st, env.nrcpts, err) < 0)
 			str_clear(err);

@@ -14,6 +14,7 @@ every proxied session leaves one log line with the bytes.
 import imaplib
 import os
 import poplib
+import re
 import smtplib
 import ssl
 import time
@@ -50,6 +51,10 @@ def services_a(base):
             f"tern-imapd\n"
             f"pop3-backend inet 127.0.0.1:{backend_port(b, 7110)} 1 yes "
             f"tern-popd\n"
+            f"imaps-backend inet 127.0.0.1:{backend_port(b, 7993)} 1 yes "
+            f"tern-imapd\n"
+            f"pop3s-backend inet 127.0.0.1:{backend_port(b, 7995)} 1 yes "
+            f"tern-popd\n"
             f"imap         inet 127.0.0.1:{base + 1} 2 yes tern-proxyd\n"
             f"imaps        inet 127.0.0.1:{base + 2} 1 yes tern-proxyd\n"
             f"pop3         inet 127.0.0.1:{base + 3} 1 yes tern-proxyd\n"
@@ -66,6 +71,10 @@ def services_b(base):
             f"imap-backend inet 127.0.0.1:{backend_port(b, 7143)} 1 yes "
             f"tern-imapd\n"
             f"pop3-backend inet 127.0.0.1:{backend_port(b, 7110)} 1 yes "
+            f"tern-popd\n"
+            f"imaps-backend inet 127.0.0.1:{backend_port(b, 7993)} 1 yes "
+            f"tern-imapd\n"
+            f"pop3s-backend inet 127.0.0.1:{backend_port(b, 7995)} 1 yes "
             f"tern-popd\n")
 
 
@@ -101,10 +110,8 @@ def start_two_servers(made, conf_a=""):
                               f"proxy_servers = b.test=127.0.0.1:"
                               f"{b.port_base + 10}\n" + conf_a)
     made.append(a)
-    for port in (backend_port(b.port_base + 10, 7143),
-                 backend_port(b.port_base + 10, 7110),
-                 backend_port(a.port_base + 10, 7143),
-                 backend_port(a.port_base + 10, 7110)):
+    for port in (backend_port(inst.port_base + 10, std)
+                 for inst in (a, b) for std in (7143, 7110, 7993, 7995)):
         if not conftest.port_free(port):
             pytest.skip(f"port {port} is in use")
     # One site secret: B takes A's.
@@ -319,3 +326,41 @@ def test_backend_refuses_untrusted_proxy(site):
     finally:
         site.b.append_conf("proxy_trusted_networks = 127.0.0.0/8 ::1\n")
         site.b.ctl("reload")
+
+
+def test_tls_to_backends(site):
+    """proxy_backend_tls: the proxy reaches both mailbox servers on their
+    implicit-TLS backend ports; clients notice nothing."""
+    a, b = site.a, site.b
+    a.append_conf("proxy_backend_tls = yes\n")
+    a.ctl("reload")
+    time.sleep(0.5)
+    try:
+        deliver(a, "ann@example.com", "Subject: tls a\r\n\r\nA over TLS\r\n")
+        deliver(b, "bob@example.com", "Subject: tls b\r\n\r\nB over TLS\r\n")
+        for user, body in (("ann@example.com", b"A over TLS"),
+                           ("bob@example.com", b"B over TLS")):
+            m = imaplib.IMAP4("127.0.0.1", site.imap, timeout=10)
+            m.login(user, PASSWORD)
+            m.select("INBOX")
+            typ, data = m.search(None, "ALL")
+            last = data[0].split()[-1]
+            typ, data = m.fetch(last, "(BODY.PEEK[TEXT])")
+            assert body in data[0][1]
+            m.logout()
+            p = poplib.POP3("127.0.0.1", site.pop3, timeout=10)
+            p.user(user)
+            p.pass_(PASSWORD)
+            assert p.stat()[0] >= 1
+            p.quit()
+        for inst in (a, b):
+            assert re.search(r"imapd\[\d+\]: \w+: .*TLS connection "
+                             r"established from 127\.0\.0\.1",
+                             inst.log_text()), inst.log_tail(40)
+        assert re.search(r"popd\[\d+\]: \w+: .*TLS connection "
+                         r"established from 127\.0\.0\.1", b.log_text()), \
+            b.log_tail(40)
+    finally:
+        a.append_conf("proxy_backend_tls = no\n")
+        a.ctl("reload")
+        time.sleep(0.5)

@@ -67,8 +67,7 @@ static const char *const schema_upgrade_2[] = {
 	" uid INTEGER NOT NULL, uidvalidity INTEGER NOT NULL,"
 	" created INTEGER NOT NULL, PRIMARY KEY (key, account_id, folder))"
 	" WITHOUT ROWID",
-	"CREATE INDEX IF NOT EXISTS deliveries_created"
-	" ON deliveries (created)",
+	"CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created)",
 	"UPDATE schema_version SET version = 2",
 };
 

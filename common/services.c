@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -764,6 +765,46 @@ static const struct tern_std_port std_ports[] = {
 	{ "ldap", 389, "LDAP (bundled slapd)" },
 	{ "memcached", 11211, "memcached (route cache)" },
 };
+
+bool tern_server_find(char *const *entries, size_t n, const char *name,
+		      struct str *host, unsigned *port_base_r)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *e = entries[i];
+		const char *addr = e + len + 1, *colon;
+		unsigned long base = 0;
+		char *end;
+
+		if (strncasecmp(e, name, len) != 0 || e[len] != '=')
+			continue;
+		if (addr[0] == '[') {
+			const char *close = strchr(addr, ']');
+
+			if (close == NULL)
+				return false;
+			(void)!str_append(host, addr + 1,
+					  (size_t)(close - addr - 1));
+			colon = close[1] == ':' ? close + 1 : NULL;
+		} else {
+			colon = strchr(addr, ':');
+			if (colon != NULL && strchr(colon + 1, ':') != NULL)
+				colon = NULL;	/* a bare IPv6 address */
+			(void)!str_append(host, addr, colon != NULL ?
+					  (size_t)(colon - addr) :
+					  strlen(addr));
+		}
+		if (colon != NULL) {
+			base = strtoul(colon + 1, &end, 10);
+			if (*end != '\0' || base > TERN_PORT_BASE_MAX)
+				base = 0;
+		}
+		*port_base_r = (unsigned)base;
+		return true;
+	}
+	return false;
+}
 
 const struct tern_std_port *tern_std_ports(size_t *count_r)
 {

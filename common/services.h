@@ -120,6 +120,16 @@ const char *services_type_name(enum service_type type);
 #define TERN_PORT_BASE_MAX 63540
 unsigned tern_port(unsigned port_base, unsigned standard_port);
 
+/*
+ * The site's map of mailbox servers (proxy_servers: entries
+ * "NAME=ADDRESS" or "NAME=ADDRESS:PORT_BASE", ADDRESS possibly "[IPv6]"):
+ * true when an entry names mail host name (any case), with its address
+ * appended to host and its port base in *port_base_r (0 when none or
+ * invalid).  Used by tern-proxyd (IMAP, POP3) and tern-qmgr (LMTP).
+ */
+bool tern_server_find(char *const *entries, size_t n, const char *name,
+		      struct str *host, unsigned *port_base_r);
+
 /* Tern's standard ports, for docs and tests. */
 struct tern_std_port {
 	const char *name;	/* "smtp", "imap-backend", ... */

@@ -503,42 +503,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 static bool route_listed(struct psession *s, const char *name,
 			 struct str *host, unsigned *port_r)
 {
-	struct proxyd *d = s->d;
-	size_t n = strlen(name);
+	unsigned base;
 
-	for (size_t i = 0; i < d->nservers; i++) {
-		const char *e = d->servers[i];
-		const char *addr = e + n + 1, *colon;
-		unsigned long base = 0;
-		char *end;
-
-		if (strncasecmp(e, name, n) != 0 || e[n] != '=')
-			continue;
-		if (addr[0] == '[') {
-			const char *close = strchr(addr, ']');
-
-			if (close == NULL)
-				return false;
-			(void)!str_append(host, addr + 1,
-					  (size_t)(close - addr - 1));
-			colon = close[1] == ':' ? close + 1 : NULL;
-		} else {
-			colon = strchr(addr, ':');
-			if (colon != NULL && strchr(colon + 1, ':') != NULL)
-				colon = NULL;	/* a bare IPv6 address */
-			(void)!str_append(host, addr, colon != NULL ?
-					  (size_t)(colon - addr) :
-					  strlen(addr));
-		}
-		if (colon != NULL) {
-			base = strtoul(colon + 1, &end, 10);
-			if (*end != '\0' || base > TERN_PORT_BASE_MAX)
-				base = 0;
-		}
-		*port_r = proxyd_backend_port(d, (unsigned)base);
-		return true;
-	}
-	return false;
+	if (!tern_server_find(s->d->servers, s->d->nservers, name, host,
+			      &base))
+		return false;
+	*port_r = proxyd_backend_port(s->d, base);
+	return true;
 }
 
 static void backend_connect(struct psession *s, const char *mailhost)

@@ -55,6 +55,7 @@ enum tkind {
 	K_LMTP,			/* to the local tern-lmtpd */
 	K_RELAY,		/* to the relay host */
 	K_MX,			/* to the MX hosts of its domain */
+	K_MAILBOX,		/* to another mailbox server's tern-lmtpd */
 };
 
 struct qtarget {
@@ -67,6 +68,7 @@ struct qtarget {
 	char *reply;		/* "250 2.0.0 Ok" */
 	char status[16];	/* enhanced status code */
 	char *relay;		/* NULL = none */
+	char *mailhost;		/* K_MAILBOX: the account's mail host */
 };
 
 enum notice {
@@ -125,13 +127,13 @@ static void msg_free(struct qmsg *m)
 	for (size_t i = 0; i < m->nt; i++) {
 		free(m->t[i].addr);
 		free(m->t[i].reply);
+		free(m->t[i].relay);
+		free(m->t[i].mailhost);
 	}
 	for (size_t i = 0; i < m->nb; i++) {
 		free(m->b[i].rcpt);
 		str_free(&m->b[i].msg);
 	}
-	for (size_t i = 0; i < m->nt; i++)
-		free(m->t[i].relay);
 	free(m->t);
 	for (size_t i = 0; i < m->ng; i++) {
 		free(m->g[i].lr);
@@ -596,11 +598,19 @@ static const char *domain_of(const char *addr)
 	return at != NULL ? at + 1 : "";
 }
 
+/* What groups targets of a kind beyond the kind: the domain (MX), the
+ * mail host (another mailbox server), else nothing (NULL). */
+static const char *group_key(const struct qtarget *t)
+{
+	return t->kind == K_MX ? domain_of(t->addr) :
+	       t->kind == K_MAILBOX ? t->mailhost : NULL;
+}
+
 /* Fills a group with the pending targets of one kind (each address
- * once), of one domain when domain is not NULL; false when it has
+ * once), of one key (group_key) when key is not NULL; false when it has
  * none. */
 static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
-		       const char *domain, struct dest *dest)
+		       const char *key, struct dest *dest)
 {
 	g->m = m;
 	g->dest = dest;
@@ -611,8 +621,7 @@ static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
 		const struct queue_rcpt *r = &m->env.rcpts[t->rcpt];
 
 		if (t->kind != kind || t->out != T_PENDING ||
-		    (domain != NULL &&
-		     strcasecmp(domain_of(t->addr), domain) != 0))
+		    (key != NULL && strcasecmp(group_key(t), key) != 0))
 			continue;
 		for (size_t k = 0; k < i; k++) {
 			if (m->t[k].kind == kind && m->t[k].dup < 0 &&
@@ -638,8 +647,9 @@ static bool group_fill(struct qmsg *m, struct qgroup *g, enum tkind kind,
 	return g->nl > 0;
 }
 
-/* The groups: LMTP, the relay host, then one per remote domain; all
- * made before any starts (their addresses are callback contexts). */
+/* The groups: LMTP, the relay host, then one per remote domain or other
+ * mailbox server; all made before any starts (their addresses are
+ * callback contexts). */
 static void deliver_all(struct qmsg *m)
 {
 	struct qmgr *q = m->q;
@@ -651,16 +661,19 @@ static void deliver_all(struct qmsg *m)
 	if (relay != NULL && group_fill(m, &m->g[m->ng], K_RELAY, NULL, relay))
 		m->ng++;
 	for (size_t i = 0; i < m->nt; i++) {
-		const char *dom = domain_of(m->t[i].addr);
-		bool seen = m->t[i].kind != K_MX;
+		enum tkind kind = m->t[i].kind;
+		const char *key = group_key(&m->t[i]);
+		bool seen = key == NULL;
 
-		/* The first target of a domain fills its whole group. */
+		/* The first target of a key fills its whole group. */
 		for (size_t k = 0; k < i && !seen; k++)
-			seen = m->t[k].kind == K_MX &&
-			       strcasecmp(domain_of(m->t[k].addr), dom) == 0;
+			seen = m->t[k].kind == kind &&
+			       strcasecmp(group_key(&m->t[k]), key) == 0;
 		if (seen)
 			continue;
-		if (group_fill(m, &m->g[m->ng], K_MX, dom, qmgr_mx(q, dom)))
+		if (group_fill(m, &m->g[m->ng], kind, key,
+			       kind == K_MX ? qmgr_mx(q, key) :
+					      qmgr_mailbox(q, key)))
 			m->ng++;
 	}
 	m->outstanding = 1 + (unsigned)m->ng;
@@ -740,12 +753,8 @@ static void add_resolved(struct qmsg *m, size_t rcpt,
 			t->kind = K_NONE;
 			remote_kind(m, t);
 		} else if (!host_is_local(m->q, tg->mailhost)) {
-			struct str *s = str_new(128, 1024);
-
-			STR_TRY(str_printf(s, "delivery to mailbox server %s "
-					 "not yet available", tg->mailhost));
-			set_out(t, T_DEFERRED, "4.4.0", str_c(s));
-			str_free(&s);
+			t->kind = K_MAILBOX;
+			t->mailhost = xstrdup(tg->mailhost);
 		} else {
 			t->kind = K_LMTP;
 		}

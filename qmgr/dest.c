@@ -38,6 +38,7 @@
 
 enum dest_kind {
 	DK_LMTP,
+	DK_LMTP_TCP,		/* another mailbox server's tern-lmtpd */
 	DK_RELAY,
 	DK_MX,
 };
@@ -99,7 +100,7 @@ const char *dest_name(const struct dest *d)
 
 bool dest_is_lmtp(const struct dest *d)
 {
-	return d->kind == DK_LMTP;
+	return d->kind == DK_LMTP || d->kind == DK_LMTP_TCP;
 }
 
 bool dest_is_mx(const struct dest *d)
@@ -153,6 +154,16 @@ struct dest *dest_new_smtp(struct qmgr *q, const char *host,
 	d->tls = tls;
 	d->tls_required = tls_required;
 	str_free(&n);
+	return d;
+}
+
+struct dest *dest_new_lmtp_tcp(struct qmgr *q, const char *name,
+			       const char *host, const char *port)
+{
+	struct dest *d = dest_alloc(q, DK_LMTP_TCP, name);
+
+	d->host = xstrdup(host);
+	d->port = xstrdup(port);
 	return d;
 }
 
@@ -222,10 +233,10 @@ static void dest_settings(struct dest *d, struct smtpclient_settings *set,
 	struct qmgr *q = d->q;
 
 	memset(set, 0, sizeof(*set));
-	set->lmtp = d->kind == DK_LMTP;
+	set->lmtp = dest_is_lmtp(d);
 	set->helo = q->set.hostname;
-	set->timeout_ms = d->kind == DK_LMTP ? q->set.lmtp_timeout_ms :
-					       q->set.smtp_timeout_ms;
+	set->timeout_ms = dest_is_lmtp(d) ? q->set.lmtp_timeout_ms :
+					    q->set.smtp_timeout_ms;
 	set->connect_timeout_ms = d->kind == DK_LMTP ? 0 :
 				  q->set.connect_timeout_ms;
 	set->tls = d->tls;

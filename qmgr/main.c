@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +27,7 @@
 #include "dns.h"
 #include "log.h"
 #include "qmgr.h"
+#include "services.h"
 #include "str.h"
 #include "svc.h"
 #include "tls.h"
@@ -208,6 +210,65 @@ struct dest *qmgr_mx(struct qmgr *q, const char *domain)
 	return q->mx[q->nmx++];
 }
 
+/* Mailbox servers' destinations are named "lmtp:MAILHOST". */
+#define MAILBOX_PREFIX "lmtp:"
+
+struct dest *qmgr_mailbox(struct qmgr *q, const char *mailhost)
+{
+	struct str *name = str_new(64, 1024), *host = str_new(64, 1024);
+	char port[8];
+	unsigned base = 0;
+	struct dest *d = NULL;
+
+	STR_TRY(str_printf(name, MAILBOX_PREFIX "%s", mailhost));
+	for (size_t i = 0; i < q->nmx && d == NULL; i++) {
+		if (strcasecmp(dest_name(q->mx[i]), str_c(name)) == 0)
+			d = q->mx[i];
+	}
+	if (d == NULL) {
+		if (!tern_server_find(q->set.servers, q->set.nservers,
+				      mailhost, host, &base))
+			STR_TRY(str_append_c(host, mailhost));
+		snprintf(port, sizeof(port), "%u", tern_port(base, 7025));
+		if (q->nmx == q->mx_cap) {
+			q->mx_cap = q->mx_cap ? q->mx_cap * 2 : 16;
+			q->mx = xrealloc(q->mx, q->mx_cap * sizeof(*q->mx));
+		}
+		d = q->mx[q->nmx++] = dest_new_lmtp_tcp(q, str_c(name),
+							str_c(host), port);
+	}
+	str_free(&name);
+	str_free(&host);
+	return d;
+}
+
+/* proxy_servers: the map of mailbox servers.  Their destinations are
+ * made again from it (those in use end when idle). */
+static void qmgr_servers_setting(struct qmgr *q, const struct cfg *cfg)
+{
+	size_t n = 0;
+	const char *const *list = cfg_list(cfg, OPT_PROXY_SERVERS, &n);
+
+	for (size_t i = 0; i < q->set.nservers; i++)
+		free(q->set.servers[i]);
+	free(q->set.servers);
+	q->set.servers = xcalloc(n + 1, sizeof(*q->set.servers));
+	q->set.nservers = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strchr(list[i], '=') != NULL)
+			q->set.servers[q->set.nservers++] = xstrdup(list[i]);
+	}
+	for (size_t i = 0; i < q->nmx;) {
+		if (strncmp(dest_name(q->mx[i]), MAILBOX_PREFIX,
+			    strlen(MAILBOX_PREFIX)) == 0) {
+			dest_free(&q->mx[i]);
+			q->mx[i] = q->mx[--q->nmx];
+		} else {
+			i++;
+		}
+	}
+}
+
 static void mx_free_all(struct qmgr *q)
 {
 	for (size_t i = 0; i < q->nmx; i++)
@@ -267,6 +328,7 @@ static void qmgr_settings(struct qmgr *q)
 	s->smtp_port = (unsigned)cfg_int(cfg, OPT_QMGR_SMTP_PORT);
 	qmgr_relay_setting(q, cfg_str(cfg, OPT_RELAYHOST));
 	qmgr_relay_auth_setting(q, cfg_str(cfg, OPT_RELAYHOST_AUTH_FILE));
+	qmgr_servers_setting(q, cfg);
 	qmgr_dns_setting(q, cfg);
 	s->active_limit = (unsigned)cfg_int(cfg, OPT_QMGR_ACTIVE_LIMIT);
 	s->dest_limit =
@@ -379,6 +441,11 @@ static void qmgr_deinit(struct svc *svc)
 	free(q->set.postmaster);
 	free(q->set.relay_host);
 	relay_auth_clear(&q->set);
+	for (size_t i = 0; i < q->set.nservers; i++)
+		free(q->set.servers[i]);
+	free(q->set.servers);
+	q->set.servers = NULL;
+	q->set.nservers = 0;
 	free(q->set.relay_port);
 	free(q->set.dns_servers);
 	free(q->root);

@@ -48,6 +48,8 @@ struct qmgr_settings {
 	uint64_t connect_timeout_ms;
 	char *relay_host, *relay_port;	/* NULL: no relay host */
 	char *relay_user, *relay_password;	/* NULL: no AUTH */
+	char **servers;			/* proxy_servers: the mailbox servers */
+	size_t nservers;
 	unsigned smtp_port;		/* of MX hosts */
 	unsigned smtp_tls;		/* 0 none, 1 may, 2 encrypt */
 	char *dns_servers;		/* the dns_resolvers text, to see changes */
@@ -120,6 +122,9 @@ struct dest *dest_new_smtp(struct qmgr *q, const char *host,
 			   bool tls_required);
 struct dest *dest_new_mx(struct qmgr *q, const char *domain,
 			 struct tls_ctx *tls, bool tls_required);
+/* LMTP over TCP to another mailbox server's tern-lmtpd; named name. */
+struct dest *dest_new_lmtp_tcp(struct qmgr *q, const char *name,
+			       const char *host, const char *port);
 bool dest_is_lmtp(const struct dest *d);
 bool dest_is_mx(const struct dest *d);
 /* No connection, waiter or pending work. */
@@ -131,6 +136,9 @@ const char *dest_conn_name(const struct smtpclient *c);
 struct dest *qmgr_relay(struct qmgr *q);
 /* The destination of a remote domain (made when first needed). */
 struct dest *qmgr_mx(struct qmgr *q, const char *domain);
+/* The tern-lmtpd of another mailbox server, mail host mailhost: its
+ * proxy_servers entry, else the host itself on the LMTP port. */
+struct dest *qmgr_mailbox(struct qmgr *q, const char *mailhost);
 void dest_free(struct dest **d);
 void dest_get(struct dest *d, dest_get_cb *cb, void *ctx);
 void dest_put(struct dest *d, struct smtpclient *c, bool reuse);

@@ -26,7 +26,7 @@ from conftest import build_path
 
 LIBEXEC_EXTRA = ":".join(build_path(d) for d in
                          ("authd", "stored", "lmtpd", "imapd", "popd",
-                          "proxyd"))
+                          "proxyd", "smtpd", "qmgr"))
 PASSWORD = "Proxy-Secret 7"
 
 
@@ -60,7 +60,10 @@ def services_a(base):
             f"pop3         inet 127.0.0.1:{base + 3} 1 yes tern-proxyd\n"
             f"pop3s        inet 127.0.0.1:{base + 4} 1 yes tern-proxyd\n"
             f"imapstrict   inet 127.0.0.1:{base + 5} 1 yes tern-proxyd "
-            f"-o imap_plaintext_auth=no\n")
+            f"-o imap_plaintext_auth=no\n"
+            f"smtp         inet 127.0.0.1:{base + 6} 1 yes tern-smtpd\n"
+            f"lmtp-local   unix run/lmtp.sock 1 yes tern-lmtpd\n"
+            f"qmgr         proc - 1 yes tern-qmgr\n")
 
 
 def services_b(base):
@@ -75,7 +78,9 @@ def services_b(base):
             f"imaps-backend inet 127.0.0.1:{backend_port(b, 7993)} 1 yes "
             f"tern-imapd\n"
             f"pop3s-backend inet 127.0.0.1:{backend_port(b, 7995)} 1 yes "
-            f"tern-popd\n")
+            f"tern-popd\n"
+            f"lmtp-net     inet 127.0.0.1:{backend_port(b, 7025)} 1 yes "
+            f"tern-lmtpd\n")
 
 
 CONF = ("authd_timeout = 5s\n"
@@ -84,6 +89,7 @@ CONF = ("authd_timeout = 5s\n"
         "auth_failure_delay_max = 1s\n"
         "proxy_connect_timeout = 3s\n"
         "proxy_backend_retry = 2s\n"
+        "smtpd_greet_delay = 0\n"
         "restart_delay = 100ms\n")
 
 
@@ -111,7 +117,8 @@ def start_two_servers(made, conf_a=""):
                               f"{b.port_base + 10}\n" + conf_a)
     made.append(a)
     for port in (backend_port(inst.port_base + 10, std)
-                 for inst in (a, b) for std in (7143, 7110, 7993, 7995)):
+                 for inst in (a, b)
+                 for std in (7143, 7110, 7993, 7995, 7025)):
         if not conftest.port_free(port):
             pytest.skip(f"port {port} is in use")
     # One site secret: B takes A's.
@@ -148,6 +155,7 @@ def site():
         s.pop3 = a.port_base + 3
         s.pop3s = a.port_base + 4
         s.strict = a.port_base + 5
+        s.smtp = a.port_base + 6
         yield s
     finally:
         conftest.LIBEXEC = saved
@@ -353,14 +361,54 @@ def test_tls_to_backends(site):
             p.pass_(PASSWORD)
             assert p.stat()[0] >= 1
             p.quit()
-        for inst in (a, b):
-            assert re.search(r"imapd\[\d+\]: \w+: .*TLS connection "
-                             r"established from 127\.0\.0\.1",
-                             inst.log_text()), inst.log_tail(40)
-        assert re.search(r"popd\[\d+\]: \w+: .*TLS connection "
-                         r"established from 127\.0\.0\.1", b.log_text()), \
-            b.log_tail(40)
+        # The log lines of the backends' TLS sessions (written a moment
+        # after the sessions).
+        for inst, daemon in ((a, "imapd"), (b, "imapd"), (b, "popd")):
+            pattern = (rf"{daemon}\[\d+\]: \w+: .*TLS connection "
+                       rf"established from 127\.0\.0\.1")
+            inst.wait_for(lambda: re.search(pattern, inst.log_text()),
+                          timeout=10, what=f"a TLS session of {daemon}")
     finally:
         a.append_conf("proxy_backend_tls = no\n")
         a.ctl("reload")
         time.sleep(0.5)
+
+
+def imap_bodies(site, user):
+    """The bodies of user's INBOX, read through the proxy; none while the
+    proxy still holds a server marked down by an earlier test."""
+    m = imaplib.IMAP4("127.0.0.1", site.imap, timeout=10)
+    try:
+        try:
+            m.login(user, PASSWORD)
+        except imaplib.IMAP4.error as e:
+            if b"UNAVAILABLE" not in str(e).encode():
+                raise
+            return []
+        m.select("INBOX", readonly=True)
+        typ, data = m.fetch("1:*", "(BODY.PEEK[TEXT])")
+        return [d[1] for d in data if isinstance(d, tuple)]
+    finally:
+        m.logout()
+
+
+def test_mta_delivers_to_each_users_server(site):
+    """Mail sent to the MTA on A goes over LMTP to the server holding each
+    recipient's mailbox: ann's on A (its own tern-lmtpd), bob's on B
+    (proxy_servers names B's port base; B's tern-lmtpd on its LMTP
+    port); both read it through the proxy, which takes bob to B."""
+    with smtplib.SMTP("127.0.0.1", site.smtp, timeout=30) as c:
+        c.sendmail("someone@example.org",
+                   ["ann@example.com", "bob@example.com"],
+                   "Subject: routed\r\n\r\nrouted by mail host\r\n")
+    for user in ("ann@example.com", "bob@example.com"):
+        site.a.wait_for(lambda: any(b"routed by mail host" in body
+                                    for body in imap_bodies(site, user)),
+                        timeout=30, what=f"the message in {user}'s INBOX")
+    log = site.a.log_text()
+    lmtp_b = backend_port(site.b.port_base + 10, 7025)
+    assert re.search(rf"to=<bob@example\.com>, relay=127\.0\.0\.1"
+                     rf"\[127\.0\.0\.1\]:{lmtp_b}, .*status=sent", log), \
+        site.a.log_tail(30)
+    assert re.search(r"to=<ann@example\.com>, relay=lmtp-local.*"
+                     r"status=sent", log), site.a.log_tail(30)

@@ -2,7 +2,8 @@
 that is not ours, on the three services: the extensions it announces,
 PIPELINING, STARTTLS, implicit TLS, AUTH PLAIN and LOGIN, and the policy
 refusals seen through swaks' exit codes (23 MAIL refused, 24 no recipient
-accepted, 26 message refused after DATA, 28 AUTH failed)."""
+accepted, 26 message refused after DATA, 28 AUTH failed); and Postfix's
+smtp-source as a sending MTA."""
 import os
 import re
 import shutil
@@ -115,3 +116,29 @@ def test_submissions_implicit_tls(env):  # noqa: F811
     assert rc == 0, out
     queued(env, out, body="relayed for an authenticated user",
            rcpts=("someone@elsewhere.example.net",))
+
+
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+
+
+@pytest.mark.skipif(not os.path.exists(SMTP_SOURCE),
+                    reason="smtp-source (package postfix) not installed")
+def test_postfix_smtp_source_sends_in(env):  # noqa: F811
+    """Postfix's smtp-source as a sending MTA: 40 messages over 4
+    parallel sessions, connections reused (-d), all queued complete."""
+    before = set(os.listdir(env.incoming))
+    p = subprocess.run([SMTP_SOURCE, "-d", "-s", "4", "-m", "40", "-l",
+                        "2000", "-M", "peer.example.org", "-f",
+                        "someone@example.org", "-t", "bob@example.com",
+                        f"127.0.0.1:{env.port}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    new = set(os.listdir(env.incoming)) - before
+    ids = [n for n in new if QUEUE_ID.fullmatch(f"queued as {n}")]
+    assert len(ids) == 40, sorted(new)
+    for qid in ids:
+        envelope, rcpts, msg = env.queued(qid)
+        assert envelope["S"] == "someone@example.org"
+        assert [r["address"] for r in rcpts] == ["bob@example.com"]
+        assert envelope["H"] == "peer.example.org"
+        assert len(msg) >= 2000

@@ -21,6 +21,10 @@ SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
 SCHEMA_DIR = os.path.join(SRC, "ldap-schema")
 PASSWORD = "correct-horse-1"
+# A directory change reaches the daemons' caches within about a second
+# (tern-authd polls every 250 ms and tells them); the bound leaves room for
+# a loaded test machine and still tells it from the cache's 60 s lifetime.
+CHANGE_SEEN_WITHIN = 5.0
 
 pytestmark = pytest.mark.skipif(
     not (os.access(SLAPD, os.X_OK) and shutil.which("ldapsearch")),
@@ -755,20 +759,23 @@ def test_daemon_cache_hits_and_sees_changes(cache_inst):
         t0 = time.monotonic()
         while pr.cmd("resolve info@example.com") != \
                 "resolve ok 1 carol@example.com":
-            assert time.monotonic() - t0 < 1.5, "alias change not seen"
+            assert time.monotonic() - t0 < CHANGE_SEEN_WITHIN, \
+                "alias change not seen"
             time.sleep(0.02)
         inst.ctl("account", "set", "bob@example.com", "--mailhost",
                  "mbox2.example.com")
         t0 = time.monotonic()
         while pr.cmd("lookup bob@example.com") != \
                 "lookup ok bob@example.com active mbox2.example.com":
-            assert time.monotonic() - t0 < 1.5, "mailhost change not seen"
+            assert time.monotonic() - t0 < CHANGE_SEEN_WITHIN, \
+                "mailhost change not seen"
             time.sleep(0.02)
         # a deleted account is gone at once too
         inst.ctl("account", "del", "carol@example.com")
         t0 = time.monotonic()
         while pr.cmd("lookup carol@example.com") != "lookup notfound":
-            assert time.monotonic() - t0 < 1.5, "deletion not seen"
+            assert time.monotonic() - t0 < CHANGE_SEEN_WITHIN, \
+                "deletion not seen"
             time.sleep(0.02)
     finally:
         pr.close()

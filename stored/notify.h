@@ -24,7 +24,8 @@
 
 #include "compat.h"
 
-#define NOTIFY_WATCHES_MAX 64	/* per client */
+#define NOTIFY_WATCHES_MAX 16384	/* per client: an imapd process watches
+					 * every folder its sessions hold */
 
 enum notify_kind {
 	NOTIFY_NEW,	/* a message arrived (deliver, append, copy) */

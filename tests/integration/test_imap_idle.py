@@ -198,3 +198,25 @@ def test_concurrent_appends(srv, acct):
         res.untagged)))
     assert len(subjects) == per * workers
     r.close()
+
+
+def test_push_after_many_folders(srv, acct):
+    """A session that selected 80 folders one after the other (the server
+    may keep watching what they were) still gets pushes for the folder it
+    has selected now."""
+    r = srv.raw(acct)
+    for i in range(80):
+        r.ok(f"CREATE F{i}")
+    for i in range(80):
+        r.select(f"F{i}")
+    t = start_idle(r)
+    got = []
+    time.sleep(0.2)
+    srv.deliver(acct, simple_message("to the last"), folder="F79")
+    took = wait_for(r, rb"^\* 1 EXISTS\r\n", PUSH_WITHIN * 5, got)
+    assert took is not None, got
+    stop_idle(r, t, got)
+    r.close()
+    refused = [line for line in srv.log_text().splitlines()
+               if "warning" in line and "watch" in line]
+    assert refused == [], refused

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "compat.h"
 #include "json.h"
 #include "qstate.h"
@@ -147,95 +149,175 @@ static int read_envelope(const char *path, struct queue_envelope *env,
 	return 0;
 }
 
-static void list_one(const struct ctl *ctl, const char *folder,
-		     const char *id, struct json *j)
-{
+/* One message of a listing: read by a worker thread, printed in order. */
+struct list_item {
+	const char *folder;
+	char *id;
 	struct queue_envelope env;
 	struct qstate st;
-	struct str *err = str_new(128, 4096);
-	char *path = qpath(ctl, folder, id, NULL);
-	char *spath = qpath(ctl, folder, id, QSTATE_SUFFIX);
 	long long size;
 	bool ok;
+	char *error;		/* !ok: why */
+};
 
-	memset(&env, 0, sizeof(env));
-	ok = read_envelope(path, &env, &size, err) == 0;
-	if (ok) {
-		if (qstate_read(spath, &st, env.nrcpts, err) < 0)
-			str_clear(err);
-	} else {
-		qstate_init(&st, 0);
+static void list_load(const struct ctl *ctl, struct list_item *it)
+{
+	struct str *err = str_new(128, 4096);
+	char *path = qpath(ctl, it->folder, it->id, NULL);
+	char *spath = qpath(ctl, it->folder, it->id, QSTATE_SUFFIX);
+
+	memset(&it->env, 0, sizeof(it->env));
+	it->ok = read_envelope(path, &it->env, &it->size, err) == 0;
+	if (!it->ok) {
+		it->error = xstrdup(str_c(err));
+		qstate_init(&it->st, 0);
+	} else if (qstate_read(spath, &it->st, it->env.nrcpts, err) < 0) {
+		str_clear(err);		/* listed without its state */
 	}
+	str_free(&err);
+	free(path);
+	free(spath);
+}
+
+static void list_print(const struct list_item *it, struct json *j)
+{
+	const struct queue_envelope *env = &it->env;
+	const struct qstate *st = &it->st;
+
 	if (j != NULL) {
 		json_object_begin(j);
-		json_kv_cstring(j, "id", id);
-		json_kv_cstring(j, "folder", folder);
-		json_kv_int(j, "size", size);
-		if (!ok) {
-			json_kv_cstring(j, "error", str_c(err));
+		json_kv_cstring(j, "id", it->id);
+		json_kv_cstring(j, "folder", it->folder);
+		json_kv_int(j, "size", it->size);
+		if (!it->ok) {
+			json_kv_cstring(j, "error", it->error);
 		} else {
-			json_kv_int(j, "arrival", env.arrival_sec);
-			json_kv_cstring(j, "sender", env.sender);
-			json_kv_int(j, "attempts", st.attempts);
-			json_kv_int(j, "next_try", st.next_try);
+			json_kv_int(j, "arrival", env->arrival_sec);
+			json_kv_cstring(j, "sender", env->sender);
+			json_kv_int(j, "attempts", st->attempts);
+			json_kv_int(j, "next_try", st->next_try);
 			json_key(j, "recipients");
 			json_array_begin(j);
-			for (size_t i = 0; i < env.nrcpts; i++) {
+			for (size_t i = 0; i < env->nrcpts; i++) {
 				json_object_begin(j);
 				json_kv_cstring(j, "address",
-						env.rcpts[i].address);
-				json_kv_bool(j, "done", st.rcpts[i].done);
-				json_kv_cstring(j, "error", st.rcpts[i].error);
+						env->rcpts[i].address);
+				json_kv_bool(j, "done", st->rcpts[i].done);
+				json_kv_cstring(j, "error", st->rcpts[i].error);
 				json_object_end(j);
 			}
 			json_array_end(j);
 		}
 		json_object_end(j);
-	} else if (!ok) {
-		printf("%-16s %-8s %8lld  (unreadable: %s)\n", id, folder, size,
-		       str_c(err));
+	} else if (!it->ok) {
+		printf("%-16s %-8s %8lld  (unreadable: %s)\n", it->id,
+		       it->folder, it->size, it->error);
 	} else {
 		char when[32];
-		time_t t = (time_t)env.arrival_sec;
+		time_t t = (time_t)env->arrival_sec;
 		struct tm tm;
 
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
 			 gmtime_r(&t, &tm));
-		printf("%-16s %-8s %8lld  %s  <%s>\n", id, folder, size, when,
-		       env.sender);
-		for (size_t i = 0; i < env.nrcpts; i++) {
-			if (st.rcpts[i].done)
+		printf("%-16s %-8s %8lld  %s  <%s>\n", it->id, it->folder,
+		       it->size, when, env->sender);
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			if (st->rcpts[i].done)
 				continue;
-			printf("%45s<%s>%s%s%s\n", "", env.rcpts[i].address,
-			       st.rcpts[i].error ? " (" : "",
-			       st.rcpts[i].error ? st.rcpts[i].error : "",
-			       st.rcpts[i].error ? ")" : "");
+			printf("%45s<%s>%s%s%s\n", "", env->rcpts[i].address,
+			       st->rcpts[i].error ? " (" : "",
+			       st->rcpts[i].error ? st->rcpts[i].error : "",
+			       st->rcpts[i].error ? ")" : "");
 		}
 	}
-	qstate_clear(&st);
-	queue_envelope_clear(&env);
-	str_free(&err);
-	free(path);
-	free(spath);
+}
+
+static void list_item_clear(struct list_item *it)
+{
+	qstate_clear(&it->st);
+	queue_envelope_clear(&it->env);
+	free(it->error);
+	free(it->id);
+}
+
+/* The files are read by LIST_THREADS threads (the work is system calls:
+ * open, read, close of two small files per message), each a contiguous
+ * share of the items. */
+#define LIST_THREADS 4
+
+struct list_share {
+	const struct ctl *ctl;
+	struct list_item *items;
+	size_t from, to;
+};
+
+static void list_share_load(void *arg)
+{
+	struct list_share *sh = arg;
+
+	for (size_t i = sh->from; i < sh->to; i++)
+		list_load(sh->ctl, &sh->items[i]);
+}
+
+static void list_load_all(const struct ctl *ctl, struct list_item *items,
+			  size_t n)
+{
+	struct list_share shares[LIST_THREADS];
+	uv_thread_t threads[LIST_THREADS];
+	bool started[LIST_THREADS] = { false };
+	size_t per = (n + LIST_THREADS - 1) / LIST_THREADS;
+
+	for (size_t t = 0; t < LIST_THREADS; t++) {
+		shares[t].ctl = ctl;
+		shares[t].items = items;
+		shares[t].from = t * per < n ? t * per : n;
+		shares[t].to = (t + 1) * per < n ? (t + 1) * per : n;
+		/* A thread that cannot start: this one does its share. */
+		if (shares[t].from < shares[t].to && t > 0)
+			started[t] = uv_thread_create(&threads[t],
+						      list_share_load,
+						      &shares[t]) == 0;
+	}
+	list_share_load(&shares[0]);
+	for (size_t t = 1; t < LIST_THREADS; t++) {
+		if (started[t])
+			uv_thread_join(&threads[t]);
+		else
+			list_share_load(&shares[t]);
+	}
 }
 
 static int queue_list(struct ctl *ctl)
 {
 	struct str *out = NULL;
 	struct json *j = ctl->json ? ctl_json_start(&out) : NULL;
-	size_t total = 0;
+	struct list_item *items = NULL;
+	size_t total = 0, cap = 0;
 
-	if (j != NULL)
-		json_array_begin(j);
 	for (size_t f = 0; f < TERN_NELEM(folders); f++) {
 		size_t n;
 		char **ids = folder_ids(ctl, folders[f], &n);
 
-		for (size_t i = 0; i < n; i++)
-			list_one(ctl, folders[f], ids[i], j);
+		if (total + n > cap) {
+			cap = total + n;
+			items = xrealloc(items, cap * sizeof(*items));
+		}
+		for (size_t i = 0; i < n; i++) {
+			memset(&items[total + i], 0, sizeof(*items));
+			items[total + i].folder = folders[f];
+			items[total + i].id = ids[i];	/* the item owns it */
+		}
 		total += n;
-		free_ids(ids, n);
+		free(ids);
 	}
+	list_load_all(ctl, items, total);
+	if (j != NULL)
+		json_array_begin(j);
+	for (size_t i = 0; i < total; i++) {
+		list_print(&items[i], j);
+		list_item_clear(&items[i]);
+	}
+	free(items);
 	if (j != NULL) {
 		json_array_end(j);
 		return ctl_json_done(&j, &out);

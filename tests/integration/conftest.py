@@ -138,6 +138,24 @@ class Instance:
         except (OSError, ValueError, IndexError):
             return None
 
+    def wait_service(self, name, running=True, timeout=20):
+        """Waits until service name runs (running False: until it does
+        not, or is gone from the table)."""
+        def ok():
+            try:
+                s = self.service(name)
+            except KeyError:
+                return not running
+            return (s["state"] == "running") == running
+        self.wait_for(ok, timeout=timeout, what=f"{name} running={running}")
+
+    def wait_running(self, names, timeout=20):
+        """Waits until every service of names runs."""
+        def ok():
+            st = {s["name"]: s["state"] for s in self.status()["services"]}
+            return all(st.get(n) == "running" for n in names)
+        self.wait_for(ok, timeout=timeout, what=f"{names} running")
+
     def wait_for(self, pred, timeout=10.0, interval=0.05, what="condition"):
         end = time.monotonic() + timeout
         last = None

@@ -101,11 +101,7 @@ class Env:
         return c
 
     def wait_running(self, names):
-        def ok():
-            st = {s["name"]: s["state"] for s in
-                  self.inst.status()["services"]}
-            return all(st.get(n) == "running" for n in names)
-        self.inst.wait_for(ok, timeout=20, what=f"{names} running")
+        self.inst.wait_running(names)
 
 
 @pytest.fixture

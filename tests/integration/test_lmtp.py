@@ -182,13 +182,7 @@ class Env:
         self.ctl("reload")
 
     def wait_state(self, name, running):
-        def ok():
-            try:
-                s = self.inst.service(name)
-            except KeyError:
-                return not running
-            return (s["state"] == "running") == running
-        self.inst.wait_for(ok, timeout=20, what=f"{name} running={running}")
+        self.inst.wait_service(name, running)
 
     def log_text(self):
         """tern.log and master.err (the daemons' stderr, where lines go

@@ -174,11 +174,7 @@ class Env:
                              f"{self.inst.log_tail(60)}")
 
     def wait_running(self, names):
-        def ok():
-            st = {s["name"]: s["state"] for s in
-                  self.inst.status()["services"]}
-            return all(st.get(n) == "running" for n in names)
-        self.inst.wait_for(ok, timeout=20, what=f"{names} running")
+        self.inst.wait_running(names)
 
 
 @pytest.fixture

@@ -122,13 +122,7 @@ class Env:
         return sorted(n for n in os.listdir(d) if len(n) == 16)
 
     def wait_state(self, name, running):
-        def ok():
-            try:
-                s = self.inst.service(name)
-            except KeyError:
-                return not running
-            return (s["state"] == "running") == running
-        self.inst.wait_for(ok, timeout=20, what=f"{name} running={running}")
+        self.inst.wait_service(name, running)
 
     def set_lmtp(self, up):
         self.inst.write_services(services(self.port, lmtp=up))

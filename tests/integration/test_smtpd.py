@@ -202,20 +202,10 @@ class Env:
         self.ctl("reload")
 
     def wait_state(self, name, running):
-        def ok():
-            try:
-                s = self.inst.service(name)
-            except KeyError:
-                return not running
-            return (s["state"] == "running") == running
-        self.inst.wait_for(ok, timeout=20, what=f"{name} running={running}")
+        self.inst.wait_service(name, running)
 
     def wait_running(self, names):
-        def ok():
-            st = {s["name"]: s["state"] for s in
-                  self.inst.status()["services"]}
-            return all(st.get(n) == "running" for n in names)
-        self.inst.wait_for(ok, timeout=20, what=f"{names} running")
+        self.inst.wait_running(names)
 
 
 @pytest.fixture

@@ -47,6 +47,17 @@ static void unlink_age(struct hentry *e)
 	e->older = e->newer = NULL;
 }
 
+/* e (unlinked) becomes the newest. */
+static void link_newest(struct hentry *e)
+{
+	e->older = newest;
+	if (newest != NULL)
+		newest->newer = e;
+	else
+		oldest = e;
+	newest = e;
+}
+
 static void evict_oldest(void)
 {
 	struct hentry *e = oldest, **pp;
@@ -146,12 +157,7 @@ const char *hdrcache_get(const char *path, uint64_t size, size_t *len_r)
 		     e = e->chain) {
 			if (strcmp(e->path, path) == 0) {
 				unlink_age(e);	/* now the newest */
-				e->older = newest;
-				if (newest != NULL)
-					newest->newer = e;
-				else
-					oldest = e;
-				newest = e;
+				link_newest(e);
 				*len_r = e->len;
 				return e->data;
 			}
@@ -170,12 +176,7 @@ const char *hdrcache_get(const char *path, uint64_t size, size_t *len_r)
 	e->len = len;
 	e->chain = buckets[path_hash(path) % nbuckets];
 	buckets[path_hash(path) % nbuckets] = e;
-	e->older = newest;
-	if (newest != NULL)
-		newest->newer = e;
-	else
-		oldest = e;
-	newest = e;
+	link_newest(e);
 	total += len;
 	count++;
 	*len_r = len;

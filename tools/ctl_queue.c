@@ -149,6 +149,27 @@ static int read_envelope(const char *path, struct queue_envelope *env,
 	return 0;
 }
 
+/* "recipients": each recipient's address and state; full: with its DSN
+ * options (queue show). */
+static void json_recipients(struct json *j, const struct queue_envelope *e,
+			    const struct qstate *st, bool full)
+{
+	json_key(j, "recipients");
+	json_array_begin(j);
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		json_object_begin(j);
+		json_kv_cstring(j, "address", e->rcpts[i].address);
+		if (full) {
+			json_kv_cstring(j, "notify", e->rcpts[i].notify);
+			json_kv_cstring(j, "orcpt", e->rcpts[i].orcpt);
+		}
+		json_kv_bool(j, "done", st->rcpts[i].done);
+		json_kv_cstring(j, "error", st->rcpts[i].error);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
 /* One message of a listing: read by a worker thread, printed in order. */
 struct list_item {
 	const char *folder;
@@ -196,17 +217,7 @@ static void list_print(const struct list_item *it, struct json *j)
 			json_kv_cstring(j, "sender", env->sender);
 			json_kv_int(j, "attempts", st->attempts);
 			json_kv_int(j, "next_try", st->next_try);
-			json_key(j, "recipients");
-			json_array_begin(j);
-			for (size_t i = 0; i < env->nrcpts; i++) {
-				json_object_begin(j);
-				json_kv_cstring(j, "address",
-						env->rcpts[i].address);
-				json_kv_bool(j, "done", st->rcpts[i].done);
-				json_kv_cstring(j, "error", st->rcpts[i].error);
-				json_object_end(j);
-			}
-			json_array_end(j);
+			json_recipients(j, env, st, false);
 		}
 		json_object_end(j);
 	} else if (!it->ok) {
@@ -485,18 +496,7 @@ static void show_json(struct json *j, const char *id, const char *folder,
 	json_kv_int(j, "attempts", st->attempts);
 	json_kv_int(j, "next_try", st->next_try);
 	json_kv_bool(j, "delay_notice_sent", st->warned);
-	json_key(j, "recipients");
-	json_array_begin(j);
-	for (size_t i = 0; i < e->nrcpts; i++) {
-		json_object_begin(j);
-		json_kv_cstring(j, "address", e->rcpts[i].address);
-		json_kv_cstring(j, "notify", e->rcpts[i].notify);
-		json_kv_cstring(j, "orcpt", e->rcpts[i].orcpt);
-		json_kv_bool(j, "done", st->rcpts[i].done);
-		json_kv_cstring(j, "error", st->rcpts[i].error);
-		json_object_end(j);
-	}
-	json_array_end(j);
+	json_recipients(j, e, st, true);
 	json_kv_int(j, "size", (int64_t)str_len(msg));
 	json_key(j, "message");
 	json_string(j, str_c(msg), str_len(msg));

@@ -473,11 +473,18 @@ static bool rip_valid(const char *s)
 static char *normalize(enum authd_job_kind kind, const char *in,
 		       struct str *error)
 {
-	struct str *out = str_new(64, DIR_ADDRESS_MAX);
-	enum dir_status st = kind == JOB_DOMAIN ?
+	struct str *out;
+	enum dir_status st;
+	char *r;
+
+	/* Address literals are resolved as written (dir_resolve()). */
+	if (kind == JOB_RESOLVE && dir_address_literal(in))
+		return xstrdup(in);
+	out = str_new(64, DIR_ADDRESS_MAX);
+	st = kind == JOB_DOMAIN ?
 				     dir_domain_normalize(in, out, error) :
 				     dir_address_normalize(in, out, NULL, error);
-	char *r = st == DIR_OK ? xstrdup(str_c(out)) : NULL;
+	r = st == DIR_OK ? xstrdup(str_c(out)) : NULL;
 
 	str_free(&out);
 	return r;

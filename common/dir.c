@@ -17,6 +17,7 @@
 
 #include "compat.h"
 
+#include <arpa/inet.h>
 #include <argon2.h>
 #include <crypt.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <idn2.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "dir_backend.h"
@@ -1008,6 +1010,37 @@ static enum dir_status resolve_local(struct expand *x, const char *address,
 	return st;
 }
 
+bool dir_address_literal(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	const char *lit = at != NULL ? at + 1 : "";
+	size_t n = strlen(lit);
+	char ip[64];
+	unsigned char bin[16];
+
+	if (n < 3 || n - 2 >= sizeof(ip) || lit[0] != '[' ||
+	    lit[n - 1] != ']' || !local_valid(address, (size_t)(at - address)))
+		return false;
+	memcpy(ip, lit + 1, n - 2);
+	ip[n - 2] = '\0';
+	return strncasecmp(ip, "IPv6:", 5) == 0 ?
+		       inet_pton(AF_INET6, ip + 5, bin) == 1 :
+		       inet_pton(AF_INET, ip, bin) == 1;
+}
+
+/* An address literal is never one of our domains: the address goes on as
+ * written, to that host. */
+static struct dir_resolution *resolve_literal(const char *address)
+{
+	struct dir_resolution *res = xcalloc(1, sizeof(*res));
+
+	res->targets = xcalloc(1, sizeof(*res->targets));
+	res->targets[0].kind = DIR_TARGET_EXTERNAL;
+	res->targets[0].address = xstrdup(address);
+	res->ntargets = 1;
+	return res;
+}
+
 enum dir_status dir_resolve(struct dir *dir, const char *address,
 			    struct dir_resolution **res_r, struct str *error)
 {
@@ -1017,6 +1050,10 @@ enum dir_status dir_resolve(struct dir *dir, const char *address,
 	int local;
 
 	*res_r = NULL;
+	if (address != NULL && dir_address_literal(address)) {
+		*res_r = resolve_literal(address);
+		return DIR_OK;
+	}
 	st = dir_norm_address(address, &addr, error);
 	if (st != DIR_OK)
 		return st;

@@ -285,10 +285,16 @@ void dir_list_info_array_free(struct dir_list_info ***list, size_t count);
 /* Resolves a recipient: plus-addressing, aliases, lists (nested, each
  * address once, loops cut), catch-all.  DIR_NOTFOUND when the domain is
  * ours and nothing matches; for other domains local_domain is false and
- * the one target is the external address. */
+ * the one target is the external address (an address literal,
+ * "user@[192.0.2.1]" or "user@[IPv6:...]", is never ours and stays as
+ * written). */
 enum dir_status dir_resolve(struct dir *dir, const char *address,
 			    struct dir_resolution **res_r, struct str *error)
 	TERN_WUR;
+/* "local@[192.0.2.1]" or "local@[IPv6:2001:db8::1]" (RFC 5321 4.1.3, the
+ * tag in any case) with a valid local part; other address literals are
+ * not taken. */
+bool dir_address_literal(const char *address);
 void dir_resolution_free(struct dir_resolution **res);
 
 /* ---- the Global Address List (address book) ---- */

@@ -7,12 +7,20 @@
  * ares_timeout() names, for retries and timeouts.  An MX lookup is one MX
  * query, then an A and an AAAA query for each host kept; the answer goes
  * to the caller from the loop (never from inside dns_lookup_mx()).
+ *
+ * Answers are kept (DNS_CACHE_BYTES in all, the oldest dropped first) for
+ * the least TTL of their MX, A and AAAA records, at most
+ * dns_settings.cache_ttl_max_ms; a permanent failure (no such domain,
+ * null MX) for at most DNS_CACHE_NEGATIVE_MS; temporary failures and
+ * answers where an address query failed for now are not kept.  A kept
+ * answer shuffles its equal preferences again at each use.
  */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <ares.h>
+#include <idn2.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +42,21 @@ struct dns_sock {
 	struct dns_sock *next;
 };
 
+/* A remembered answer (an MX host list or a permanent failure). */
+struct dns_cached {
+	struct dns_cached *hnext;	/* hash chain */
+	struct dns_cached *older, *newer;	/* insertion order */
+	uint64_t expires;		/* uv_now() */
+	size_t bytes;			/* counted in the budget */
+	enum dns_status status;
+	char enhanced[8];
+	bool implicit;
+	char *error;			/* NULL when OK */
+	struct dns_host *hosts;
+	size_t nhosts;
+	char domain[DNS_NAME_MAX + 1];
+};
+
 struct dns_resolver {
 	uv_loop_t *loop;
 	ares_channel ch;
@@ -41,6 +64,11 @@ struct dns_resolver {
 	struct dns_sock *socks;
 	uint32_t rnd;
 	bool dying;		/* in dns_resolver_free() */
+	uint64_t cache_ttl_max;	/* ms; 0 = no cache */
+	struct dns_cached *bucket[DNS_CACHE_BUCKETS];
+	struct dns_cached *oldest, *newest;
+	size_t cache_bytes;
+	struct dns_cache_stats stats;
 };
 
 struct dns_lookup {
@@ -54,6 +82,8 @@ struct dns_lookup {
 	unsigned pending;	/* address queries still out */
 	bool temp;		/* an address query failed for now */
 	bool in_call;		/* inside dns_lookup_mx() */
+	bool asked;		/* the answer came from the DNS */
+	uint32_t ttl;		/* the least TTL seen, seconds */
 	uv_timer_t *later;	/* hands the answer over from the loop */
 	struct dns_mx_result res;
 	char error[512];
@@ -84,6 +114,97 @@ enum dns_status dns_classify(int st, const char **enhanced_r)
 		*enhanced_r = "4.4.3";
 		return DNS_TEMP;
 	}
+}
+
+int dns_parse_literal(const char *s, struct sockaddr_storage *ss)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t n = strlen(s);
+	bool v6;
+
+	if (n < 3 || s[0] != '[' || s[n - 1] != ']' || n - 2 >= sizeof(buf))
+		return -1;
+	memcpy(buf, s + 1, n - 2);
+	buf[n - 2] = '\0';
+	v6 = strncasecmp(buf, "IPv6:", 5) == 0;
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		return inet_pton(AF_INET6, buf + 5, &in6->sin6_addr) == 1 ?
+			       0 : -1;
+	} else {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		return inet_pton(AF_INET, buf, &in->sin_addr) == 1 ? 0 : -1;
+	}
+}
+
+/* Skips a (possibly compressed) name at *pos: 0, or -1 past the end. */
+static int skip_name(const unsigned char *b, size_t len, size_t *pos)
+{
+	size_t p = *pos;
+
+	for (unsigned labels = 0; labels < 128; labels++) {
+		if (p >= len)
+			return -1;
+		if ((b[p] & 0xc0) == 0xc0) {
+			if (p + 2 > len)
+				return -1;
+			*pos = p + 2;
+			return 0;
+		}
+		if ((b[p] & 0xc0) != 0)
+			return -1;	/* extended label types */
+		if (b[p] == 0) {
+			*pos = p + 1;
+			return 0;
+		}
+		p += 1 + (size_t)b[p];
+	}
+	return -1;
+}
+
+int dns_answer_min_ttl(const unsigned char *b, size_t len, unsigned type,
+		       uint32_t *ttl_r)
+{
+	size_t pos = 12;
+	unsigned qd, an;
+	bool found = false;
+
+	if (len < 12)
+		return -1;
+	qd = (unsigned)b[4] << 8 | b[5];
+	an = (unsigned)b[6] << 8 | b[7];
+	for (unsigned i = 0; i < qd; i++) {
+		if (skip_name(b, len, &pos) < 0 || pos + 4 > len)
+			return -1;
+		pos += 4;
+	}
+	for (unsigned i = 0; i < an; i++) {
+		unsigned rtype, rdlen;
+		uint32_t ttl;
+
+		if (skip_name(b, len, &pos) < 0 || pos + 10 > len)
+			return -1;
+		rtype = (unsigned)b[pos] << 8 | b[pos + 1];
+		ttl = (uint32_t)b[pos + 4] << 24 | (uint32_t)b[pos + 5] << 16 |
+		      (uint32_t)b[pos + 6] << 8 | b[pos + 7];
+		rdlen = (unsigned)b[pos + 8] << 8 | b[pos + 9];
+		pos += 10;
+		if (pos + rdlen > len)
+			return -1;
+		pos += rdlen;
+		if (ttl > 0x7fffffffu)
+			ttl = 0;	/* RFC 2181 8: as if zero */
+		if (rtype == type && (!found || ttl < *ttl_r)) {
+			*ttl_r = ttl;
+			found = true;
+		}
+	}
+	return found ? 0 : -1;
 }
 
 bool dns_mx_is_null(const char *const *names, size_t n)
@@ -344,10 +465,142 @@ struct dns_resolver *dns_resolver_new(uv_loop_t *loop,
 		free(r);
 		return NULL;
 	}
+	r->cache_ttl_max = set->cache_ttl_max_ms;
 	r->timer = xmalloc(sizeof(*r->timer));
 	uv_timer_init(loop, r->timer);
 	r->timer->data = r;
 	return r;
+}
+
+/* ---- the answer cache ---- */
+
+static void lookup_end(struct dns_lookup *l, enum dns_status st,
+		       const char *enhanced);
+
+static size_t cache_slot(const char *domain)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = domain; *p != '\0'; p++) {
+		h ^= (unsigned char)(*p | 0x20);	/* any case */
+		h *= 16777619u;
+	}
+	return h % DNS_CACHE_BUCKETS;
+}
+
+static void cache_drop(struct dns_resolver *r, struct dns_cached *c)
+{
+	struct dns_cached **pp = &r->bucket[cache_slot(c->domain)];
+
+	while (*pp != c)
+		pp = &(*pp)->hnext;
+	*pp = c->hnext;
+	if (c->older != NULL)
+		c->older->newer = c->newer;
+	else
+		r->oldest = c->newer;
+	if (c->newer != NULL)
+		c->newer->older = c->older;
+	else
+		r->newest = c->older;
+	r->cache_bytes -= c->bytes;
+	r->stats.entries--;
+	free(c->error);
+	free(c->hosts);
+	free(c);
+}
+
+static struct dns_cached *cache_find(struct dns_resolver *r,
+				     const char *domain)
+{
+	struct dns_cached *c = r->bucket[cache_slot(domain)];
+
+	while (c != NULL && strcasecmp(c->domain, domain) != 0)
+		c = c->hnext;
+	if (c != NULL && c->expires <= uv_now(r->loop)) {
+		cache_drop(r, c);
+		c = NULL;
+	}
+	return c;
+}
+
+/* Keeps the answer of l for its TTL (at most cache_ttl_max; permanent
+ * failures at most DNS_CACHE_NEGATIVE_MS).  Partial answers (an address
+ * query failed for now) and temporary failures are not kept. */
+static void cache_put(struct dns_resolver *r, const struct dns_lookup *l)
+{
+	uint64_t ttl = l->res.status == DNS_OK ? (uint64_t)l->ttl * 1000 :
+						DNS_CACHE_NEGATIVE_MS;
+	struct dns_cached *c, *old;
+	size_t hosts = l->res.nhosts * sizeof(struct dns_host);
+
+	if (r->cache_ttl_max == 0 || !l->asked || l->temp ||
+	    l->res.status == DNS_TEMP || r->dying)
+		return;
+	if (ttl > r->cache_ttl_max)
+		ttl = r->cache_ttl_max;
+	if (ttl == 0)
+		return;
+	old = cache_find(r, l->domain);
+	if (old != NULL)
+		cache_drop(r, old);
+	c = xcalloc(1, sizeof(*c));
+	str_lcpy(c->domain, l->domain, sizeof(c->domain));
+	c->expires = uv_now(r->loop) + ttl;
+	c->status = l->res.status;
+	str_lcpy(c->enhanced, l->res.enhanced, sizeof(c->enhanced));
+	c->implicit = l->res.implicit;
+	c->error = l->res.error != NULL ? xstrdup(l->res.error) : NULL;
+	if (hosts > 0) {
+		c->hosts = xmalloc(hosts);
+		memcpy(c->hosts, l->res.hosts, hosts);
+		c->nhosts = l->res.nhosts;
+	}
+	c->bytes = sizeof(*c) + hosts;
+	while (r->oldest != NULL &&
+	       r->cache_bytes + c->bytes > DNS_CACHE_BYTES)
+		cache_drop(r, r->oldest);
+	c->hnext = r->bucket[cache_slot(c->domain)];
+	r->bucket[cache_slot(c->domain)] = c;
+	c->older = r->newest;
+	if (r->newest != NULL)
+		r->newest->newer = c;
+	else
+		r->oldest = c;
+	r->newest = c;
+	r->cache_bytes += c->bytes;
+	r->stats.entries++;
+}
+
+/* The cached answer for l's domain into l: true when there was one. */
+static bool cache_take(struct dns_resolver *r, struct dns_lookup *l)
+{
+	struct dns_cached *c;
+
+	if (r->cache_ttl_max == 0)
+		return false;
+	c = cache_find(r, l->domain);
+	if (c == NULL) {
+		r->stats.misses++;
+		return false;
+	}
+	r->stats.hits++;
+	memcpy(l->hosts, c->hosts, c->nhosts * sizeof(*c->hosts));
+	l->nhosts = c->nhosts;
+	l->implicit = c->implicit;
+	if (c->error != NULL)
+		str_lcpy(l->error, c->error, sizeof(l->error));
+	/* Equal preferences in a new random order each time. */
+	l->nhosts = dns_mx_order(l->hosts, l->nhosts, dns_rand, r);
+	lookup_end(l, c->status, c->enhanced);
+	return true;
+}
+
+void dns_cache_stats(const struct dns_resolver *r,
+		     struct dns_cache_stats *stats)
+{
+	*stats = r->stats;
+	stats->bytes = r->cache_bytes;
 }
 
 void dns_resolver_free(struct dns_resolver **rp)
@@ -368,6 +621,8 @@ void dns_resolver_free(struct dns_resolver **rp)
 	}
 	uv_timer_stop(r->timer);
 	uv_close((uv_handle_t *)r->timer, timer_freed);
+	while (r->oldest != NULL)
+		cache_drop(r, r->oldest);
 	free(r);
 }
 
@@ -396,6 +651,7 @@ static void lookup_end(struct dns_lookup *l, enum dns_status st,
 	l->res.implicit = l->implicit;
 	l->res.hosts = l->hosts;
 	l->res.nhosts = st == DNS_OK ? l->nhosts : 0;
+	cache_put(l->r, l);
 	if (!l->in_call) {
 		lookup_deliver(l);
 		return;
@@ -494,6 +750,14 @@ static void add_addr(struct dns_host *h, int family, const void *a)
 	}
 }
 
+static void lookup_ttl(struct dns_lookup *l, int ttl)
+{
+	uint32_t t = ttl > 0 ? (uint32_t)ttl : 0;
+
+	if (t < l->ttl)
+		l->ttl = t;
+}
+
 static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf,
 		    int alen)
 {
@@ -507,14 +771,18 @@ static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf,
 		struct ares_addrttl a4[DNS_ADDR_MAX];
 
 		status = ares_parse_a_reply(abuf, alen, NULL, a4, &n);
-		for (int i = 0; status == ARES_SUCCESS && i < n; i++)
+		for (int i = 0; status == ARES_SUCCESS && i < n; i++) {
 			add_addr(h, AF_INET, &a4[i].ipaddr);
+			lookup_ttl(l, a4[i].ttl);
+		}
 	} else if (status == ARES_SUCCESS) {
 		struct ares_addr6ttl a6[DNS_ADDR_MAX];
 
 		status = ares_parse_aaaa_reply(abuf, alen, NULL, a6, &n);
-		for (int i = 0; status == ARES_SUCCESS && i < n; i++)
+		for (int i = 0; status == ARES_SUCCESS && i < n; i++) {
 			add_addr(h, AF_INET6, &a6[i].ip6addr);
+			lookup_ttl(l, a6[i].ttl);
+		}
 	}
 	if (status != ARES_SUCCESS && status != ARES_ENODATA &&
 	    status != ARES_ENOTFOUND)
@@ -578,8 +846,17 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf,
 	size_t count = 0;
 
 	(void)timeouts;
-	if (status == ARES_SUCCESS)
+	l->asked = status != ARES_EDESTRUCTION;
+	if (status == ARES_SUCCESS) {
+		uint32_t ttl;
+
 		status = ares_parse_mx_reply(abuf, alen, &mx);
+		if (status == ARES_SUCCESS &&
+		    dns_answer_min_ttl(abuf, (size_t)alen, ns_t_mx, &ttl) == 0)
+			lookup_ttl(l, ttl > INT32_MAX ? INT32_MAX : (int)ttl);
+		else if (status == ARES_SUCCESS)
+			l->ttl = 0;	/* unknown: not kept */
+	}
 	if (status == ARES_ENODATA) {
 		/* No MX: the domain is its own mail host. */
 		l->implicit = true;
@@ -623,20 +900,48 @@ void dns_lookup_mx(struct dns_resolver *r, const char *domain,
 	struct dns_lookup *l = xcalloc(1, sizeof(*l));
 	size_t n = strlen(domain);
 
+	char *ace = NULL;
+
 	l->r = r;
 	l->cb = cb;
 	l->ctx = ctx;
+	l->in_call = true;
+	/* An internationalized name is asked for by its A-labels. */
+	for (size_t i = 0; i < n && ace == NULL; i++) {
+		int rc;
+
+		if ((unsigned char)domain[i] < 0x80)
+			continue;
+		rc = idn2_to_ascii_8z(domain, &ace, IDN2_NFC_INPUT |
+				      IDN2_NONTRANSITIONAL);
+		if (rc != IDN2_OK) {
+			snprintf(l->error, sizeof(l->error), "%.300s: bad "
+				 "international domain name: %s", domain,
+				 idn2_strerror(rc));
+			lookup_end(l, DNS_PERM, "5.1.2");
+			l->in_call = false;
+			return;
+		}
+		domain = ace;
+		n = strlen(ace);
+	}
 	if (n > 0 && domain[n - 1] == '.')
 		n--;
-	l->in_call = true;
 	if (n == 0 || n > DNS_NAME_MAX) {
 		snprintf(l->error, sizeof(l->error), "bad domain name");
+		idn2_free(ace);
 		lookup_end(l, DNS_PERM, "5.1.2");
 		l->in_call = false;
 		return;
 	}
 	memcpy(l->domain, domain, n);
 	l->domain[n] = '\0';
+	idn2_free(ace);
+	l->ttl = UINT32_MAX;
+	if (!r->dying && cache_take(r, l)) {
+		l->in_call = false;
+		return;
+	}
 	if (r->dying) {
 		snprintf(l->error, sizeof(l->error), "resolver stopping");
 		lookup_end(l, DNS_TEMP, "4.4.3");

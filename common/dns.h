@@ -3,7 +3,9 @@
  * driven by the libuv loop (a uv_poll per resolver socket, one timer for
  * c-ares's timeouts).
  *
- * dns_lookup_mx() answers where mail for a domain goes: its MX hosts in
+ * dns_lookup_mx() answers where mail for a domain goes (an
+ * internationalized name is asked for by its A-labels, IDNA2008 with the
+ * non-transitional mapping of UTS #46): its MX hosts in
  * preference order (random order among equal preferences), each with its
  * IPv4 then IPv6 addresses.  A domain without MX records is its own
  * single host (the implicit MX of RFC 5321 5.1).  Failures come as a
@@ -15,7 +17,8 @@
  * Limits: DNS_MX_MAX hosts per answer (the most preferred), DNS_ADDR_MAX
  * addresses per host, DNS_NAME_MAX bytes per name.  The servers are the
  * ones given (IP or IP:port, [IPv6]:port) or, when none, those of
- * /etc/resolv.conf.  Callers: tern-qmgr.  Loop thread only.
+ * /etc/resolv.conf.  Answers are kept for their TTL (at most
+ * cache_ttl_max_ms; see dns.c).  Callers: tern-qmgr.  Loop thread only.
  */
 #ifndef TERN_DNS_H
 #define TERN_DNS_H
@@ -31,6 +34,9 @@
 #define DNS_MX_MAX 16
 #define DNS_ADDR_MAX 8
 #define DNS_NAME_MAX 255
+#define DNS_CACHE_BUCKETS 1024
+#define DNS_CACHE_BYTES (8u << 20)	/* answers kept, at most */
+#define DNS_CACHE_NEGATIVE_MS (60 * 1000)	/* permanent failures */
 
 enum dns_status {
 	DNS_OK,
@@ -60,6 +66,12 @@ struct dns_settings {
 	size_t nservers;
 	uint64_t timeout_ms;	/* per try */
 	unsigned tries;
+	uint64_t cache_ttl_max_ms;	/* 0: no answer cache */
+};
+
+struct dns_cache_stats {
+	uint64_t hits, misses;
+	size_t entries, bytes;
 };
 
 struct dns_resolver;
@@ -71,6 +83,10 @@ struct dns_resolver *dns_resolver_new(uv_loop_t *loop,
 /* Pending lookups end now with DNS_TEMP (their callbacks run inside). */
 void dns_resolver_free(struct dns_resolver **r);
 
+/* The answer cache: hits and misses since the start, and its size. */
+void dns_cache_stats(const struct dns_resolver *r,
+		     struct dns_cache_stats *stats);
+
 /* res is valid during the call only.  Never called from inside
  * dns_lookup_mx(). */
 typedef void dns_mx_cb(const struct dns_mx_result *res, void *ctx);
@@ -78,6 +94,11 @@ void dns_lookup_mx(struct dns_resolver *r, const char *domain,
 		   dns_mx_cb *cb, void *ctx);
 
 /* ---- the pure parts (exposed for tests) ---- */
+
+/* An address literal of RFC 5321 4.1.3, "[192.0.2.1]" or "[IPv6:2001:db8::1]"
+ * (the tag in any case), into *ss (port 0): 0, or -1 for anything else
+ * (general address literals included). */
+int dns_parse_literal(const char *s, struct sockaddr_storage *ss) TERN_WUR;
 
 /* Sorts hosts by preference; equal preferences in an order given by
  * random keys drawn from rnd(ctx).  Duplicate names keep their first
@@ -91,6 +112,11 @@ bool dns_mx_is_null(const char *const *names, size_t n);
  * no such domain 5.1.2, no records of the type 5.4.4, a name server
  * failure, refusal or timeout 4.4.3. */
 enum dns_status dns_classify(int ares_status, const char **enhanced_r);
+/* The least TTL (seconds; above 2^31 - 1 counts as 0) of the answer
+ * records of the given type in a DNS message: 0, or -1 when there is none
+ * or the message is malformed. */
+int dns_answer_min_ttl(const unsigned char *msg, size_t len, unsigned type,
+		       uint32_t *ttl_r) TERN_WUR;
 /* Server list (IP, IP:port, [IPv6]:port) to c-ares's CSV form; -1 with
  * *error_r on a bad entry. */
 struct str;

@@ -90,6 +90,7 @@ struct qmsg {
 	struct qmgr *q;
 	char id[QUEUE_ID_SIZE];
 	enum qfolder from;
+	uint64_t bytes;		/* charged to q->active_bytes */
 	uv_work_t req;
 	int load;		/* 0 read, 1 gone, -1 corrupt */
 	struct queue_envelope env;
@@ -277,7 +278,7 @@ static void end_after(uv_work_t *req, int status)
 		log_error(m->id, "%s", str_c(m->error));
 	if (m->all_done)
 		log_info(m->id, "removed");
-	scan_message_done(q, m->id, !m->all_done, m->due);
+	scan_message_done(q, m->id, !m->all_done, m->due, m->bytes);
 	msg_free(m);
 }
 
@@ -927,7 +928,7 @@ static void load_after(uv_work_t *req, int status)
 				  "corrupt/: %s", str_c(m->error));
 		else if (m->load < 0)
 			log_error(m->id, "%s", str_c(m->error));
-		scan_message_done(q, m->id, false, 0);
+		scan_message_done(q, m->id, false, 0, m->bytes);
 		msg_free(m);
 		return;
 	}
@@ -938,18 +939,20 @@ static void load_after(uv_work_t *req, int status)
 	resolve_all(m);
 }
 
-void deliver_start(struct qmgr *q, const char *id, enum qfolder from)
+void deliver_start(struct qmgr *q, const char *id, enum qfolder from,
+		   uint64_t bytes)
 {
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 
 	m->q = q;
+	m->bytes = bytes;
 	str_lcpy(m->id, id, sizeof(m->id));
 	m->from = from;
 	m->data = str_new(64 * 1024, (size_t)1 << 31);
 	m->error = str_new(128, 4096);
 	m->req.data = m;
 	if (uv_queue_work(q->loop, &m->req, load_work, load_after) < 0) {
-		scan_message_done(q, id, false, 0);
+		scan_message_done(q, id, false, 0, bytes);
 		msg_free(m);
 	}
 }

@@ -2,7 +2,8 @@
  * dest.c: one delivery destination: the local tern-lmtpd on run/lmtp.sock
  * over LMTP, the relay host over SMTP (its name resolved with the thread
  * pool's getaddrinfo at each connect), or one remote domain over SMTP to
- * its MX hosts (common/dns at each connect).
+ * its MX hosts (common/dns at each connect; an address literal
+ * "[192.0.2.1]" or "[IPv6:...]" is the host itself).
  *
  * At most qmgr_destination_concurrency connections per destination, idle
  * ones kept for qmgr_connection_idle and handed to the next message
@@ -474,6 +475,32 @@ static void dest_connect(struct dest *d)
 	if (d->kind == DK_LMTP) {
 		w->cand[0].name = xstrdup(d->name);
 		w->ncand = 1;
+		walk_next(w);
+	} else if (d->kind == DK_MX && d->host[0] == '[') {
+		struct sockaddr_storage ss;
+		char ip[INET6_ADDRSTRLEN];
+
+		/* An address literal: that address, no DNS. */
+		if (dns_parse_literal(d->host, &ss) < 0) {
+			struct str *t = str_new(64, 1024);
+
+			STR_TRY(str_printf(t, "%s: unsupported address "
+					   "literal", d->host));
+			walk_set_last(w, 550, "5.1.2", str_c(t));
+			str_free(&t);
+			walk_fail(w, true);
+			return;
+		}
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ?
+			  (const void *)&((struct sockaddr_in *)&ss)->sin_addr :
+			  (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  ip, sizeof(ip));
+		walk_add(w, ip, (const struct sockaddr *)&ss,
+			 d->q->set.smtp_port);
+		if (w->ncand > 0) {
+			free(w->cand[0].tls_name);	/* no SNI for an IP */
+			w->cand[0].tls_name = NULL;
+		}
 		walk_next(w);
 	} else if (d->kind == DK_MX) {
 		if (d->q->dns == NULL) {

@@ -8,9 +8,10 @@
  * are made when first needed), and starts watching the queue (scan.c).  A
  * 1 s tick starts deferred messages whose time came, closes idle
  * connections, forgets unused remote domains and runs the periodic
- * rescan.  A reload that changes dns_resolvers or dns_timeout starts a
- * new resolver (lookups under way end as temporary failures).  On stop no new message starts; those being
- * delivered finish (or are cut at the drain deadline and found in active/
+ * rescan.  A reload that changes dns_resolvers, dns_timeout or
+ * dns_cache_ttl_max starts a new resolver with an empty answer cache
+ * (lookups under way end as temporary failures).  On stop no new message
+ * starts; those being delivered finish (or are cut at the drain deadline and found in active/
  * at the next start).
  */
 #include "config.h"
@@ -285,20 +286,24 @@ static void qmgr_dns_setting(struct qmgr *q, const struct cfg *cfg)
 	const char *const *list = cfg_list(cfg, OPT_DNS_RESOLVERS, &n);
 	const char *text = cfg_str(cfg, OPT_DNS_RESOLVERS);
 	uint64_t timeout = cfg_duration(cfg, OPT_DNS_TIMEOUT);
+	uint64_t ttl_max = cfg_duration(cfg, OPT_DNS_CACHE_TTL_MAX);
 	struct dns_settings ds = {
 		.servers = list, .nservers = n,
 		.timeout_ms = timeout, .tries = 2,
+		.cache_ttl_max_ms = ttl_max,
 	};
 	const char *error;
 
 	if (q->dns != NULL && q->set.dns_servers != NULL &&
 	    strcmp(q->set.dns_servers, text) == 0 &&
-	    q->set.dns_timeout_ms == timeout)
+	    q->set.dns_timeout_ms == timeout &&
+	    q->set.dns_cache_ttl_max_ms == ttl_max)
 		return;
 	dns_resolver_free(&q->dns);
 	free(q->set.dns_servers);
 	q->set.dns_servers = xstrdup(text);
 	q->set.dns_timeout_ms = timeout;
+	q->set.dns_cache_ttl_max_ms = ttl_max;
 	q->dns = dns_resolver_new(q->loop, &ds, &error);
 	if (q->dns == NULL)
 		log_error(NULL, "DNS resolver (dns_resolvers = %s): %s; mail "
@@ -331,6 +336,7 @@ static void qmgr_settings(struct qmgr *q)
 	qmgr_servers_setting(q, cfg);
 	qmgr_dns_setting(q, cfg);
 	s->active_limit = (unsigned)cfg_int(cfg, OPT_QMGR_ACTIVE_LIMIT);
+	s->active_bytes_limit = cfg_size(cfg, OPT_QMGR_ACTIVE_BYTES_LIMIT);
 	s->dest_limit =
 		(unsigned)cfg_int(cfg, OPT_QMGR_DESTINATION_CONCURRENCY);
 	free(s->hostname);
@@ -392,9 +398,10 @@ static int qmgr_init(struct svc *svc, const char **error_r)
 	q->tick.data = q;
 	uv_timer_start(&q->tick, qmgr_tick, 1000, 1000);
 	log_info(NULL, "qmgr ready: retry %llds..%llds, lifetime %llds, "
-		 "%u messages at once", (long long)q->set.retry_min,
-		 (long long)q->set.retry_max, (long long)q->set.lifetime,
-		 q->set.active_limit);
+		 "%u messages and %llu bytes at once",
+		 (long long)q->set.retry_min, (long long)q->set.retry_max,
+		 (long long)q->set.lifetime, q->set.active_limit,
+		 (unsigned long long)q->set.active_bytes_limit);
 	return 0;
 }
 

@@ -54,7 +54,9 @@ struct qmgr_settings {
 	unsigned smtp_tls;		/* 0 none, 1 may, 2 encrypt */
 	char *dns_servers;		/* the dns_resolvers text, to see changes */
 	uint64_t dns_timeout_ms;
+	uint64_t dns_cache_ttl_max_ms;
 	unsigned active_limit, dest_limit;
+	uint64_t active_bytes_limit;	/* qmgr_active_bytes_limit */
 	char *hostname, *postmaster;
 };
 
@@ -87,6 +89,8 @@ struct qmgr {
 	struct qpending *deferred;	/* waiting for their time */
 	size_t ndeferred, deferred_cap;
 	unsigned active;
+	uint64_t active_bytes;	/* queue file sizes of the active ones */
+	bool bytes_full;	/* logged that active_bytes_limit was hit */
 	int64_t last_rescan_ms;
 	bool scanning;
 };
@@ -101,13 +105,17 @@ double qmgr_now_precise(void);
 int scan_start(struct qmgr *q, const char **error_r);
 void scan_stop(struct qmgr *q);
 void scan_tick(struct qmgr *q);
-/* A message ended its attempt: deferred (due > 0) or gone. */
+/* A message ended its attempt: deferred (due > 0) or gone; bytes: what
+ * deliver_start() was given. */
 void scan_message_done(struct qmgr *q, const char *id, bool deferred,
-		       int64_t due);
+		       int64_t due, uint64_t bytes);
 void scan_rescan(struct qmgr *q, bool deferred_too, bool flush);
 
 /* deliver.c */
-void deliver_start(struct qmgr *q, const char *id, enum qfolder from);
+/* bytes: the size of its queue file, charged to active_bytes until
+ * scan_message_done(). */
+void deliver_start(struct qmgr *q, const char *id, enum qfolder from,
+		   uint64_t bytes);
 
 /* dest.c */
 /* A connection (c), or none (c NULL) and why: err (NULL when the

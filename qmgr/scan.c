@@ -6,7 +6,8 @@
  * earlier process left there, then incoming/ and deferred/) and a rescan
  * every qmgr_rescan_interval catch anything an event missed.  Work waits
  * in a FIFO until fewer than qmgr_active_limit messages are being
- * delivered.  Deferred messages wait in a list with their next try; the
+ * delivered and the next one's queue file fits in qmgr_active_bytes_limit
+ * (the sizes of those being delivered, which are held in memory).  Deferred messages wait in a list with their next try; the
  * tick starts those that are due.  `ternctl queue flush` creates
  * queue/flush: seeing it, qmgr removes it and makes every deferred
  * message due now.  Folder reads run on the thread pool.
@@ -105,15 +106,44 @@ static void qidset_free(struct qidset **sp)
 
 /* ---- work lists ---- */
 
+/* The size of a waiting message's queue file (0 when it is gone: the
+ * attempt finds that out). */
+static uint64_t pending_bytes(const struct qmgr *q, const struct qpending *p)
+{
+	char *path = qmgr_path(q, p->from, p->id);
+	struct stat st;
+	uint64_t n = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+
+	free(path);
+	return n;
+}
+
 static void pump(struct qmgr *q)
 {
 	while (!q->stopping && q->active < q->set.active_limit &&
 	       q->pending_head < q->npending) {
-		struct qpending *p = &q->pending[q->pending_head++];
+		struct qpending *p = &q->pending[q->pending_head];
+		uint64_t bytes = pending_bytes(q, p);
 
+		if (q->active > 0 &&
+		    q->active_bytes + bytes > q->set.active_bytes_limit) {
+			if (!q->bytes_full)
+				log_info(NULL, "%u messages of %llu bytes "
+					 "in delivery: the next waits "
+					 "(qmgr_active_bytes_limit %llu)",
+					 q->active,
+					 (unsigned long long)q->active_bytes,
+					 (unsigned long long)
+						 q->set.active_bytes_limit);
+			q->bytes_full = true;
+			break;
+		}
+		q->bytes_full = false;
+		q->pending_head++;
 		q->active++;
+		q->active_bytes += bytes;
 		svc_session_opened(q->svc);
-		deliver_start(q, p->id, p->from);
+		deliver_start(q, p->id, p->from, bytes);
 	}
 	if (q->pending_head == q->npending)
 		q->pending_head = q->npending = 0;
@@ -186,9 +216,10 @@ static void found(struct qmgr *q, const char *id, enum qfolder from,
 }
 
 void scan_message_done(struct qmgr *q, const char *id, bool deferred,
-		       int64_t due)
+		       int64_t due, uint64_t bytes)
 {
 	q->active--;
+	q->active_bytes -= bytes;
 	svc_session_closed(q->svc);
 	if (q->known == NULL)
 		return;		/* stopping */

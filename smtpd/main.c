@@ -73,6 +73,7 @@ static void smtpd_settings(struct smtpd *sd)
 					      cfg_enum(cfg,
 						       OPT_SMTPD_PLAINTEXT_AUTH));
 	sd->size_limit = cfg_size(cfg, OPT_MESSAGE_SIZE_LIMIT);
+	sd->hop_limit = (unsigned)cfg_int(cfg, OPT_SMTPD_HOP_COUNT_LIMIT);
 	sd->rcpt_limit = (unsigned)cfg_int(cfg, OPT_SMTPD_RECIPIENT_LIMIT);
 	sd->error_limit = (unsigned)cfg_int(cfg, OPT_SMTPD_ERROR_LIMIT);
 	sd->conn_limit = (unsigned)cfg_int(cfg,

@@ -55,6 +55,7 @@ struct msg {
 	bool header_done;
 	enum filter_verdict verdict;
 	char *verdict_reply;
+	unsigned hops;		/* Received fields, ours included */
 	/* the end */
 	bool waiting;		/* the feed waits for a spool write */
 	enum msg_step step;
@@ -179,7 +180,8 @@ static bool refused(const struct msg *m)
 
 	if (!m->sd->normalize_newlines)
 		bad |= SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF;
-	return (m->flags & bad) != 0 || m->verdict != FILTER_CONTINUE;
+	return (m->flags & bad) != 0 || m->verdict != FILTER_CONTINUE ||
+	       m->hops > m->sd->hop_limit;
 }
 
 /* Logs the Message-ID field, Postfix-style, when the header has one. */
@@ -214,12 +216,43 @@ static void log_message_id(struct msg *m)
 	}
 }
 
+/* Received fields in the client's header (their names at the start of a
+ * line, any case, "Received :" too). */
+static unsigned count_received(const char *h, size_t len)
+{
+	static const char name[] = "received";
+	unsigned n = 0;
+
+	for (size_t i = 0; i < len;) {
+		const char *eol = memchr(h + i, '\n', len - i);
+		size_t end = eol != NULL ? (size_t)(eol - h) : len;
+
+		if (end - i > sizeof(name) - 1 &&
+		    strncasecmp(h + i, name, sizeof(name) - 1) == 0) {
+			size_t k = i + sizeof(name) - 1;
+
+			while (k < end && (h[k] == ' ' || h[k] == '\t'))
+				k++;
+			if (k < end && h[k] == ':')
+				n++;
+		}
+		i = end + 1;
+	}
+	return n;
+}
+
 static void header_end(struct msg *m)
 {
 	const char *reply = NULL;
 
 	m->header_done = true;
 	log_message_id(m);
+	/* One more: the Received field of our own. */
+	m->hops = count_received(str_c(m->header), str_len(m->header)) + 1;
+	if (m->hops > m->sd->hop_limit) {
+		str_free(&m->header);	/* refused at the end: no filters */
+		return;
+	}
 	m->verdict = filter_headers(m->sd, &m->env, str_c(m->header),
 				    str_len(m->header), &reply);
 	if (m->verdict != FILTER_CONTINUE && reply != NULL)
@@ -423,6 +456,12 @@ static bool refuse(struct msg *m)
 		reply_done(m, "550 5.5.2 Error: bare %s received; lines must "
 			   "end with <CR><LF>", m->flags & SMTP_DATA_BARE_LF ?
 			   "<LF>" : "<CR>");
+	} else if (m->hops > m->sd->hop_limit) {
+		log_info(m->id, "reject: message from=<%s>: too many hops (%u "
+			 "Received header fields, smtpd_hop_count_limit %u)",
+			 m->env.sender, m->hops, m->sd->hop_limit);
+		reply_done(m, "554 5.4.6 Too many hops (%u Received header "
+			   "fields): mail loop?", m->hops);
 	} else if (m->verdict != FILTER_CONTINUE) {
 		log_info(m->id, "reject: message from=<%s>: content filter: "
 			 "%s", m->env.sender, m->verdict_reply != NULL ?

@@ -43,6 +43,7 @@ struct smtpd {
 	struct netlist *mynetworks;
 	enum svc_plaintext plaintext;	/* smtpd_plaintext_auth */
 	uint64_t size_limit;		/* message_size_limit */
+	unsigned hop_limit;		/* smtpd_hop_count_limit */
 	unsigned rcpt_limit;		/* smtpd_recipient_limit */
 	unsigned error_limit;		/* smtpd_error_limit */
 	unsigned conn_limit;		/* smtpd_client_connection_limit */

@@ -67,17 +67,18 @@ int main(int argc, char **argv)
 	int opt, fd;
 
 	memset(&env, 0, sizeof(env));
-	while ((opt = getopt(argc, argv, "r:e:8d:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:e:8Ud:")) != -1) {
 		switch (opt) {
 		case 'r': env.ret = xstrdup(optarg); break;
 		case 'e': env.envid = xstrdup(optarg); break;
 		case '8': env.body = xstrdup("8BITMIME"); break;
+		case 'U': env.smtputf8 = true; break;
 		case 'd': folder = optarg; break;
 		default: return 2;
 		}
 	}
 	if (argc - optind < 3) {
-		fprintf(stderr, "usage: tern-qinject [-r RET] [-e ENVID] [-8] "
+		fprintf(stderr, "usage: tern-qinject [-r RET] [-e ENVID] [-8] [-U] "
 			"[-d FOLDER] ROOT SENDER RCPT...\n");
 		return 2;
 	}

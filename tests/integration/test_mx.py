@@ -11,7 +11,9 @@ with 4xx or 5xx is skipped for the next MX; a 4xx to RCPT
 defers and `ternctl queue flush` delivers once the host takes it; a 5xx
 bounces with an RFC 3464 DSN in the sender's mailbox; no MX -> the
 domain's own address; null MX -> 5.1.10; no such domain -> 5.1.2; no name
-server -> deferred (4.4.3), never bounced; an 8-bit message to a host
+server -> deferred (4.4.3), never bounced; MX answers kept for their TTL
+(at most dns_cache_ttl_max, 0 = not kept); address literals delivered
+without the DNS; an 8-bit message to a host
 without 8BITMIME bounces (5.6.3); recipients are grouped by domain; and
 a second Tern instance as the MX host takes the mail over STARTTLS.
 
@@ -20,6 +22,7 @@ are those of test_qmgr.
 """
 import os
 import random
+import re
 import shutil
 import socket
 import struct
@@ -45,6 +48,7 @@ MX = {
     "two.test": [(10, "a.test"), (20, "b.test")],
     "one.test": [(10, "a.test")],
     "nobit.test": [(10, "c.test")],
+    "xn--bcher-kva.test": [(10, "b.test")],
 }
 HOSTS = {
     "a.test": "127.0.0.2",
@@ -117,7 +121,7 @@ class Dns:
         args = [DNSMASQ, "--no-resolv", "--no-hosts", "--no-daemon",
                 "--conf-file=/dev/null", f"--port={port}",
                 "--listen-address=127.0.0.1", "--bind-interfaces",
-                "--local=/test/", "--log-facility=-",
+                "--local=/test/", "--log-facility=-", "--local-ttl=60",
                 f"--pid-file={workdir}/dnsmasq.pid",
                 "--mx-host=nullmx.test,.,0"]
         for name, recs in MX.items():
@@ -263,7 +267,8 @@ def dsn_fields(blob):
 
 def bounced(mx, qid, rcpt, status):
     """The log line, then the DSN in the sender's mailbox."""
-    mx.env.log_has(qid + rf": to=<{rcpt}>, relay=[^,]+, delay=[0-9.]+, "
+    mx.env.log_has(qid + rf": to=<{re.escape(rcpt)}>, relay=[^,]+, "
+                   r"delay=[0-9.]+, "
                    rf"dsn={status.replace('.', '[.]')}, status=bounced",
                    timeout=20)
     got = mx.env.wait_messages("sender@example.com", 1)
@@ -411,6 +416,92 @@ def test_dns_down_defers(mx):
     time.sleep(1)
     assert mx.env.messages("sender@example.com") == []
     assert "status=bounced" not in mx.env.inst.log_text()
+
+
+def set_conf(mx, **settings):
+    """Sets tern.conf keys and reloads."""
+    path = mx.env.inst.conf("tern.conf")
+    with open(path) as f:
+        lines = [l for l in f if l.split(" ")[0] not in settings]
+    lines += [f"{k} = {v}\n" for k, v in settings.items()]
+    with open(path, "w") as f:
+        f.writelines(lines)
+    mx.env.ctl("reload")
+    time.sleep(0.5)
+
+
+def asked_then_dns_gone(mx, ttl_max):
+    """Every message on a new connection, answers kept at most ttl_max:
+    one message to one.test delivered, then the name server stopped.
+    Returns the sink of a.test."""
+    set_conf(mx, qmgr_connection_idle="0", dns_cache_ttl_max=ttl_max)
+    a = mx.sink("a.test")
+    first = mx.env.inject("sender@example.com", ["u@one.test"],
+                          tq.message("asked"))
+    mx.sent(first, "u@one.test", "a.test")
+    mx.dns.stop()
+    return a
+
+
+def deferred_for_dns(mx, domain, tag):
+    qid = mx.env.inject("sender@example.com", [f"u@{domain}"],
+                        tq.message(tag))
+    mx.env.log_has(qid + rf": to=<u@{re.escape(domain)}>, relay=none, "
+                   r"delay=[0-9.]+, dsn=4\.4\.3, status=deferred",
+                   timeout=20)
+
+
+def test_mx_answers_are_kept(mx):
+    """The MX answer is kept for its TTL (60 s here) but no longer than
+    dns_cache_ttl_max: with the name server gone, mail still goes until
+    then, and is deferred after it."""
+    a = asked_then_dns_gone(mx, "6s")
+    kept = mx.env.inject("sender@example.com", ["u@one.test"],
+                         tq.message("kept"))
+    mx.sent(kept, "u@one.test", "a.test")
+    # Not a domain asked before: the name server is needed.
+    deferred_for_dns(mx, "two.test", "other")
+    time.sleep(6.5)
+    deferred_for_dns(mx, "one.test", "late")
+    assert len(a.transactions()) == 2
+
+
+def test_no_mx_cache(mx):
+    asked_then_dns_gone(mx, "0")
+    deferred_for_dns(mx, "one.test", "again")
+
+
+def test_address_literal(mx):
+    """u@[127.0.0.2] goes to that address without the DNS; another kind
+    of address literal bounces."""
+    a = mx.sink("a.test")
+    mx.dns.stop()
+    qid = mx.env.inject("sender@example.com", ["u@[127.0.0.2]"],
+                        tq.message("literal"))
+    mx.env.log_has(qid + r": to=<u@\[127\.0\.0\.2\]>, "
+                   rf"relay=127\.0\.0\.2\[127\.0\.0\.2\]:{mx.port}, "
+                   r"delay=[0-9.]+, dsn=2\.0\.0, status=sent", timeout=20)
+    got = a.transactions()
+    assert len(got) == 1 and b"X-Rcpt-Args: <u@[127.0.0.2]>" in got[0]
+    qid = mx.env.inject("sender@example.com", ["u@[x-tag:abc]"],
+                        tq.message("general"))
+    blob, fields = bounced(mx, qid, "u@[x-tag:abc]", "5.1.3")
+    assert "bad recipient address syntax" in fields["Diagnostic-Code"][0]
+
+
+def test_idn_domain_goes_by_its_a_label(mx):
+    """The MX of bücher.test is asked for as xn--bcher-kva.test (only
+    that name has one) and its host is reached; the address is not
+    rewritten, so the SMTPUTF8 message cannot go to smtp-sink, which does
+    not offer SMTPUTF8: 5.6.7, never a downgrade."""
+    b = mx.sink("b.test")
+    qid = mx.env.inject("sender@example.com", ["u@b\u00fccher.test"],
+                        tq.message("idn"), opts=["-U"])
+    # Log lines show bytes outside ASCII as \xNN.
+    mx.env.log_has(qid + r": to=<u@b\\xc3\\xbccher\.test>, "
+                   r"relay=b\.test\[127\.0\.0\.3\]:\d+, delay=[0-9.]+, "
+                   r"dsn=5\.6\.7, status=bounced", timeout=20)
+    assert b.transactions() == []
 
 
 def test_8bit_needs_8bitmime(mx):

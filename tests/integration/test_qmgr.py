@@ -697,6 +697,25 @@ def test_relayhost_concurrency_limit(env, relay):
     assert relay.connections == 2
 
 
+def test_active_bytes_limit(env, relay):
+    """Messages being delivered are held in memory: no more than
+    qmgr_active_bytes_limit of queue files at once (here 1 MiB: three
+    messages of 300 KB), the rest wait their turn and go after."""
+    env.inst.append_conf("qmgr_active_bytes_limit = 1M\n")
+    env.ctl("reload")
+    time.sleep(0.5)
+    relay.delay = 1.0
+    body = ("x" * 998 + "\r\n") * 300
+    ids = [env.inject("sender@example.com", ["far@elsewhere.example"],
+                      message(f"big{i}", body=body)) for i in range(9)]
+    for qid in ids:
+        env.log_has(qid + r": removed", timeout=60)
+    assert len(relay.transactions) == 9
+    assert 2 <= relay.open_max <= 3, relay.open_max
+    env.log_has(r"messages of \d+ bytes in delivery: the next waits "
+                r"\(qmgr_active_bytes_limit 1048576\)")
+
+
 def test_relayhost_starttls(env):
     ssl_dir = os.path.join(env.root, "conf", "ssl")
     srv = FakeSmtp(tls=(os.path.join(ssl_dir, "tern.crt"),

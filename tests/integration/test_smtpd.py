@@ -327,6 +327,9 @@ def test_unknown_local_recipient_and_relay(env):
     assert code == 550 and b"5.1.1" in text
     code, text = c.rcpt("someone@elsewhere.example")
     assert code == 554 and b"5.7.1" in text and b"Relay" in text
+    # An address literal is another host: relaying too.
+    code, text = c.rcpt("someone@[192.0.2.1]")
+    assert code == 554 and b"5.7.1" in text, text
     code, text = c.rcpt("bob@example.com")
     assert code == 250
     c.quit()
@@ -335,8 +338,12 @@ def test_unknown_local_recipient_and_relay(env):
     # mynetworks may relay.
     env.set_conf("mynetworks", "127.0.0.0/8")
     c = env.smtp()
-    env.send(c, "alice@example.org", ["someone@elsewhere.example"],
+    env.send(c, "alice@example.org", ["someone@elsewhere.example",
+                                      "someone@[IPv6:2001:db8::1]"],
              message("relay"))
+    assert c.mail("alice@example.org")[0] == 250
+    code, text = c.rcpt("x@[tag:general]")
+    assert code == 501 and b"5.1.3" in text, (code, text)
     c.quit()
 
 
@@ -861,3 +868,34 @@ def test_overrides_and_plaintext_auth(env):
                    message("plain-auth"))
     assert env.queued(qid)[0]["P"] == "ESMTPA"
     c.quit()
+
+
+def test_mail_loop_is_refused(env):
+    """A message carrying more Received fields than smtpd_hop_count_limit
+    (ours counted) is refused with 554 5.4.6 and not queued; one under it
+    is taken.  Folded and oddly spelt fields count; a field merely
+    containing the word does not."""
+    env.set_conf("smtpd_hop_count_limit", "5")
+
+    def hops(n, extra=""):
+        fields = "".join(f"{'Received:' if i % 2 else 'RECEIVED :'} "
+                         f"from hop{i}.example\r\n\tby x; now\r\n"
+                         for i in range(n))
+        return fields + extra + message(f"hops{n}")
+
+    c = env.smtp()
+    qid = env.send(c, "a@example.org", ["bob@example.com"],
+                   hops(4, "X-Received: not a hop\r\n"))
+    assert c.mail("a@example.org")[0] == 250
+    assert c.rcpt("bob@example.com")[0] == 250
+    code, text = c.data(hops(5))
+    assert code == 554 and b"5.4.6" in text, (code, text)
+    # The session goes on, BDAT too.
+    env.send(c, "a@example.org", ["bob@example.com"], message("after"))
+    c.quit()
+    replies = bdat_session(env, [hops(5).encode()])
+    assert replies[-1][0] == 554
+    env.log_has(r"reject: message from=<a@example.org>: too many hops "
+                r"\(6 Received header fields, smtpd_hop_count_limit 5\)")
+    queued = os.listdir(os.path.join(env.root, "queue", "incoming"))
+    assert qid in queued and len(queued) == 2, queued

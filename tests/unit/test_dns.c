@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -320,6 +321,86 @@ static void test_lookup_timeout(void **state)
 	close(fd);
 }
 
+/* A response to "mx.test MX" with two MX records (TTL 300 and 120, the
+ * second name compressed), a CNAME (TTL 5, another type), then an A record
+ * in the additional section (not an answer). */
+static const unsigned char mx_answer[] = {
+	0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 1,
+	/* question: mx.test MX IN */
+	2, 'm', 'x', 4, 't', 'e', 's', 't', 0, 0, 15, 0, 1,
+	/* answer 1 (offset 25): pointer to the question's name, MX, TTL 300,
+	 * exchange a.mx.test */
+	0xc0, 12, 0, 15, 0, 1, 0, 0, 1, 44, 0, 6,
+	0, 10, 1, 'a', 0xc0, 12,
+	/* answer 2: TTL 120, exchange b.mx.test (compressed) */
+	0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 120, 0, 6,
+	0, 20, 1, 'b', 0xc0, 12,
+	/* answer 3: a CNAME with TTL 5 (ends at offset 75) */
+	0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 5, 0, 2, 0xc0, 12,
+	/* additional: an A record with TTL 1 */
+	0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 127, 0, 0, 2,
+};
+
+static void test_answer_ttl(void **state)
+{
+	uint32_t ttl = 7;
+	unsigned char b[sizeof(mx_answer)];
+
+	(void)state;
+	assert_int_equal(dns_answer_min_ttl(mx_answer, sizeof(mx_answer), 15,
+					    &ttl), 0);
+	assert_int_equal(ttl, 120);
+	assert_int_equal(dns_answer_min_ttl(mx_answer, sizeof(mx_answer), 5,
+					    &ttl), 0);
+	assert_int_equal(ttl, 5);
+	/* The A record is outside the answer section. */
+	assert_int_equal(dns_answer_min_ttl(mx_answer, sizeof(mx_answer), 1,
+					    &ttl), -1);
+	/* Cut anywhere inside the answers: an error, never a read past
+	 * the end (ASan watches). */
+	for (size_t n = 0; n < 75; n++) {
+		unsigned char *cut = malloc(n > 0 ? n : 1);
+
+		memcpy(cut, mx_answer, n);
+		assert_int_equal(dns_answer_min_ttl(cut, n, 15, &ttl), -1);
+		free(cut);
+	}
+	/* A TTL with the top bit set counts as 0 (RFC 2181). */
+	memcpy(b, mx_answer, sizeof(b));
+	b[31] = 0x80;	/* the first byte of answer 1's TTL */
+	assert_int_equal(dns_answer_min_ttl(b, sizeof(b), 15, &ttl), 0);
+	assert_int_equal(ttl, 0);
+	/* Label types other than plain and pointer are refused. */
+	memcpy(b, mx_answer, sizeof(b));
+	b[12] = 0x40;	/* an extended label type */
+	assert_int_equal(dns_answer_min_ttl(b, sizeof(b), 15, &ttl), -1);
+}
+
+static void test_literal(void **state)
+{
+	struct sockaddr_storage ss;
+	char text[INET6_ADDRSTRLEN];
+
+	(void)state;
+	assert_int_equal(dns_parse_literal("[192.0.2.7]", &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, text,
+		  sizeof(text));
+	assert_string_equal(text, "192.0.2.7");
+	assert_int_equal(dns_parse_literal("[ipv6:2001:DB8::1]", &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, text,
+		  sizeof(text));
+	assert_string_equal(text, "2001:db8::1");
+	static const char *const bad[] = {
+		"", "[", "[]", "192.0.2.7", "[192.0.2.7", "[192.0.2.256]",
+		"[2001:db8::1]", "[IPv6:192.0.2.7]", "[tag:content]",
+		"[192.0.2.7 ]", "[IPv6:2001:db8::1:2:3:4:5:6:7:8:9:10:11:12]",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(dns_parse_literal(bad[i], &ss), -1);
+}
+
 static void test_bad_settings(void **state)
 {
 	uv_loop_t loop;
@@ -347,6 +428,8 @@ int main(void)
 		cmocka_unit_test(test_lookup_no_server),
 		cmocka_unit_test(test_lookup_timeout),
 		cmocka_unit_test(test_bad_settings),
+		cmocka_unit_test(test_answer_ttl),
+		cmocka_unit_test(test_literal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -707,6 +707,22 @@ enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
 	return dir->ops->account_add(dir, acct, error);
 }
 
+enum dir_status dir_account_import(struct dir *dir,
+				   const struct dir_account *acct,
+				   struct str *error)
+{
+	if (dir->ops->account_import == NULL) {
+		str_setf(error, "the %s directory cannot import accounts",
+			 dir->ops->name);
+		return DIR_INVALID;
+	}
+	if (acct->id <= 0) {
+		str_setf(error, "account %s: no id to keep", acct->address);
+		return DIR_INVALID;
+	}
+	return dir->ops->account_import(dir, acct, error);
+}
+
 enum dir_status dir_account_set(struct dir *dir,
 				const struct dir_account *acct,
 				struct str *error)

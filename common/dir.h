@@ -227,6 +227,13 @@ void dir_domain_array_free(struct dir_domain ***list, size_t count);
  * alias or list).  id and created are filled in. */
 enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
 				struct str *error) TERN_WUR;
+/* The same, keeping acct->id and acct->created (a copy of an account from
+ * another directory: tern-stored files mail under the id); the next id
+ * given to a new account moves past it.  The LDAP backend only (DIR_INVALID
+ * with the embedded one). */
+enum dir_status dir_account_import(struct dir *dir,
+				   const struct dir_account *acct,
+				   struct str *error) TERN_WUR;
 /* Replaces display_name, quota, status, mailhost, cos and (when not NULL)
  * password_hash of the account named by acct->address. */
 enum dir_status dir_account_set(struct dir *dir,

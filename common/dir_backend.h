@@ -66,6 +66,10 @@ struct dir_ops {
 	enum dir_status (*account_add)(struct dir *dir,
 				       struct dir_account *acct,
 				       struct str *error);
+	/* NULL for backends that cannot keep a given id. */
+	enum dir_status (*account_import)(struct dir *dir,
+					  const struct dir_account *acct,
+					  struct str *error);
 	enum dir_status (*account_set)(struct dir *dir,
 				       const struct dir_account *acct,
 				       struct str *error);

@@ -8,7 +8,9 @@
  *
  * An empty ldap_uri means the bundled slapd that `ternctl setup
  * --directory=ldap` creates: ldapi:// on run/ldapi under the instance root,
- * with the path percent-encoded as RFC 4516 URLs want it.
+ * with the path percent-encoded as RFC 4516 URLs want it.  Opened for
+ * writing (ternctl), the LDAP backend goes to ldap_write_uri when it is
+ * set: the provider of a replica, whose own slapd refuses writes.
  */
 #include "config.h"
 
@@ -52,10 +54,12 @@ char *dir_ldap_bundled_uri(const char *root)
 	return r;
 }
 
-static char *uri_of(const struct cfg *cfg)
+static char *uri_of(const struct cfg *cfg, bool readonly)
 {
 	const char *uri = cfg_str(cfg, OPT_LDAP_URI);
 
+	if (!readonly && cfg_str(cfg, OPT_LDAP_WRITE_URI)[0] != '\0')
+		uri = cfg_str(cfg, OPT_LDAP_WRITE_URI);
 	if (uri[0] != '\0')
 		return xstrdup(uri);
 	return dir_ldap_bundled_uri(cfg_root(cfg));
@@ -64,7 +68,7 @@ static char *uri_of(const struct cfg *cfg)
 char *dir_config_describe(const struct cfg *cfg)
 {
 	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_LDAP)
-		return uri_of(cfg);
+		return uri_of(cfg, true);
 	return xstrdup(cfg_str(cfg, OPT_DIRECTORY_FILE));
 }
 
@@ -78,7 +82,7 @@ enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
 	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) != DIR_BACKEND_LDAP)
 		return dir_open_sqlite(cfg_str(cfg, OPT_DIRECTORY_FILE),
 				       readonly, dir_r, error);
-	uri = uri_of(cfg);
+	uri = uri_of(cfg, readonly);
 	set.uri = uri;
 	set.base_dn = cfg_str(cfg, OPT_LDAP_BASE_DN);
 	set.bind_dn = cfg_str(cfg, OPT_LDAP_BIND_DN);

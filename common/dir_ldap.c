@@ -761,6 +761,48 @@ static enum dir_status next_id(struct ldir *l, int64_t *id_r,
 	return DIR_TEMPFAIL;
 }
 
+/* ternNextId past id (an imported account's), by the same
+ * compare-and-swap. */
+static enum dir_status next_id_past(struct ldir *l, int64_t id,
+				    struct str *error)
+{
+	static const char *const attrs[] = { "ternNextId", NULL };
+	enum dir_status st = DIR_TEMPFAIL;
+
+	for (int i = 0; i < LDIR_CAS_TRIES; i++) {
+		LDAPMessage *res = NULL, *e;
+		struct mods m = { .n = 0 };
+		int64_t cur = 0;
+
+		st = ld_search(l, l->state_dn, LDAP_SCOPE_BASE,
+			       "(objectClass=*)", attrs, &res, error);
+		if (st == DIR_OK && (e = ldap_first_entry(l->ld, res)) != NULL)
+			cur = val_i64(l->ld, e, "ternNextId");
+		if (res != NULL)
+			ldap_msgfree(res);
+		if (st != DIR_OK)
+			return st == DIR_NOTFOUND ? DIR_TEMPFAIL : st;
+		if (cur <= 0) {
+			str_setf(error, "%s has no ternNextId", l->state_dn);
+			return DIR_TEMPFAIL;
+		}
+		if (cur > id)
+			return DIR_OK;
+		mods_add_u64(&m, LDAP_MOD_DELETE, "ternNextId", (uint64_t)cur);
+		mods_add_u64(&m, LDAP_MOD_ADD, "ternNextId",
+			     (uint64_t)id + 1);
+		str_clear(error);
+		st = ld_write(l, OP_MODIFY, l->state_dn, m.list, error);
+		mods_free(&m);
+		if (st == DIR_OK)
+			return DIR_OK;
+		if (str_len(error) > 0)
+			return st;	/* not a lost race */
+	}
+	str_setf(error, "could not move the next account id (contention)");
+	return DIR_TEMPFAIL;
+}
+
 /* ---- lookups ---- */
 
 static const char *const addr_attrs[] = {
@@ -1374,17 +1416,18 @@ static enum dir_status address_free(struct ldir *l, const char *addr,
 	return st;
 }
 
-static enum dir_status ld_account_add(struct dir *base,
-				      struct dir_account *acct,
-				      struct str *error)
+/* An account entry; keep: with acct->id and acct->created as they are. */
+static enum dir_status account_add(struct ldir *l, struct dir_account *acct,
+				   bool keep, struct str *error)
 {
-	struct ldir *l = (struct ldir *)base;
 	char *addr = NULL, *host = NULL, *dcos = NULL, *dn = NULL;
 	char *pw = NULL;
 	static const char *const classes[] = {
 		"inetOrgPerson", "ternAccount", NULL,
 	};
-	int64_t id = 0, now = (int64_t)time(NULL);
+	int64_t id = keep ? acct->id : 0;
+	int64_t now = keep && acct->created > 0 ? acct->created :
+						  (int64_t)time(NULL);
 	struct mods m = { .n = 0 };
 	enum dir_status st;
 
@@ -1396,7 +1439,7 @@ static enum dir_status ld_account_add(struct dir *base,
 	if (st == DIR_OK && acct->cos != NULL)
 		st = cos_must_exist(l, acct->cos, error);
 	if (st == DIR_OK)
-		st = next_id(l, &id, error);
+		st = keep ? next_id_past(l, id, error) : next_id(l, &id, error);
 	if (st != DIR_OK)
 		goto out;
 	dn = entry_dn(l, addr);
@@ -1437,6 +1480,22 @@ out:
 	free(host);
 	free(dcos);
 	return st;
+}
+
+static enum dir_status ld_account_add(struct dir *base,
+				      struct dir_account *acct,
+				      struct str *error)
+{
+	return account_add((struct ldir *)base, acct, false, error);
+}
+
+static enum dir_status ld_account_import(struct dir *base,
+					 const struct dir_account *acct,
+					 struct str *error)
+{
+	struct dir_account copy = *acct;
+
+	return account_add((struct ldir *)base, &copy, true, error);
 }
 
 static enum dir_status ld_account_set(struct dir *base,
@@ -2490,6 +2549,7 @@ static const struct dir_ops ldap_ops = {
 	.domain_get = ld_domain_get,
 	.domain_list = ld_domain_list,
 	.account_add = ld_account_add,
+	.account_import = ld_account_import,
 	.account_set = ld_account_set,
 	.account_del = ld_account_del,
 	.account_get = ld_account_get,

@@ -6,7 +6,9 @@
  * never overwritten, so running it twice is safe.  As root it also creates
  * the unprivileged account daemons run as (the user option, "tern") and
  * gives it the folders it writes to; the TLS key is root:tern 0640.
- * --directory=ldap adds the bundled OpenLDAP server (setup_ldap.c).
+ * --directory=ldap adds the bundled OpenLDAP server (setup_ldap.c); with
+ * --ldap-provider=URI and --ldap-replicator-password-file=FILE it is a
+ * replica of another instance's, and tern.conf gets ldap_write_uri = URI.
  * --memcached[=socket|tcp] adds the bundled memcached (the proxy's route
  * cache): a services.conf line that tern-master runs (-U 0, as the daemon
  * user when started as root) on run/memcached/memcached.sock (the folder
@@ -290,7 +292,7 @@ static int ldap_line(struct ctl *ctl, unsigned port_base, struct str *line)
 }
 
 static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
-		      enum memcached_mode mc)
+		      const char *provider, enum memcached_mode mc)
 {
 	const char *installed[TERN_NELEM(known_programs) + 1];
 	struct str *text = str_new(4096, 1 << 20);
@@ -309,6 +311,12 @@ static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
 				 "directory_backend = ldap\n"
 				 "ldap_authd_bind_dn = cn=tern-authd,dc=tern\n")
 	    < 0)
+		goto fail;
+	if (provider != NULL &&
+	    (str_append_c(text, "# It is a replica: ternctl writes to the "
+			  "provider.\nldap_write_uri = ") < 0 ||
+	     str_append_c(text, provider) < 0 ||
+	     str_append_c(text, "\n") < 0))
 		goto fail;
 	if (mc != MEMCACHED_NONE &&
 	    (str_append_c(text, "\n# The proxy's route cache is the bundled "
@@ -440,6 +448,30 @@ static int setup_proxy_secret(const struct cfg *cfg)
 	return r < 0 ? -1 : 0;
 }
 
+/* --ldap-provider and --ldap-replicator-password-file: both or neither,
+ * with --directory=ldap; the URI goes into cn=config and tern.conf. */
+static int replica_check(const struct setup_ldap_replica *rep, bool ldap)
+{
+	const char *u = rep->provider;
+
+	if (u == NULL && rep->password_file == NULL)
+		return 0;
+	if (u == NULL || rep->password_file == NULL || !ldap) {
+		fprintf(stderr, "ternctl: --ldap-provider needs "
+			"--ldap-replicator-password-file and "
+			"--directory=ldap\n");
+		return -1;
+	}
+	if ((strncmp(u, "ldap://", 7) != 0 && strncmp(u, "ldaps://", 8) != 0 &&
+	     strncmp(u, "ldapi://", 8) != 0) ||
+	    u[strcspn(u, " \t\r\n\"\\")] != '\0' || strlen(u) > 1024) {
+		fprintf(stderr, "ternctl: --ldap-provider must be one LDAP URI "
+			"(ldap://HOST:PORT/), without spaces or quotes\n");
+		return -1;
+	}
+	return 0;
+}
+
 int ctl_setup(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -447,8 +479,12 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		{ "hostname", required_argument, NULL, 'H' },
 		{ "directory", required_argument, NULL, 'd' },
 		{ "memcached", optional_argument, NULL, 'm' },
+		{ "ldap-provider", required_argument, NULL, 'P' },
+		{ "ldap-replicator-password-file", required_argument, NULL,
+		  'W' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct setup_ldap_replica replica = { NULL, NULL };
 	char host[256] = "";
 	unsigned long port_base = 0;
 	struct str *err = str_new(256, 8192);
@@ -493,13 +529,23 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 				goto out;
 			}
 			break;
+		case 'P':
+			replica.provider = optarg;
+			break;
+		case 'W':
+			replica.password_file = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: ternctl setup [--port-base N] "
 				"[--hostname NAME] [--directory=sqlite|ldap] "
-				"[--memcached[=socket|tcp]]\n");
+				"[--memcached[=socket|tcp]] "
+				"[--ldap-provider=URI "
+				"--ldap-replicator-password-file=FILE]\n");
 			goto out;
 		}
 	}
+	if (replica_check(&replica, ldap) < 0)
+		goto out;
 	if (optind != argc) {
 		fprintf(stderr, "ternctl: unexpected argument '%s'\n",
 			argv[optind]);
@@ -517,7 +563,8 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 		if (r < 0)
 			goto out;
 	}
-	if (setup_conf(ctl, (unsigned)port_base, ldap, mc) < 0)
+	if (setup_conf(ctl, (unsigned)port_base, ldap, replica.provider,
+		       mc) < 0)
 		goto out;
 	conf = ctl_path(ctl, "conf/tern.conf");
 	if (cfg_load(ctl->root, conf, ctl_warn, NULL, &cfg, err) < 0) {
@@ -536,15 +583,17 @@ int ctl_setup(struct ctl *ctl, int argc, char **argv)
 	    setup_user(ctl, cfg_str(cfg, OPT_USER)) < 0 ||
 	    setup_proxy_secret(cfg) < 0)
 		goto out;
-	if (ldap && setup_ldap_instance(ctl, cfg) < 0)
+	if (ldap && setup_ldap_instance(ctl, cfg, replica.provider != NULL ?
+						     &replica : NULL) < 0)
 		goto out;
 	if (mc == MEMCACHED_SOCKET &&
 	    memcached_dir(ctl, cfg_str(cfg, OPT_USER)) < 0)
 		goto out;
 	if (ldap &&
 	    cfg_enum(cfg, OPT_DIRECTORY_BACKEND) != DIR_BACKEND_LDAP)
-		printf("note: conf/tern.conf was kept; set directory_backend "
-		       "= ldap in it to use the bundled directory\n");
+		printf("note: conf/tern.conf was kept; to move the embedded "
+		       "directory into the bundled one, see ternctl directory "
+		       "migrate --to=ldap (docs/ldap.md)\n");
 	if (mc != MEMCACHED_NONE &&
 	    cfg_str(cfg, OPT_PROXY_MEMCACHED_SERVERS)[0] == '\0')
 		printf("note: conf/tern.conf was kept; set "

@@ -7,9 +7,17 @@
  * cosine, inetorgperson and Tern's tern.ldif; an mdb database in db/ for
  * ldap_base_dn with indexes and ACLs) and the database's first entries
  * (slapadd -n1: the base entry, the service DN ternctl writes with, the
- * read-only DN tern-authd binds as, and the skeleton under it), and
- * conf/ldap.secret and conf/ldap-authd.secret with their random passwords
- * (their {ARGON2} hashes are in the directory).  slapd runs
+ * read-only DN tern-authd binds as, the replication DN replicas bind as,
+ * and the skeleton under it), and conf/ldap.secret,
+ * conf/ldap-authd.secret and conf/ldap-replicator.secret with their
+ * random passwords (their {ARGON2} hashes are in the directory).
+ *
+ * With --ldap-provider the database is a replica instead: a syncrepl
+ * consumer (refreshAndPersist) of the provider's, bound as its
+ * cn=tern-replicator, that sends writers to the provider (olcUpdateRef);
+ * it starts empty and holds no secrets of its own (the provider's
+ * conf/ldap.secret and conf/ldap-authd.secret are copied by hand).
+ * slapd runs
  * under tern-master as the first line of services.conf, on ldapi:// at
  * run/ldapi and on 127.0.0.1 at the instance's LDAP port.  An existing
  * data/ldap/slapd.d is kept as it is.
@@ -18,8 +26,8 @@
  * everything; password hashes are readable by no one but the service DN,
  * and writable by their owner; every authenticated user may read the
  * address-book attributes of the entries under ou=domains; the service DN
- * writes the whole tree and tern-authd's DN reads it (hashes included);
- * the rest is readable only by its owner.
+ * writes the whole tree and tern-authd's DN and the replication DN read
+ * it (hashes included); the rest is readable only by its owner.
  */
 #include "config.h"
 
@@ -51,6 +59,9 @@
 #define TEXT_MAX (256 * 1024)
 #define SERVICE_RDN "cn=tern-service"
 #define AUTHD_RDN "cn=tern-authd"
+#define REPL_RDN "cn=tern-replicator"
+/* A replica retries the provider every second 30 times, then every 10 s. */
+#define REPL_RETRY "1 30 10 +"
 
 extern char **environ;
 
@@ -147,8 +158,28 @@ static char *base_dc(const char *base)
 	return xstrndup(base + 3, n);
 }
 
+/* The olcSyncrepl and olcUpdateRef lines of a replica. */
+static int replica_ldif(const struct setup_ldap_replica *rep,
+			const char *base, const char *repl,
+			const char *secret, struct str *out)
+{
+	const char *const parts[] = {
+		"olcSyncrepl: {0}rid=001 provider=", rep->provider,
+		" bindmethod=simple binddn=\"", repl, "\" credentials=\"",
+		secret, "\" searchbase=\"", base, "\" scope=sub "
+		"type=refreshAndPersist retry=\"" REPL_RETRY "\" "
+		"timeout=5 network-timeout=5\n",
+		"olcUpdateRef: ", rep->provider, "\n",
+		NULL,
+	};
+
+	return append(out, parts);
+}
+
 static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
-		       const char *authd, struct str *out)
+		       const char *authd, const char *repl,
+		       const struct setup_ldap_replica *rep,
+		       const char *secret, struct str *out)
 {
 	char *db = ctl_path(ctl, "data/ldap/db");
 	char *schema = ctl_path(ctl, "data/ldap/tern.ldif");
@@ -185,6 +216,8 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 		"time=unlimited\n"
 		"olcLimits: {1}dn.exact=\"", authd, "\" size=unlimited "
 		"time=unlimited\n"
+		"olcLimits: {2}dn.exact=\"", repl, "\" size=unlimited "
+		"time=unlimited\n"
 		"olcDbIndex: objectClass eq\n"
 		"olcDbIndex: mail eq,sub\n"
 		"olcDbIndex: cn,sn,givenName,displayName eq,sub\n"
@@ -198,21 +231,32 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 		"olcAccess: {0}to * by dn.exact=", peer, " manage by * break\n",
 		"olcAccess: {1}to attrs=userPassword by dn.exact=\"", svc,
 		"\" write by dn.exact=\"", authd, "\" read "
+		"by dn.exact=\"", repl, "\" read "
 		"by self =w by anonymous auth by * none\n",
 		"olcAccess: {2}to dn.subtree=\"ou=domains,", base, "\" "
 		"attrs=entry,objectClass,mail,cn,sn,givenName,displayName,"
 		"ternMailAlternateAddress "
 		"by dn.exact=\"", svc, "\" write by dn.exact=\"", authd,
-		"\" read by users read by * none\n",
+		"\" read by dn.exact=\"", repl, "\" read "
+		"by users read by * none\n",
 		"olcAccess: {3}to * by dn.exact=\"", svc, "\" write "
-		"by dn.exact=\"", authd, "\" read by self read by * none\n\n",
-		"dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n"
+		"by dn.exact=\"", authd, "\" read by dn.exact=\"", repl,
+		"\" read by self read by * none\n",
+		NULL,
+	};
+	static const char *const overlay[] = {
+		"\ndn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n"
 		"objectClass: olcOverlayConfig\n"
-		"objectClass: olcSyncProvConfig\nolcOverlay: {0}syncprov\n",
+		"objectClass: olcSyncProvConfig\nolcOverlay: {0}syncprov\n"
+		"olcSpCheckpoint: 100 10\nolcSpSessionLog: 1000\n",
 		NULL,
 	};
 
 	r = append(out, parts);
+	if (r == 0 && rep != NULL)
+		r = replica_ldif(rep, base, repl, secret, out);
+	if (r == 0)
+		r = append(out, overlay);
 	free(db);
 	free(schema);
 	return r;
@@ -220,7 +264,8 @@ static int config_ldif(struct ctl *ctl, const char *base, const char *svc,
 
 static int base_ldif(const char *base, const char *dc, const char *svc,
 		     const char *hash, const char *authd,
-		     const char *authd_hash, struct str *out)
+		     const char *authd_hash, const char *repl,
+		     const char *repl_hash, struct str *out)
 {
 	const char *const parts[] = {
 		"dn: ", base, "\nobjectClass: dcObject\n"
@@ -233,6 +278,11 @@ static int base_ldif(const char *base, const char *dc, const char *svc,
 		"objectClass: simpleSecurityObject\ncn: tern-authd\n"
 		"description: tern-authd binds as this DN; it may only read\n"
 		"userPassword: {ARGON2}", authd_hash, "\n\n",
+		"dn: ", repl, "\nobjectClass: organizationalRole\n"
+		"objectClass: simpleSecurityObject\ncn: tern-replicator\n"
+		"description: replicas (syncrepl) bind as this DN; it may "
+		"only read\n"
+		"userPassword: {ARGON2}", repl_hash, "\n\n",
 		"dn: cn=tern,", base, "\nobjectClass: ternDirectory\ncn: tern\n"
 		"ternSerial: 1\nternNextId: 1\n\n",
 		"dn: ou=domains,", base, "\nobjectClass: organizationalUnit\n"
@@ -317,24 +367,116 @@ static int slapadd(const char *slapd_d, int db, const char *ldif)
 	return run_program(argv);
 }
 
-int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
+/* The replication password from FILE's first line (malloc'd): it goes
+ * into a quoted olcSyncrepl value, so no quotes, backslashes or control
+ * characters. */
+static char *replica_secret(const char *path)
+{
+	char buf[1024];
+	FILE *f = fopen(path, "r");
+	bool ok;
+	char *r = NULL;
+
+	if (f == NULL) {
+		fprintf(stderr, "ternctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	ok = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	if (ok)
+		buf[strcspn(buf, "\r\n")] = '\0';
+	for (const char *p = buf; ok && *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\' ||
+		    *p == 0x7f)
+			ok = false;
+	if (!ok || buf[0] == '\0')
+		fprintf(stderr, "ternctl: %s: the first line must be the "
+			"replication password (printable, without quotes or "
+			"backslashes)\n", path);
+	else
+		r = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return r;
+}
+
+/* "RDN,BASE" (malloc'd). */
+static char *dn_under(const char *rdn, const char *base)
+{
+	size_t n = strlen(rdn) + 1 + strlen(base) + 1;
+	char *dn = xmalloc(n);
+
+	snprintf(dn, n, "%s,%s", rdn, base);
+	return dn;
+}
+
+struct ldap_paths {
+	char *dir, *slapd_d, *db, *schema, *conf, *first;
+};
+
+static void paths_free(struct ldap_paths *p)
+{
+	free(p->dir);
+	free(p->slapd_d);
+	free(p->db);
+	free(p->schema);
+	free(p->conf);
+	free(p->first);
+}
+
+/* The provider's secrets and first entries (not for a replica). */
+static int provider_entries(struct ctl *ctl, const struct passwd *pw,
+			    const struct ldap_paths *lp, const char *base,
+			    const char *dc, const char *svc, const char *authd,
+			    const char *repl)
+{
+	struct str *text = str_new(4096, TEXT_MAX), *hash = str_new(128, 1024);
+	struct str *authd_hash = str_new(128, 1024);
+	struct str *repl_hash = str_new(128, 1024);
+	int r = -1;
+
+	if (make_secret(ctl, pw, "ldap.secret", "the service DN's password",
+			hash) < 0 ||
+	    make_secret(ctl, pw, "ldap-authd.secret",
+			"tern-authd's read-only DN's password",
+			authd_hash) < 0 ||
+	    make_secret(ctl, pw, "ldap-replicator.secret",
+			"the replication DN's password, for replicas",
+			repl_hash) < 0)
+		goto out;
+	if (base_ldif(base, dc, svc, str_c(hash), authd, str_c(authd_hash),
+		      repl, str_c(repl_hash), text) < 0 ||
+	    write_file(lp->first, text, 0640) < 0)
+		goto out;
+	r = slapadd(lp->slapd_d, 1, lp->first);
+out:
+	str_free(&text);
+	str_free(&hash);
+	str_free(&authd_hash);
+	str_free(&repl_hash);
+	return r;
+}
+
+int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg,
+			const struct setup_ldap_replica *replica)
 {
 	const char *base = cfg_str(cfg, OPT_LDAP_BASE_DN);
 	const char *user = cfg_str(cfg, OPT_USER);
 	struct passwd *pw = NULL;
-	struct str *text = str_new(4096, TEXT_MAX), *hash = str_new(128, 1024);
-	char *dir = ctl_path(ctl, "data/ldap");
-	char *slapd_d = ctl_path(ctl, "data/ldap/slapd.d");
-	char *db = ctl_path(ctl, "data/ldap/db");
-	char *schema = ctl_path(ctl, "data/ldap/tern.ldif");
-	char *conf = ctl_path(ctl, "data/ldap/config.ldif");
-	char *first = ctl_path(ctl, "data/ldap/base.ldif");
-	char *dc = base_dc(base), *svc = NULL, *authd = NULL;
-	struct str *authd_hash = str_new(128, 1024);
+	struct str *text = str_new(4096, TEXT_MAX);
+	struct ldap_paths lp = {
+		.dir = ctl_path(ctl, "data/ldap"),
+		.slapd_d = ctl_path(ctl, "data/ldap/slapd.d"),
+		.db = ctl_path(ctl, "data/ldap/db"),
+		.schema = ctl_path(ctl, "data/ldap/tern.ldif"),
+		.conf = ctl_path(ctl, "data/ldap/config.ldif"),
+		.first = ctl_path(ctl, "data/ldap/base.ldif"),
+	};
+	char *dc = base_dc(base), *svc = NULL, *authd = NULL, *repl = NULL;
+	char *secret = NULL;
 	int r = -1;
 
-	if (access(slapd_d, F_OK) == 0) {
-		printf("%s: kept as it is\n", slapd_d);
+	if (access(lp.slapd_d, F_OK) == 0) {
+		printf("%s: kept as it is\n", lp.slapd_d);
 		r = 0;
 		goto out;
 	}
@@ -343,14 +485,14 @@ int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
 			"dc= for the bundled directory\n", base);
 		goto out;
 	}
+	if (replica != NULL &&
+	    (secret = replica_secret(replica->password_file)) == NULL)
+		goto out;
 	if (geteuid() == 0 && user[0] != '\0')
 		pw = getpwnam(user);
-	svc = xmalloc(strlen(base) + sizeof(SERVICE_RDN ","));
-	snprintf(svc, strlen(base) + sizeof(SERVICE_RDN ","), SERVICE_RDN
-		 ",%s", base);
-	authd = xmalloc(strlen(base) + sizeof(AUTHD_RDN ","));
-	snprintf(authd, strlen(base) + sizeof(AUTHD_RDN ","), AUTHD_RDN
-		 ",%s", base);
+	svc = dn_under(SERVICE_RDN, base);
+	authd = dn_under(AUTHD_RDN, base);
+	repl = dn_under(REPL_RDN, base);
 	if (strcmp(authd, cfg_str(cfg, OPT_LDAP_AUTHD_BIND_DN)) != 0)
 		printf("note: ldap_authd_bind_dn is '%s'; the bundled "
 		       "directory's read-only DN for tern-authd is %s\n",
@@ -359,59 +501,63 @@ int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg)
 		printf("note: ldap_bind_dn is %s; the bundled directory's "
 		       "service DN is %s\n", cfg_str(cfg, OPT_LDAP_BIND_DN),
 		       svc);
-	if ((mkdir(dir, 0750) < 0 && errno != EEXIST) ||
-	    mkdir(slapd_d, 0750) < 0 || (mkdir(db, 0750) < 0 &&
-					 errno != EEXIST)) {
-		fprintf(stderr, "ternctl: mkdir under %s: %s\n", dir,
+	if ((mkdir(lp.dir, 0750) < 0 && errno != EEXIST) ||
+	    mkdir(lp.slapd_d, 0750) < 0 || (mkdir(lp.db, 0750) < 0 &&
+					    errno != EEXIST)) {
+		fprintf(stderr, "ternctl: mkdir under %s: %s\n", lp.dir,
 			strerror(errno));
 		goto out;
 	}
 	if (str_set(text, tern_schema_ldif, strlen(tern_schema_ldif)) < 0 ||
-	    write_file(schema, text, 0644) < 0)
+	    write_file(lp.schema, text, 0644) < 0)
 		goto out;
 	str_clear(text);
-	if (config_ldif(ctl, base, svc, authd, text) < 0 ||
-	    write_file(conf, text, 0640) < 0)
+	/* A replica's config.ldif holds the replication password. */
+	if (config_ldif(ctl, base, svc, authd, repl, replica, secret,
+			text) < 0 ||
+	    write_file(lp.conf, text, 0640) < 0)
 		goto out;
-	if (make_secret(ctl, pw, "ldap.secret", "the service DN's password",
-			hash) < 0 ||
-	    make_secret(ctl, pw, "ldap-authd.secret",
-			"tern-authd's read-only DN's password", authd_hash) < 0)
+	if (slapadd(lp.slapd_d, 0, lp.conf) < 0)
 		goto out;
-	str_clear(text);
-	if (base_ldif(base, dc, svc, str_c(hash), authd, str_c(authd_hash),
-		      text) < 0 ||
-	    write_file(first, text, 0640) < 0)
-		goto out;
-	if (slapadd(slapd_d, 0, conf) < 0 || slapadd(slapd_d, 1, first) < 0)
+	if (replica == NULL &&
+	    provider_entries(ctl, pw, &lp, base, dc, svc, authd, repl) < 0)
 		goto out;
 	if (pw != NULL) {
 		chown_uid = pw->pw_uid;
 		chown_gid = pw->pw_gid;
-		if (nftw(dir, chown_one, 16, FTW_PHYS) < 0) {
-			fprintf(stderr, "ternctl: chown %s: %s\n", dir,
+		if (nftw(lp.dir, chown_one, 16, FTW_PHYS) < 0) {
+			fprintf(stderr, "ternctl: chown %s: %s\n", lp.dir,
 				strerror(errno));
 			goto out;
 		}
 	}
-	printf("%s: created (slapd configuration and database for %s)\n",
-	       dir, base);
+	if (replica == NULL) {
+		printf("%s: created (slapd configuration and database for "
+		       "%s)\n", lp.dir, base);
+	} else {
+		printf("%s: created (a replica of %s at %s; writes go "
+		       "there)\n", lp.dir, base, replica->provider);
+		printf("note: copy conf/ldap.secret and conf/ldap-authd.secret "
+		       "from the provider into %s/conf (mode 0640)\n",
+		       ctl->root);
+	}
 	r = 0;
 out:
-	if (r < 0 && access(slapd_d, F_OK) == 0)
+	if (r < 0 && access(lp.slapd_d, F_OK) == 0)
 		fprintf(stderr, "ternctl: remove %s before running setup "
-			"again\n", dir);
+			"again\n", lp.dir);
+	if (r < 0 && secret != NULL)
+		(void)!unlink(lp.conf);
+	if (secret != NULL)
+		explicit_bzero(str_data(text), str_len(text));
 	str_free(&text);
-	str_free(&hash);
-	free(dir);
-	free(slapd_d);
-	free(db);
-	free(schema);
-	free(conf);
-	free(first);
+	paths_free(&lp);
 	free(dc);
 	free(svc);
 	free(authd);
-	str_free(&authd_hash);
+	free(repl);
+	if (secret != NULL)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
 	return r;
 }

@@ -42,6 +42,9 @@ static const struct {
 	{ "list", ctl_list, "list add|del|show|list, list member add|del: "
 			    "distribution lists" },
 	{ "cos", ctl_cos, "cos add|set|del|list|show: classes of service" },
+	{ "directory", ctl_directory, "directory migrate --to=ldap [--force] "
+				      "[--switch]: copy the embedded directory "
+				      "into LDAP" },
 	{ "gal", ctl_gal, "gal search TEXT [--limit N] [--json]: the address "
 			  "book (accounts and lists)" },
 	{ "store", ctl_store, "store check [ACCOUNT] [--repair]: check the "

@@ -31,7 +31,15 @@ int ctl_config(struct ctl *ctl, int argc, char **argv);
 struct cfg;
 int setup_ldap_service_line(struct ctl *ctl, unsigned port_base,
 			    const char *user, struct str *out);
-int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg);
+/* --ldap-provider: the bundled slapd as a syncrepl replica of provider
+ * (an LDAP URI), bound as its cn=tern-replicator with the password in the
+ * first line of password_file.  NULL: a provider, the usual. */
+struct setup_ldap_replica {
+	const char *provider;
+	const char *password_file;
+};
+int setup_ldap_instance(struct ctl *ctl, const struct cfg *cfg,
+			const struct setup_ldap_replica *replica);
 /* ctl_dir.c: directory provisioning. */
 int ctl_domain(struct ctl *ctl, int argc, char **argv);
 int ctl_account(struct ctl *ctl, int argc, char **argv);
@@ -39,6 +47,9 @@ int ctl_alias(struct ctl *ctl, int argc, char **argv);
 int ctl_list(struct ctl *ctl, int argc, char **argv);
 int ctl_cos(struct ctl *ctl, int argc, char **argv);
 int ctl_gal(struct ctl *ctl, int argc, char **argv);
+/* ctl_migrate.c: directory migrate --to=ldap (the embedded directory
+ * copied into LDAP). */
+int ctl_directory(struct ctl *ctl, int argc, char **argv);
 /* ctl_store.c: store check (store stopped), mailbox ls/cat (running). */
 int ctl_store(struct ctl *ctl, int argc, char **argv);
 int ctl_mailbox(struct ctl *ctl, int argc, char **argv);

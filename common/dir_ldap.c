@@ -721,7 +721,12 @@ static void serial_bump(struct ldir *l)
 	str_free(&err);
 }
 
-static enum dir_status next_id(struct ldir *l, int64_t *id_r,
+/*
+ * ternNextId by compare-and-swap.  past 0: takes the next id (*id_r) for a
+ * new account; past > 0: moves ternNextId beyond past (an imported
+ * account's id) when it is not already.
+ */
+static enum dir_status next_id(struct ldir *l, int64_t past, int64_t *id_r,
 			       struct str *error)
 {
 	static const char *const attrs[] = { "ternNextId", NULL };
@@ -744,62 +749,23 @@ static enum dir_status next_id(struct ldir *l, int64_t *id_r,
 		}
 		if (st != DIR_OK)
 			return st == DIR_NOTFOUND ? DIR_TEMPFAIL : st;
+		if (past > 0 && id > past)
+			return DIR_OK;
 		mods_add_u64(&m, LDAP_MOD_DELETE, "ternNextId", (uint64_t)id);
 		mods_add_u64(&m, LDAP_MOD_ADD, "ternNextId",
-			     (uint64_t)id + 1);
+			     (uint64_t)(past > 0 ? past : id) + 1);
 		str_clear(error);
 		st = ld_write(l, OP_MODIFY, l->state_dn, m.list, error);
 		mods_free(&m);
 		if (st == DIR_OK) {
-			*id_r = id;
+			if (id_r != NULL)
+				*id_r = id;
 			return DIR_OK;
 		}
 		if (str_len(error) > 0)
 			return st;	/* not a lost race */
 	}
 	str_setf(error, "could not allocate an account id (contention)");
-	return DIR_TEMPFAIL;
-}
-
-/* ternNextId past id (an imported account's), by the same
- * compare-and-swap. */
-static enum dir_status next_id_past(struct ldir *l, int64_t id,
-				    struct str *error)
-{
-	static const char *const attrs[] = { "ternNextId", NULL };
-	enum dir_status st = DIR_TEMPFAIL;
-
-	for (int i = 0; i < LDIR_CAS_TRIES; i++) {
-		LDAPMessage *res = NULL, *e;
-		struct mods m = { .n = 0 };
-		int64_t cur = 0;
-
-		st = ld_search(l, l->state_dn, LDAP_SCOPE_BASE,
-			       "(objectClass=*)", attrs, &res, error);
-		if (st == DIR_OK && (e = ldap_first_entry(l->ld, res)) != NULL)
-			cur = val_i64(l->ld, e, "ternNextId");
-		if (res != NULL)
-			ldap_msgfree(res);
-		if (st != DIR_OK)
-			return st == DIR_NOTFOUND ? DIR_TEMPFAIL : st;
-		if (cur <= 0) {
-			str_setf(error, "%s has no ternNextId", l->state_dn);
-			return DIR_TEMPFAIL;
-		}
-		if (cur > id)
-			return DIR_OK;
-		mods_add_u64(&m, LDAP_MOD_DELETE, "ternNextId", (uint64_t)cur);
-		mods_add_u64(&m, LDAP_MOD_ADD, "ternNextId",
-			     (uint64_t)id + 1);
-		str_clear(error);
-		st = ld_write(l, OP_MODIFY, l->state_dn, m.list, error);
-		mods_free(&m);
-		if (st == DIR_OK)
-			return DIR_OK;
-		if (str_len(error) > 0)
-			return st;	/* not a lost race */
-	}
-	str_setf(error, "could not move the next account id (contention)");
 	return DIR_TEMPFAIL;
 }
 
@@ -1439,7 +1405,8 @@ static enum dir_status account_add(struct ldir *l, struct dir_account *acct,
 	if (st == DIR_OK && acct->cos != NULL)
 		st = cos_must_exist(l, acct->cos, error);
 	if (st == DIR_OK)
-		st = keep ? next_id_past(l, id, error) : next_id(l, &id, error);
+		st = keep ? next_id(l, id, NULL, error) :
+			    next_id(l, 0, &id, error);
 	if (st != DIR_OK)
 		goto out;
 	dn = entry_dn(l, addr);

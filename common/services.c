@@ -334,14 +334,19 @@ static int parse_ready(struct svc_parse *sp, struct service *svc,
 {
 	int r = -1;
 
+	svc->ready_ldap = strncmp(value, "ldap", 4) == 0;
 	if (strncmp(value, "tcp:", 4) == 0)
 		r = parse_inet(value + 4, false, &svc->ready);
 	else if (strncmp(value, "unix:", 5) == 0)
 		r = parse_unix(sp->root, value + 5, &svc->ready);
+	else if (strncmp(value, "ldap:", 5) == 0)
+		r = parse_inet(value + 5, false, &svc->ready);
+	else if (strncmp(value, "ldapi:", 6) == 0)
+		r = parse_unix(sp->root, value + 6, &svc->ready);
 	if (r < 0)
-		return fail(sp, "bad ready= value '%s' (expected tcp:HOST:PORT "
-			    "or unix:PATH, e.g. ready=tcp:127.0.0.1:389)",
-			    value);
+		return fail(sp, "bad ready= value '%s' (expected tcp:HOST:PORT, "
+			    "unix:PATH, ldap:HOST:PORT or ldapi:PATH, e.g. "
+			    "ready=tcp:127.0.0.1:389)", value);
 	svc->has_ready = true;
 	return 0;
 }
@@ -704,6 +709,7 @@ bool services_equal(const struct service *a, const struct service *b)
 	    a->nlisten != b->nlisten || a->procs != b->procs ||
 	    a->enabled != b->enabled || a->external != b->external ||
 	    a->has_ready != b->has_ready || a->drain_ms != b->drain_ms ||
+	    a->ready_ldap != b->ready_ldap ||
 	    a->mode != b->mode || a->backlog != b->backlog ||
 	    a->argc != b->argc)
 		return false;
@@ -979,7 +985,7 @@ int services_write_default(struct str *out, unsigned port_base,
 		goto out;
 	ldap = tern_port(port_base, 389);
 	memcached = tern_port(port_base, 11211);
-	if (str_printf(cmd, "ready=tcp:127.0.0.1:%u external=yes "
+	if (str_printf(cmd, "ready=ldap:127.0.0.1:%u external=yes "
 		       "/usr/sbin/slapd -d 0 -h ldap://127.0.0.1:%u/", ldap,
 		       ldap) < 0 ||
 	    write_service(out, port_base, "#", "ldap", "proc", "-", "1",

@@ -9,7 +9,8 @@
  * TYPE is inet (LISTEN = HOST:PORT,[IPV6]:PORT,*:PORT...), unix (LISTEN = a
  * socket path, relative = under the instance root) or proc (LISTEN = "-",
  * no socket).  PROCS is 1..256 or "-" (one per CPU core).  The options are
- * ready=tcp:HOST:PORT|unix:PATH, external=yes|no, drain=DURATION,
+ * ready=tcp:HOST:PORT|unix:PATH|ldap:HOST:PORT|ldapi:PATH (the ldap forms
+ * wait for an answer to an LDAP search), external=yes|no, drain=DURATION,
  * mode=OCTAL and backlog=N; the first other word is the command.  Words are
  * split at whitespace; double quotes and backslash escapes keep whitespace
  * in a word.  docs/services.md describes the format and the defaults.
@@ -68,6 +69,7 @@ struct service {
 	bool external;		/* no Tern fds, no status protocol */
 	bool has_ready;		/* ready= given: probe it */
 	struct service_addr ready;	/* AF_INET, AF_INET6 or AF_UNIX */
+	bool ready_ldap;	/* ready=ldap...: an LDAP search answers */
 	long long drain_ms;	/* -1 = drain_timeout from tern.conf */
 	unsigned mode;		/* unix: socket permissions */
 	unsigned backlog;	/* inet and unix: listen(2) backlog */

@@ -7,7 +7,8 @@
  * process of a Tern daemon gets its status socket on fd 3 and the service's
  * listening sockets from fd 4 on; it reports "ready" on fd 3 once it serves.
  * External programs get neither and are ready when their ready= address
- * accepts a connection (or at once without one).
+ * accepts a connection, or answers an LDAP search with ready=ldap... (or
+ * at once without one).
  */
 #include "config.h"
 
@@ -26,6 +27,7 @@
 #include "cfg.h"
 #include "ipc.h"
 #include "ipcchan.h"
+#include "ldapprobe.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -62,6 +64,9 @@ struct proc {
 	int exited;
 	int ready;
 	int stopping;		/* we sent SIGTERM */
+	int probe_fd;		/* ready=ldap...: the search's connection */
+	unsigned char probe_buf[LDAPPROBE_ANSWER_MAX];
+	size_t probe_len;
 	pid_t pid;
 	uint64_t started_ms;
 };
@@ -145,12 +150,22 @@ static void rt_update_state(struct svc_rt *rt)
 
 /* ---- processes ------------------------------------------------------ */
 
+/* The connection of an LDAP readiness probe, if any. */
+static void probe_close(struct proc *p)
+{
+	if (p->probe_fd >= 0)
+		close(p->probe_fd);
+	p->probe_fd = -1;
+	p->probe_len = 0;
+}
+
 static void proc_closed(uv_handle_t *h)
 {
 	struct proc *p = h->data;
 
 	if (--p->closes > 0)
 		return;
+	probe_close(p);
 	ipc_decoder_free(&p->dec);
 	free(p);
 }
@@ -368,6 +383,7 @@ static int proc_spawn(struct svc_rt *rt, unsigned index)
 	char **env;
 
 	p->rt = rt;
+	p->probe_fd = -1;
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = 1;
@@ -434,7 +450,8 @@ static int proc_spawn(struct svc_rt *rt, unsigned index)
 
 /* ---- readiness probes and timers ------------------------------------ */
 
-static int probe_ready(const struct service_addr *a)
+/* A connection to a (non-blocking): its descriptor, or -1. */
+static int probe_connect(const struct service_addr *a)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t len;
@@ -447,7 +464,7 @@ static int probe_ready(const struct service_addr *a)
 		sun->sun_family = AF_UNIX;
 		if (str_lcpy(sun->sun_path, a->path, sizeof(sun->sun_path)) >=
 		    sizeof(sun->sun_path))
-			return 0;
+			return -1;
 		len = sizeof(*sun);
 	} else if (a->family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (void *)&ss;
@@ -465,7 +482,7 @@ static int probe_ready(const struct service_addr *a)
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    0);
 	if (fd < 0)
-		return 0;
+		return -1;
 	r = connect(fd, (struct sockaddr *)&ss, len);
 	if (r < 0 && errno == EINPROGRESS) {
 		pfd.fd = fd;
@@ -476,8 +493,61 @@ static int probe_ready(const struct service_addr *a)
 		    err == 0)
 			r = 0;
 	}
-	close(fd);
-	return r == 0;
+	if (r < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Whether p's service answers: its ready= address accepts a connection
+ * or, with ready=ldap..., answers an LDAP search with success.  The search
+ * spans timer ticks: the request goes out on a new connection, the
+ * answer is read (without waiting) at the next ticks.
+ */
+static bool probe_ready(struct proc *p)
+{
+	const struct service *def = p->rt->def;
+	unsigned char req[LDAPPROBE_REQUEST_SIZE];
+	enum ldapprobe_state st;
+	ssize_t n;
+	int code = -1;
+
+	if (!def->ready_ldap) {
+		int fd = probe_connect(&def->ready);
+
+		if (fd >= 0)
+			close(fd);
+		return fd >= 0;
+	}
+	if (p->probe_fd < 0) {
+		p->probe_fd = probe_connect(&def->ready);
+		ldapprobe_request(req);
+		if (p->probe_fd >= 0 &&
+		    send(p->probe_fd, req, sizeof(req), MSG_NOSIGNAL) !=
+			    (ssize_t)sizeof(req))
+			probe_close(p);
+		return false;
+	}
+	n = recv(p->probe_fd, p->probe_buf + p->probe_len,
+		 sizeof(p->probe_buf) - p->probe_len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		probe_close(p);		/* closed or failed: again */
+		return false;
+	}
+	p->probe_len += (size_t)n;
+	st = ldapprobe_answer(p->probe_buf, p->probe_len, &code);
+	if (st == LDAPPROBE_MORE && p->probe_len < sizeof(p->probe_buf))
+		return false;
+	if (st == LDAPPROBE_DONE && code != 0)
+		log_debug(NULL, "service %s: pid %ld: LDAP search answered "
+			  "with result code %d", p->rt->name, (long)p->pid,
+			  code);
+	probe_close(p);
+	return st == LDAPPROBE_DONE && code == 0;
 }
 
 static void rt_timer_fired(uv_timer_t *t)
@@ -496,8 +566,7 @@ static void rt_timer_fired(uv_timer_t *t)
 
 		if (p == NULL || p->exited || p->ready)
 			continue;
-		if (rt->external && rt->def->has_ready &&
-		    probe_ready(&rt->def->ready)) {
+		if (rt->external && rt->def->has_ready && probe_ready(p)) {
 			p->ready = 1;
 			continue;
 		}

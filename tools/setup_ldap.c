@@ -126,7 +126,7 @@ int setup_ldap_service_line(struct ctl *ctl, unsigned port_base,
 		const char *const line[] = {
 			"# The bundled directory server, first so that it "
 			"starts first.\n",
-			"ldap proc - 1 yes ready=unix:run/ldapi external=yes "
+			"ldap proc - 1 yes ready=ldapi:run/ldapi external=yes "
 			SLAPD " -d 0 -h \"", uri, " ldap://127.0.0.1:", port,
 			"/\" -F ", slapd_d, NULL,
 		};

@@ -1,5 +1,6 @@
 """tern-master supervision and ternctl service control, on real processes."""
 import os
+import re
 import signal
 import socket
 import threading
@@ -272,6 +273,28 @@ def test_external_program_supervised(make_instance):
     log = inst.log_text()
     # Tern's daemons stop before the external server does.
     assert log.rindex("service echo: pid") < log.rindex("service web: pid")
+
+
+def test_ldap_ready_probe_wants_an_ldap_answer(make_instance):
+    """ready=ldap:... is not met by a server that merely accepts
+    connections (here an HTTP server): the service never becomes ready
+    and is killed after service_ready_timeout.  (A real slapd passing the
+    same probe: test_ldap.py.)"""
+    def services(base):
+        return echod_services(base) + (
+            f"dir proc - 1 yes ready=ldap:127.0.0.1:{base + 4} "
+            f"external=yes /usr/bin/python3 -m http.server "
+            f"--bind 127.0.0.1 {base + 4}\n")
+    inst = make_instance(services=services, conf="service_ready_timeout "
+                         "= 2s\n", start=False)
+    inst.ctl("start", check=False)
+    inst.wait_for(lambda: re.search(r"service dir: pid \d+ not ready "
+                                    r"after 2000 ms; killing it",
+                                    inst.log_text()),
+                  timeout=20, what="the probe to give up")
+    assert inst.service("dir")["state"] != "running"
+    # The port did accept connections all along.
+    assert "service dir ready" not in inst.log_text()
 
 
 def test_restart_and_status_when_stopped(instance):

@@ -170,6 +170,9 @@ static void test_options_and_words(void **state)
 		"sock unix /tmp/x.sock 2 yes mode=0600 tern-authd\n"
 		"ext proc - 1 no ready=unix:run/ldapi external=yes drain=0\n"
 		"  slapd\n"), 0);
+	s = services_find(f->table, "ext");
+	assert_false(s->ready_ldap);
+	assert_int_equal(s->ready.family, AF_UNIX);
 	s = services_find(f->table, "web");
 	assert_int_equal(s->nlisten, 3);
 	assert_int_equal(s->listen[0].family, AF_UNSPEC);
@@ -294,12 +297,16 @@ static void test_option_errors(void **state)
 		     "no)");
 	expect_error(f, "a proc - 1 yes external=yes ready=tcp:*:389 x\n",
 		     "s.conf:1: bad ready= value 'tcp:*:389' (expected "
-		     "tcp:HOST:PORT or unix:PATH, e.g. "
-		     "ready=tcp:127.0.0.1:389)");
+		     "tcp:HOST:PORT, unix:PATH, ldap:HOST:PORT or ldapi:PATH, "
+		     "e.g. ready=tcp:127.0.0.1:389)");
+	expect_error(f, "a proc - 1 yes external=yes ready=ldapi: x\n",
+		     "s.conf:1: bad ready= value 'ldapi:' (expected "
+		     "tcp:HOST:PORT, unix:PATH, ldap:HOST:PORT or ldapi:PATH, "
+		     "e.g. ready=tcp:127.0.0.1:389)");
 	expect_error(f, "a proc - 1 yes external=yes ready=http://x x\n",
 		     "s.conf:1: bad ready= value 'http://x' (expected "
-		     "tcp:HOST:PORT or unix:PATH, e.g. "
-		     "ready=tcp:127.0.0.1:389)");
+		     "tcp:HOST:PORT, unix:PATH, ldap:HOST:PORT or ldapi:PATH, "
+		     "e.g. ready=tcp:127.0.0.1:389)");
 	expect_error(f, "a proc - 1 yes drain=2h x\n",
 		     "s.conf:1: bad drain= value '2h' (expected a duration "
 		     "from 0 to 1h with an ms, s, m or h suffix, e.g. "
@@ -452,6 +459,37 @@ static void test_equal(void **state)
 	str_free(&err);
 }
 
+/* ready=ldap:HOST:PORT and ready=ldapi:PATH: an address to search; a
+ * change between ldap and tcp is a change of the service. */
+static void test_ready_ldap(void **state)
+{
+	struct fixture *f = *state;
+	struct services *other;
+	struct str *err = str_new(0, 1024);
+	const struct service *s;
+	static const char tcp[] =
+		"d proc - 1 yes ready=tcp:127.0.0.1:389 external=yes slapd\n";
+
+	assert_int_equal(load_mem(f,
+		"d proc - 1 yes ready=ldap:127.0.0.1:389 external=yes slapd\n"
+		"e proc - 1 yes ready=ldapi:run/ldapi external=yes slapd\n"),
+		0);
+	s = services_find(f->table, "d");
+	assert_true(s->has_ready && s->ready_ldap);
+	assert_int_equal(s->ready.family, AF_INET);
+	assert_int_equal(s->ready.port, 389);
+	s = services_find(f->table, "e");
+	assert_true(s->ready_ldap);
+	assert_int_equal(s->ready.family, AF_UNIX);
+	assert_string_equal(s->ready.path, ROOT "/run/ldapi");
+	assert_int_equal(services_load_buffer(ROOT, "t.conf", tcp,
+					      strlen(tcp), &other, err), 0);
+	assert_false(services_equal(services_find(f->table, "d"),
+				    services_find(other, "d")));
+	services_free(&other);
+	str_free(&err);
+}
+
 static void test_port_mapping(void **state)
 {
 	static const unsigned bases[] = {
@@ -592,6 +630,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_errors, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_equal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ready_ldap, setup,
+						teardown),
 		cmocka_unit_test(test_port_mapping),
 		cmocka_unit_test_setup_teardown(test_default_table, setup,
 						teardown),

@@ -1,5 +1,5 @@
 /*
- * tern-proxyd: the IMAP and POP3 proxy in front of the mailbox servers
+ * tern-proxyd: the IMAP, POP3 and HTTP proxy in front of the mailbox servers
  * (proxyd.h says what it does).
  *
  * A thin main on the service skeleton: init decides the protocol and the
@@ -16,6 +16,7 @@
 #include "compat.h"
 #include "authclient.h"
 #include "cfg.h"
+#include "conn.h"
 #include "log.h"
 #include "memcache.h"
 #include "paths.h"
@@ -45,6 +46,8 @@ static void servers_free(struct proxyd *d)
 
 unsigned proxyd_backend_port(const struct proxyd *d, unsigned port_base)
 {
+	if (d->proto == PROXY_HTTP)
+		return tern_port(port_base, 8080);
 	if (d->backend_tls != NULL)
 		return tern_port(port_base,
 				 d->proto == PROXY_IMAP ? 7993 : 7995);
@@ -52,6 +55,46 @@ unsigned proxyd_backend_port(const struct proxyd *d, unsigned port_base)
 }
 
 /* The client context for TLS to the mailbox servers (or none). */
+int proxyd_client_start(struct proxyd *d, struct conn *client,
+			struct svc_session *ss, const char *id,
+			const char *peer, struct proxy_count *pc,
+			authclient_count_cb *cb, void *ctx)
+{
+	const char *error = "no certificate loaded";
+
+	if (d->implicit_tls) {
+		/* No certificate since a reload: nothing to speak. */
+		if (d->tls == NULL ||
+		    conn_start_tls(client, d->tls, NULL, &error) < 0) {
+			log_warn(id, "TLS: %s", error);
+			conn_abort(client, "TLS failed");
+			return -1;
+		}
+	}
+	if (d->auth == NULL || strcmp(peer, "unix") == 0 ||
+	    strcmp(peer, "unknown") == 0)
+		return 1;
+	pc->counted = true;
+	if (d->client_max > 0 && authclient_connected(d->auth)) {
+		pc->counting = true;
+		ss->holds++;
+		authclient_connect_notify(d->auth, d->count_service, peer, cb,
+					  ctx);
+		return 0;
+	}
+	authclient_connect_notify(d->auth, d->count_service, peer, NULL,
+				  NULL);
+	return 1;
+}
+
+void proxyd_client_end(struct proxyd *d, const char *peer,
+		       struct proxy_count *pc)
+{
+	if (pc->counted && d->auth != NULL)
+		authclient_disconnect_notify(d->auth, d->count_service, peer);
+	pc->counted = false;
+}
+
 static void proxyd_backend_tls(struct proxyd *d)
 {
 	const struct cfg *cfg = svc_config(d->svc);
@@ -80,6 +123,8 @@ static void proxyd_local_backend(struct proxyd *d)
 	struct services *table = NULL;
 	const struct service *sv;
 
+	if (name == NULL && d->proto == PROXY_HTTP)
+		name = "http-backend";
 	if (name == NULL && d->backend_tls != NULL)
 		name = d->proto == PROXY_IMAP ? "imaps-backend" :
 						"pop3s-backend";
@@ -132,12 +177,60 @@ static void proxyd_route_cache(struct proxyd *d)
 			 error);
 }
 
+/* proxy_http_upstream: "HOST:PORT" or "[V6]:PORT", or none. */
+static void proxyd_http_upstream(struct proxyd *d)
+{
+	const char *v = cfg_str(svc_config(d->svc), OPT_PROXY_HTTP_UPSTREAM);
+	struct str *host = str_new(64, 1024);
+	const char *colon;
+	unsigned long port = 0;
+	char *end = NULL;
+
+	free(d->http_upstream_host);
+	d->http_upstream_host = NULL;
+	if (v[0] != '\0') {
+		colon = strrchr(v, ':');
+		if (colon != NULL)
+			port = strtoul(colon + 1, &end, 10);
+		if (colon == NULL || colon == v || *end != '\0' || port == 0 ||
+		    port > 65535 ||
+		    (v[0] == '[' && (colon[-1] != ']' || colon - v < 3)) ||
+		    (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)))) {
+			log_warn(NULL, "proxy_http_upstream: ignoring '%s': "
+				 "not HOST:PORT", v);
+		} else {
+			if (v[0] == '[')
+				(void)!str_append(host, v + 1,
+						  (size_t)(colon - v - 2));
+			else
+				(void)!str_append(host, v,
+						  (size_t)(colon - v));
+			d->http_upstream_host = xstrdup(str_c(host));
+			d->http_upstream_port = (unsigned)port;
+		}
+	}
+	str_free(&host);
+}
+
 static void proxyd_settings(struct proxyd *d)
 {
 	const struct cfg *cfg = svc_config(d->svc);
 	const char *const *list;
 	size_t n = 0;
 
+	if (d->proto == PROXY_HTTP) {
+		d->plaintext = SVC_PLAINTEXT_YES;
+		d->connect_ms = cfg_duration(cfg, OPT_PROXY_CONNECT_TIMEOUT);
+		d->retry_ms = cfg_duration(cfg, OPT_PROXY_BACKEND_RETRY);
+		d->client_max = (unsigned)cfg_int(
+			cfg, OPT_PROXY_CLIENT_CONNECTION_LIMIT);
+		d->login_ms = d->idle_ms =
+			cfg_duration(cfg, OPT_PROXY_HTTP_IDLE_TIMEOUT);
+		d->http_fields_max = (size_t)cfg_int(
+			cfg, OPT_PROXY_HTTP_HEADER_FIELDS_MAX);
+		proxyd_http_upstream(d);
+		goto common;
+	}
 	d->plaintext = svc_plaintext_setting(
 		d->svc, d->proto == PROXY_IMAP ? "imap_plaintext_auth" :
 						 "pop3_plaintext_auth",
@@ -163,6 +256,7 @@ static void proxyd_settings(struct proxyd *d)
 			     5 * CFG_MINUTE;
 		d->line_max = (size_t)cfg_size(cfg, OPT_POP3_LINE_LIMIT);
 	}
+common:
 	free(d->hostname);
 	d->hostname = xstrdup(cfg_str(cfg, OPT_MYHOSTNAME));
 	proxyauth_free(&d->pa);
@@ -193,6 +287,8 @@ static int proxyd_protocol(struct proxyd *d, const char **error_r)
 			d->proto = PROXY_IMAP;
 		else if (strcmp(o, "pop3") == 0)
 			d->proto = PROXY_POP3;
+		else if (strcmp(o, "http") == 0)
+			d->proto = PROXY_HTTP;
 		else
 			goto bad;
 		return 0;
@@ -205,8 +301,12 @@ static int proxyd_protocol(struct proxyd *d, const char **error_r)
 		d->proto = PROXY_POP3;
 		return 0;
 	}
+	if (strncmp(name, "http", 4) == 0) {
+		d->proto = PROXY_HTTP;
+		return 0;
+	}
 bad:
-	*error_r = "the service needs -o protocol=imap or -o protocol=pop3";
+	*error_r = "the service needs -o protocol=imap, pop3 or http";
 	return -1;
 }
 
@@ -223,7 +323,8 @@ static int proxyd_init(struct svc *svc, const char **error_r)
 	d->svc = svc;
 	svc_set_ctx(svc, d);
 	if (proxyd_protocol(d, error_r) < 0 ||
-	    svc_tls_mode(svc, d->proto == PROXY_IMAP ? "imaps" : "pop3s",
+	    svc_tls_mode(svc, d->proto == PROXY_IMAP ? "imaps" :
+			 d->proto == PROXY_POP3 ? "pop3s" : "https",
 			 &d->implicit_tls, error_r) < 0)
 		return -1;
 	d->tls = svc_tls_server(svc);
@@ -240,8 +341,10 @@ static int proxyd_init(struct svc *svc, const char **error_r)
 	d->auth = authclient_new(svc_loop(svc), path, &aset);
 	free(path);
 	log_info(NULL, "%s proxy ready: service %s, %s",
-		 d->proto == PROXY_IMAP ? "imap" : "pop3", svc_name(svc),
+		 d->proto == PROXY_IMAP ? "imap" :
+		 d->proto == PROXY_POP3 ? "pop3" : "http", svc_name(svc),
 		 d->implicit_tls ? "implicit TLS" :
+		 d->proto == PROXY_HTTP ? "plain HTTP" :
 		 d->tls != NULL ? "STARTTLS offered" :
 				  "no TLS (no certificate)");
 	return 0;
@@ -249,7 +352,12 @@ static int proxyd_init(struct svc *svc, const char **error_r)
 
 static void proxyd_accept(struct svc *svc, uv_stream_t *client, int listener)
 {
-	psession_accept(proxyd_get(svc), client);
+	struct proxyd *d = proxyd_get(svc);
+
+	if (d->proto == PROXY_HTTP)
+		hsession_accept(d, client);
+	else
+		psession_accept(d, client);
 }
 
 static void proxyd_reload(struct svc *svc)
@@ -278,7 +386,9 @@ static void proxyd_stop(struct svc *svc)
 {
 	struct proxyd *d = proxyd_get(svc);
 
-	if (d != NULL)
+	if (d != NULL && d->proto == PROXY_HTTP)
+		hsessions_stop(d);
+	else if (d != NULL)
 		psessions_stop(d);
 }
 
@@ -295,7 +405,9 @@ static void proxyd_deinit(struct svc *svc)
 	free(d->hostname);
 	free(d->local_host);
 	free(d->count_service);
+	free(d->http_upstream_host);
 	d->hostname = d->local_host = d->count_service = NULL;
+	d->http_upstream_host = NULL;
 	while (d->down != NULL) {
 		struct backend_down *b = d->down;
 

@@ -1,6 +1,6 @@
 /*
- * proxyd.h: tern-proxyd, the IMAP and POP3 front end that sends every user
- * to the mailbox server holding their account.
+ * proxyd.h: tern-proxyd, the IMAP, POP3 and HTTP front end that sends
+ * every user to the mailbox server holding their account.
  *
  * A client talks to the proxy until it has logged in: greeting,
  * CAPABILITY/CAPA, STARTTLS/STLS, ID, LOGIN, AUTHENTICATE PLAIN and LOGIN,
@@ -27,9 +27,17 @@
  * proxy_client_connection_limit connections per service (tern-authd
  * counts them over all processes).
  *
- * The protocol of a service: "imap..." names speak IMAP, "pop3..." POP3
- * (-o protocol=imap|pop3 for any other name); "imaps"/"pop3s" names are
- * implicit TLS as for the servers.  docs/proxy.md is the administrator's
+ * The protocol of a service: "imap..." names speak IMAP, "pop3..." POP3,
+ * "http..." HTTP (-o protocol=imap|pop3|http for any other name);
+ * "imaps"/"pop3s"/"https" names are implicit TLS as for the servers.
+ *
+ * HTTP (http.c) is a reverse proxy per request rather than per
+ * connection: each request is routed on its own (Basic authentication
+ * checked with tern-authd as service "http", the signed TERN_SESSION
+ * cookie, a /dav/USER path, or the default upstream proxy_http_upstream)
+ * to a mailbox server's http-backend port (8080 shifted by its port
+ * base), with X-Forwarded-For, X-Forwarded-Proto, Forwarded and, for an
+ * authenticated user, X-Tern-User.  docs/proxy.md is the administrator's
  * page.
  */
 #ifndef TERN_PROXYD_H
@@ -39,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "authclient.h"
 #include "compat.h"
 #include "svc.h"
 
@@ -51,6 +60,7 @@ struct psession;
 enum proxy_proto {
 	PROXY_IMAP,
 	PROXY_POP3,
+	PROXY_HTTP,
 };
 
 /* A mailbox server that failed, not tried again before until. */
@@ -87,6 +97,10 @@ struct proxyd {
 	char *local_host;		/* this machine's backend listener */
 	unsigned local_port;
 	struct backend_down *down;
+	/* HTTP (http.c) */
+	char *http_upstream_host;	/* proxy_http_upstream; NULL: local */
+	unsigned http_upstream_port;
+	size_t http_fields_max;		/* proxy_http_header_fields_max */
 };
 
 struct proxyd *proxyd_get(struct svc *svc);
@@ -94,8 +108,40 @@ struct proxyd *proxyd_get(struct svc *svc);
 /* The backend port of the protocol on a server with port_base. */
 unsigned proxyd_backend_port(const struct proxyd *d, unsigned port_base);
 
+/* A client connection's count in tern-authd (every front end). */
+struct proxy_count {
+	bool counting;		/* waiting for the count */
+	bool counted;		/* tern-authd counts this connection */
+};
+
+/*
+ * What every front end does with a new client connection: implicit TLS
+ * when the service is so, then the count of the client's connections
+ * (always counted: tern-authd forgets what a closed client counted; waited
+ * for only with proxy_client_connection_limit and tern-authd there).
+ * Returns 1 to go on now, 0 when cb(ctx) comes with the count (ss is held
+ * for it), -1 when TLS could not start (the connection is aborted).
+ */
+struct conn;
+struct svc_session;
+int proxyd_client_start(struct proxyd *d, struct conn *client,
+			struct svc_session *ss, const char *id,
+			const char *peer, struct proxy_count *pc,
+			authclient_count_cb *cb, void *ctx);
+/* The end of a client connection: tern-authd stops counting it. */
+void proxyd_client_end(struct proxyd *d, const char *peer,
+		       struct proxy_count *pc);
+
 /* session.c */
 void psession_accept(struct proxyd *d, uv_stream_t *client);
 void psessions_stop(struct proxyd *d);
+/* Whether a backend ("host:port") failed less than proxy_backend_retry
+ * ago; marks one that failed. */
+bool proxyd_backend_is_down(struct proxyd *d, const char *key);
+void proxyd_backend_mark_down(struct proxyd *d, const char *key);
+
+/* http.c */
+void hsession_accept(struct proxyd *d, uv_stream_t *client);
+void hsessions_stop(struct proxyd *d);
 
 #endif

@@ -109,8 +109,7 @@ struct psession {
 	bool running;
 	bool stop;
 	bool quitting;			/* LOGOUT / QUIT answered */
-	bool counting;			/* the greeting waits for the count */
-	bool counted;			/* tern-authd counts this connection */
+	struct proxy_count count;	/* the greeting waits for it */
 };
 
 static void session_run(struct psession *s);
@@ -192,7 +191,7 @@ static bool login_allowed(const struct psession *s)
 
 /* ---- backend down marks ---- */
 
-static bool backend_is_down(struct proxyd *d, const char *key)
+bool proxyd_backend_is_down(struct proxyd *d, const char *key)
 {
 	uint64_t now = uv_now(svc_loop(d->svc));
 
@@ -212,11 +211,11 @@ static bool backend_is_down(struct proxyd *d, const char *key)
 	return false;
 }
 
-static void backend_mark_down(struct proxyd *d, const char *key)
+void proxyd_backend_mark_down(struct proxyd *d, const char *key)
 {
 	struct backend_down *b;
 
-	if (d->retry_ms == 0 || backend_is_down(d, key))
+	if (d->retry_ms == 0 || proxyd_backend_is_down(d, key))
 		return;
 	b = xcalloc(1, sizeof(*b));
 	b->key = xstrdup(key);
@@ -270,7 +269,7 @@ static void backend_failed(struct psession *s, const char *why)
 {
 	log_warn(s->id, "backend %s for user=<%s>: %s", s->backend_name,
 		 s->user != NULL ? s->user : "", why);
-	backend_mark_down(s->d, s->backend_name);
+	proxyd_backend_mark_down(s->d, s->backend_name);
 	backend_drop(s);
 	if (s->d->proto == PROXY_IMAP)
 		reply(s, "%s NO [UNAVAILABLE] Mailbox server unavailable, "
@@ -545,7 +544,7 @@ static void backend_connect(struct psession *s, const char *mailhost)
 	s->backend_name = xstrdup(str_c(host));
 	str_free(&host);
 	s->state = PS_BACKEND;
-	if (backend_is_down(d, s->backend_name)) {
+	if (proxyd_backend_is_down(d, s->backend_name)) {
 		backend_failed(s, "marked down, not tried");
 		return;
 	}
@@ -1117,7 +1116,7 @@ static void session_run(struct psession *s)
 {
 	const char *start, *pos, *end;
 
-	if (s->running || s->gone || s->client == NULL || s->counting)
+	if (s->running || s->gone || s->client == NULL || s->count.counting)
 		return;
 	s->running = true;
 	start = pos = str_c(s->in);
@@ -1209,10 +1208,7 @@ static void client_close(struct conn *c, const char *reason)
 		log_info(s->id, "disconnect from %s%s%s", s->peer,
 			 reason != NULL ? ": " : "",
 			 reason != NULL ? reason : "");
-	if (s->counted && s->d->auth != NULL)
-		authclient_disconnect_notify(s->d->auth, s->d->count_service,
-					     s->peer);
-	s->counted = false;
+	proxyd_client_end(s->d, s->peer, &s->count);
 	s->gone = true;
 	s->client = NULL;
 	if (s->backend != NULL)
@@ -1281,7 +1277,7 @@ static void conn_counted(enum authclient_status st, unsigned int count,
 	unsigned limit = s->d->client_max;
 
 	(void)rate;
-	s->counting = false;
+	s->count.counting = false;
 	if (s->gone || s->client == NULL) {
 		session_release(s);
 		return;
@@ -1309,8 +1305,7 @@ void psession_accept(struct proxyd *d, uv_stream_t *client)
 {
 	struct psession *s = xcalloc(1, sizeof(*s));
 	struct imap_parser_settings set;
-	const char *error = "no certificate loaded";
-	const char *rip;
+	int r;
 
 	s->d = d;
 	svc_new_id(s->id);
@@ -1335,34 +1330,11 @@ void psession_accept(struct proxyd *d, uv_stream_t *client)
 	svc_session_add(d->svc, &s->ss, 2);
 	log_info(s->id, "connect from %s%s", s->peer,
 		 d->implicit_tls ? " (TLS)" : "");
-	if (d->implicit_tls) {
-		/* No certificate since a reload: nothing to speak. */
-		if (d->tls == NULL ||
-		    conn_start_tls(s->client, d->tls, NULL, &error) < 0) {
-			log_warn(s->id, "TLS: %s", error);
-			conn_abort(s->client, "TLS failed");
-			return;
-		}
-		s->tls = true;
-	}
-	rip = strcmp(s->peer, "unix") == 0 ||
-	      strcmp(s->peer, "unknown") == 0 ? NULL : s->peer;
-	if (d->auth != NULL && rip != NULL) {
-		/* Counted always (authd forgets what a closed client
-		 * counted); waited for only when there is a limit and
-		 * tern-authd is there to answer at once. */
-		s->counted = true;
-		if (d->client_max > 0 && authclient_connected(d->auth)) {
-			s->counting = true;
-			s->ss.holds++;
-			authclient_connect_notify(d->auth, d->count_service,
-						  rip, conn_counted, s);
-			return;
-		}
-		authclient_connect_notify(d->auth, d->count_service, rip,
-					  NULL, NULL);
-	}
-	greet(s);
+	r = proxyd_client_start(d, s->client, &s->ss, s->id, s->peer,
+				&s->count, conn_counted, s);
+	s->tls = r >= 0 && d->implicit_tls;
+	if (r > 0)
+		greet(s);
 }
 
 void psessions_stop(struct proxyd *d)

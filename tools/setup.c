@@ -291,6 +291,53 @@ static int ldap_line(struct ctl *ctl, unsigned port_base, struct str *line)
 	return r;
 }
 
+static bool program_listed(const char *const *installed, const char *name)
+{
+	for (; *installed != NULL; installed++) {
+		if (strcmp(*installed, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* tern-proxyd's HTTP and HTTPS front end when tern-webd is not installed
+ * here (with tern-webd the default table has them): the proxy serves
+ * http and https, and the http-backend line, disabled, tells it where
+ * this machine's web back end will listen. */
+static int http_proxy_lines(struct str *out, unsigned port_base,
+			    const char *const *installed)
+{
+	struct str *listen = str_new(64, 128);
+	int r;
+
+	if (!program_listed(installed, "tern-proxyd") ||
+	    program_listed(installed, "tern-webd")) {
+		str_free(&listen);
+		return 0;
+	}
+	r = str_append_c(out, "\n# HTTP and HTTPS through tern-proxyd "
+			 "(docs/proxy.md).  http-backend is where\n"
+			 "# tern-webd listens on this machine: known to the "
+			 "proxy, run by no program\n# until tern-webd is "
+			 "installed (then enable it).\n");
+	if (r == 0)
+		r = str_printf(out, "%-14s %-5s *:%-30u %-5s %-7s %s\n"
+			       "%-14s %-5s *:%-30u %-5s %-7s %s\n", "http",
+			       "inet", tern_port(port_base, 80), "-", "yes",
+			       "tern-proxyd", "https", "inet",
+			       tern_port(port_base, 443), "-", "yes",
+			       "tern-proxyd");
+	if (r == 0)
+		r = str_printf(listen, "127.0.0.1:%u",
+			       tern_port(port_base, 8080));
+	if (r == 0)
+		r = str_printf(out, "%-14s %-5s %-32s %-5s %-7s %s\n",
+			       "http-backend", "inet", str_c(listen), "1", "no",
+			       "tern-webd");
+	str_free(&listen);
+	return r;
+}
+
 static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
 		      const char *provider, enum memcached_mode mc)
 {
@@ -359,7 +406,8 @@ static int setup_conf(struct ctl *ctl, unsigned port_base, bool ldap,
 			goto fail;
 	}
 	if (str_append(text, str_c(line), str_len(line)) < 0 ||
-	    services_write_default(text, port_base, installed) < 0)
+	    services_write_default(text, port_base, installed) < 0 ||
+	    http_proxy_lines(text, port_base, installed) < 0)
 		goto fail;
 	path = ctl_path(ctl, "conf/services.conf");
 	r = write_new_file(path, text, 0644, err);

@@ -49,6 +49,7 @@ struct authd {
 	struct dir *dir;		/* under dir_lock; NULL: not open */
 	char *dir_path;
 	uint64_t serial;		/* last seen dir_serial() */
+	uint64_t polls;			/* serial checks done */
 	bool have_serial;
 	bool dir_down;			/* logged as unavailable */
 

@@ -281,6 +281,7 @@ static void poll_after(uv_work_t *w, int status)
 	struct authd *ad = p->ad;
 
 	ad->poll_busy = false;
+	ad->polls++;
 	if (status == 0 && p->status != DIR_OK && !ad->dir_down) {
 		log_warn(NULL, "directory %s not available: %s",
 			 ad->dir_path, str_c(p->error));

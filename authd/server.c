@@ -618,7 +618,8 @@ void authd_server_invalidate(struct authd *ad)
 	}
 }
 
-/* stats: requests received since start, by type. */
+/* stats: requests received since start, by type, and the checks of the
+ * directory serial done (a test waits for one begun after its change). */
 static void req_stats(struct authd_client *c, struct ipc_msg *m)
 {
 	static const char *const names[] = {
@@ -630,6 +631,7 @@ static void req_stats(struct authd_client *c, struct ipc_msg *m)
 
 	for (size_t i = 0; i < TERN_NELEM(names); i++)
 		ipc_msg_add_int(r, names[i], (int64_t)c->ad->requests[i]);
+	ipc_msg_add_int(r, "polls", (int64_t)c->ad->polls);
 	client_send(c, r);
 }
 

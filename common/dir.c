@@ -39,6 +39,7 @@
 
 #define ARGON2_T_COST 3
 #define ARGON2_M_COST_KIB (32 * 1024)
+#define ARGON2_SECRET_M_COST_KIB 256	/* dir_secret_hash() */
 #define ARGON2_LANES 1
 #define ARGON2_SALT_LEN 16
 #define ARGON2_TAG_LEN 32
@@ -248,8 +249,10 @@ enum dir_status dir_address_normalize(const char *in, struct str *out,
 
 /* ---- passwords ---- */
 
-enum dir_status dir_password_hash(const char *password, struct str *out,
-				  struct str *error)
+/* argon2id with t passes over m KiB. */
+static enum dir_status hash_argon2id(const char *password, uint32_t t,
+				     uint32_t m, struct str *out,
+				     struct str *error)
 {
 	unsigned char salt[ARGON2_SALT_LEN];
 	size_t plen = strlen(password), elen, got = 0;
@@ -272,12 +275,10 @@ enum dir_status dir_password_hash(const char *password, struct str *out,
 		}
 		got += (size_t)n;
 	}
-	elen = argon2_encodedlen(ARGON2_T_COST, ARGON2_M_COST_KIB,
-				 ARGON2_LANES, ARGON2_SALT_LEN, ARGON2_TAG_LEN,
-				 Argon2_id);
+	elen = argon2_encodedlen(t, m, ARGON2_LANES, ARGON2_SALT_LEN,
+				 ARGON2_TAG_LEN, Argon2_id);
 	enc = xmalloc(elen);
-	rc = argon2id_hash_encoded(ARGON2_T_COST, ARGON2_M_COST_KIB,
-				   ARGON2_LANES, password, plen, salt,
+	rc = argon2id_hash_encoded(t, m, ARGON2_LANES, password, plen, salt,
 				   sizeof(salt), ARGON2_TAG_LEN, enc, elen);
 	if (rc != ARGON2_OK) {
 		str_setf(error, "argon2id: %s", argon2_error_message(rc));
@@ -291,6 +292,24 @@ enum dir_status dir_password_hash(const char *password, struct str *out,
 	}
 	free(enc);
 	return DIR_OK;
+}
+
+enum dir_status dir_password_hash(const char *password, struct str *out,
+				  struct str *error)
+{
+	return hash_argon2id(password, ARGON2_T_COST, ARGON2_M_COST_KIB, out,
+			     error);
+}
+
+enum dir_status dir_secret_hash(const char *secret, struct str *out,
+				struct str *error)
+{
+	if (strlen(secret) < DIR_SECRET_MIN) {
+		str_setf(error, "a machine secret has at least %d bytes",
+			 DIR_SECRET_MIN);
+		return DIR_INVALID;
+	}
+	return hash_argon2id(secret, 1, ARGON2_SECRET_M_COST_KIB, out, error);
 }
 
 static bool equal_const_time(const char *a, const char *b, size_t n)

@@ -182,6 +182,12 @@ enum dir_status dir_domain_normalize(const char *in, struct str *out,
 /* argon2id with a random 16-byte salt, in the PHC string format. */
 enum dir_status dir_password_hash(const char *password, struct str *out,
 				  struct str *error) TERN_WUR;
+/* The same for a random machine secret of at least DIR_SECRET_MIN bytes
+ * (the service DNs' passwords): one pass over 256 KiB, since guessing
+ * such a secret is hopeless anyway and every bind pays the cost. */
+#define DIR_SECRET_MIN 32
+enum dir_status dir_secret_hash(const char *secret, struct str *out,
+				struct str *error) TERN_WUR;
 /* true when password matches an argon2id, argon2i or SHA512-crypt hash.
  * Constant-time for a given hash. */
 bool dir_password_verify(const char *password, const char *hash);

@@ -298,7 +298,8 @@ static int base_ldif(const char *base, const char *dc, const char *svc,
 	return append(out, parts);
 }
 
-/* A random password (hex) in conf/NAME, and its argon2id hash. */
+/* A random password (hex) in conf/NAME, and its argon2id hash (a cheap
+ * one: dir_secret_hash()). */
 static int make_secret(struct ctl *ctl, const struct passwd *pw,
 		       const char *name, const char *what, struct str *hash)
 {
@@ -320,7 +321,7 @@ static int make_secret(struct ctl *ctl, const struct passwd *pw,
 	}
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-	if (dir_password_hash(hex, hash, err) != DIR_OK) {
+	if (dir_secret_hash(hex, hash, err) != DIR_OK) {
 		fprintf(stderr, "ternctl: %s\n", str_c(err));
 		goto out;
 	}

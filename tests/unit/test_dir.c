@@ -258,6 +258,15 @@ static void test_passwords(void **state)
 	assert_int_equal(dir_password_hash("s3cret pw", h2, NULL), DIR_OK);
 	assert_string_not_equal(str_c(h), str_c(h2));
 	assert_int_equal(dir_password_hash("", h2, NULL), DIR_INVALID);
+	/* Machine secrets: a cheap hash, and only for long ones. */
+	assert_int_equal(dir_secret_hash("0123456789abcdef0123456789abcdef"
+					 "01234567", h2, NULL), DIR_OK);
+	assert_memory_equal(str_c(h2), "$argon2id$v=19$m=256,t=1,p=1$", 29);
+	assert_true(dir_password_verify("0123456789abcdef0123456789abcdef"
+					"01234567", str_c(h2)));
+	assert_false(dir_password_verify("0123456789abcdef0123456789abcdef"
+					 "01234568", str_c(h2)));
+	assert_int_equal(dir_secret_hash("short", h2, NULL), DIR_INVALID);
 
 	assert_true(dir_password_verify("correct horse", SHA512_HASH));
 	assert_false(dir_password_verify("correct horsE", SHA512_HASH));

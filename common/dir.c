@@ -879,7 +879,33 @@ struct expand {
 	struct dir_resolution *res;
 	size_t cap;
 	struct str *error;
+	/* The last node read to learn its kind, kept for the expansion that
+	 * starts there (one directory read less per recipient). */
+	char *memo_addr;
+	struct dir_node memo;
 };
+
+static void memo_clear(struct expand *x)
+{
+	free(x->memo_addr);
+	x->memo_addr = NULL;
+	dir_node_clear(&x->memo);
+	memset(&x->memo, 0, sizeof(x->memo));
+}
+
+/* What address is: the kept node when it is the one, else a read. */
+static enum dir_status fetch_node(struct expand *x, const char *address,
+				  struct dir_node *node)
+{
+	if (x->memo_addr != NULL && strcmp(x->memo_addr, address) == 0) {
+		*node = x->memo;
+		memset(&x->memo, 0, sizeof(x->memo));
+		free(x->memo_addr);
+		x->memo_addr = NULL;
+		return DIR_OK;
+	}
+	return x->dir->ops->node(x->dir, address, node, x->error);
+}
 
 static const char *domain_part(const char *address)
 {
@@ -937,7 +963,7 @@ static enum dir_status expand_node(struct expand *x, const char *address,
 		return DIR_REFUSED;
 	}
 	memset(&node, 0, sizeof(node));
-	st = x->dir->ops->node(x->dir, address, &node, x->error);
+	st = fetch_node(x, address, &node);
 	if (st != DIR_OK) {
 		dir_node_clear(&node);
 		return st;
@@ -969,17 +995,19 @@ static enum dir_status expand_node(struct expand *x, const char *address,
 	return st;
 }
 
-/* What an address is, without its details. */
+/* What an address is (the node kept for expand_node()). */
 static enum dir_status node_kind(struct expand *x, const char *address,
 				 enum dir_node_kind *kind_r)
 {
-	struct dir_node node;
 	enum dir_status st;
 
-	memset(&node, 0, sizeof(node));
-	st = x->dir->ops->node(x->dir, address, &node, x->error);
-	*kind_r = node.kind;
-	dir_node_clear(&node);
+	memo_clear(x);
+	st = x->dir->ops->node(x->dir, address, &x->memo, x->error);
+	*kind_r = x->memo.kind;
+	if (st == DIR_OK)
+		x->memo_addr = xstrdup(address);
+	else
+		memo_clear(x);
 	return st;
 }
 
@@ -1111,6 +1139,7 @@ enum dir_status dir_resolve(struct dir *dir, const char *address,
 	}
 	if (dir->ops->resolve_end != NULL)
 		dir->ops->resolve_end(dir);
+	memo_clear(&x);
 	free(addr);
 	free(catchall);
 	dir_seen_free(&x.seen);

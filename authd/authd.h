@@ -22,6 +22,7 @@
 #include "anvil.h"
 #include "cache.h"
 #include "dir.h"
+#include "dir_ext.h"
 #include "str.h"
 
 #define AUTHD_PROTO "tern-authd"
@@ -52,6 +53,7 @@ struct authd {
 	uint64_t polls;			/* serial checks done */
 	bool have_serial;
 	bool dir_down;			/* logged as unavailable */
+	struct dir_ext *ext;		/* ext_ldap_*: own lock; NULL: none */
 
 	uv_timer_t poll_timer;
 	bool poll_busy;

@@ -7,6 +7,11 @@
  * runs outside the lock, so checks proceed in parallel.  An unknown account
  * is checked against a dummy hash so that it costs the same time as a
  * wrong password.
+ *
+ * With an external directory (dir_ext.h), the account still comes from
+ * Tern's directory (status, mail host, quota) but its password is checked
+ * by the external one, and address book searches add its entries; it has
+ * a lock of its own, so those calls run outside dir_lock.
  */
 #include "config.h"
 
@@ -79,6 +84,22 @@ static enum dir_status dir_open_locked(struct authd *ad, struct str *error)
 }
 
 
+/* The external directory's address book entries, merged into Tern's. */
+static void work_gal_ext(struct authd_job *job)
+{
+	struct dir_gal_entry **more = NULL;
+	size_t nmore = 0;
+
+	job->status = dir_ext_gal_search(job->ad->ext, job->key, job->limit,
+					 &more, &nmore, job->error);
+	if (job->status == DIR_OK)
+		dir_gal_merge(&job->gal, &job->ngal, &more, nmore,
+			      job->limit);
+	else
+		dir_gal_array_free(&job->gal, job->ngal);
+	dir_gal_array_free(&more, nmore);
+}
+
 static void work_lookup(struct authd_job *job)
 {
 	struct authd *ad = job->ad;
@@ -96,6 +117,9 @@ static void work_lookup(struct authd_job *job)
 		job->status = dir_gal_search(ad->dir, job->key, job->limit,
 					     &job->gal, &job->ngal,
 					     job->error);
+		if (job->status == DIR_OK && dir_ext_gal(ad->ext) &&
+		    job->limit == 0)
+			job->limit = DIR_GAL_LIMIT_DEFAULT;
 	} else {
 		struct dir_domain *dom = NULL;
 
@@ -104,6 +128,9 @@ static void work_lookup(struct authd_job *job)
 		dir_domain_free(&dom);
 	}
 	pthread_mutex_unlock(&ad->dir_lock);
+	if (job->kind == JOB_GAL && job->status == DIR_OK &&
+	    dir_ext_gal(ad->ext))
+		work_gal_ext(job);
 	job->value.status = job->status;
 	job->value.exists = job->status == DIR_OK;
 	if (job->value.account != NULL &&
@@ -134,7 +161,7 @@ static void work_auth(struct authd_job *job)
 	struct authd *ad = job->ad;
 	struct dir_account *acct = NULL;
 	enum dir_status st = DIR_INVALID, bst = DIR_AUTHFAIL;
-	bool ok, by_bind = false;
+	bool ok, by_bind = false, ext = dir_ext_auth(ad->ext);
 	char *dn = NULL;
 
 	pthread_once(&dummy_once, dummy_make);
@@ -145,7 +172,7 @@ static void work_auth(struct authd_job *job)
 		} else {
 			st = dir_account_get(ad->dir, job->key, &acct,
 					     job->error);
-			by_bind = dir_auth_by_bind(ad->dir);
+			by_bind = !ext && dir_auth_by_bind(ad->dir);
 			if (st == DIR_OK && by_bind &&
 			    dir_account_dn(ad->dir, job->key, &dn,
 					   job->error) == DIR_TEMPFAIL)
@@ -155,15 +182,20 @@ static void work_auth(struct authd_job *job)
 	}
 	if (st == DIR_OK && by_bind)
 		bst = auth_bind(job, dn);
+	else if (st == DIR_OK && ext)
+		bst = dir_ext_authenticate(ad->ext, job->key, job->password,
+					   job->error);
 	free(dn);
 	if (st == DIR_TEMPFAIL || bst == DIR_TEMPFAIL) {
 		job->status = DIR_TEMPFAIL;
 		dir_account_free(&acct);
 		return;
 	}
-	if (st == DIR_OK && by_bind) {
+	if (st == DIR_OK && (by_bind || ext)) {
 		ok = bst == DIR_OK;
-		job->reason = "password";
+		/* Not in the external directory (or more than once there). */
+		job->reason = bst == DIR_NOTFOUND ? "external-unknown" :
+						    "password";
 	} else if (st == DIR_OK && acct->password_hash != NULL) {
 		ok = dir_password_verify(job->password, acct->password_hash);
 		job->reason = "password";

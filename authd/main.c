@@ -76,6 +76,30 @@ static int open_ldap(struct authd *ad, const struct cfg *cfg,
 	return r;
 }
 
+/* The external directory (ext_ldap_auth, ext_ldap_gal): settings and
+ * password file now, its first call connects. */
+static int open_ext(struct authd *ad, const struct cfg *cfg,
+		    const char **error_r)
+{
+	static char msg[AUTHD_ERROR_MAX];
+	struct str *error = str_new(128, AUTHD_ERROR_MAX);
+	int r = 0;
+
+	if (dir_ext_open_config(cfg, &ad->ext, error) != DIR_OK) {
+		snprintf(msg, sizeof(msg), "external directory: %s",
+			 str_c(error));
+		*error_r = msg;
+		r = -1;
+	} else if (ad->ext != NULL) {
+		log_info(NULL, "external directory %s: passwords %s, "
+			 "address book %s", dir_ext_describe(ad->ext),
+			 dir_ext_auth(ad->ext) ? "yes" : "no",
+			 dir_ext_gal(ad->ext) ? "yes" : "no");
+	}
+	str_free(&error);
+	return r;
+}
+
 static int authd_init(struct svc *svc, const char **error_r)
 {
 	struct authd *ad = &authd_state;
@@ -103,6 +127,8 @@ static int authd_init(struct svc *svc, const char **error_r)
 	 * job.c opens the SQLite one itself when ad->dir is NULL. */
 	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_LDAP &&
 	    open_ldap(ad, cfg, error_r) < 0)
+		return -1;
+	if (open_ext(ad, cfg, error_r) < 0)
 		return -1;
 	/* Before serving: the loop has no client yet to keep waiting. */
 	authd_dir_open(ad);
@@ -160,6 +186,7 @@ static void authd_deinit(struct svc *svc)
 	if (ad->dir_path == NULL)
 		return;		/* init did not run */
 	authd_dir_close(ad);
+	dir_ext_close(&ad->ext);
 	pthread_mutex_destroy(&ad->dir_lock);
 	anvil_free(&ad->anvil);
 	cache_free(&ad->cache);

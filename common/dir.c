@@ -29,6 +29,7 @@
 #include <sys/random.h>
 
 #include "dir_backend.h"
+#include "dir_ext.h"
 #include "xalloc.h"
 
 #define DIR_LOCAL_MAX 64
@@ -645,6 +646,7 @@ void dir_close(struct dir **dir)
 {
 	if (*dir == NULL)
 		return;
+	dir_ext_close(&(*dir)->ext);
 	(*dir)->ops->close(*dir);
 	*dir = NULL;
 }
@@ -652,6 +654,12 @@ void dir_close(struct dir **dir)
 const char *dir_backend_name(const struct dir *dir)
 {
 	return dir->ops->name;
+}
+
+void dir_set_ext(struct dir *dir, struct dir_ext *ext)
+{
+	dir_ext_close(&dir->ext);
+	dir->ext = ext;
 }
 
 enum dir_status dir_serial(struct dir *dir, uint64_t *serial_r,
@@ -1182,13 +1190,34 @@ static int cmp_gal(const void *a, const void *b)
 		      (*(struct dir_gal_entry *const *)b)->address);
 }
 
+/* Sorts by address, keeps each address once and the first limit entries;
+ * returns how many are left. */
+static size_t gal_sort_cut(struct dir_gal_entry **list, size_t n,
+			   size_t limit)
+{
+	size_t k = 0;
+
+	if (n > 1)
+		qsort(list, n, sizeof(*list), cmp_gal);
+	for (size_t i = 0; i < n; i++) {	/* each address once */
+		if (k > 0 && strcmp(list[k - 1]->address,
+				    list[i]->address) == 0)
+			dir_gal_entry_free(&list[i]);
+		else
+			list[k++] = list[i];
+	}
+	for (size_t i = limit; i < k; i++)
+		dir_gal_entry_free(&list[i]);
+	return k < limit ? k : limit;
+}
+
 enum dir_status dir_gal_search(struct dir *dir, const char *text,
 			       size_t limit, struct dir_gal_entry ***list_r,
 			       size_t *count_r, struct str *error)
 {
 	struct dir_gal_entry **list = NULL;
 	enum dir_status st;
-	size_t n = 0, k = 0;
+	size_t n = 0;
 
 	*list_r = NULL;
 	*count_r = 0;
@@ -1210,20 +1239,49 @@ enum dir_status dir_gal_search(struct dir *dir, const char *text,
 		dir_gal_array_free(&list, n);
 		return st;
 	}
-	if (n > 1)
-		qsort(list, n, sizeof(*list), cmp_gal);
-	for (size_t i = 0; i < n; i++) {	/* each address once */
-		if (k > 0 && strcmp(list[k - 1]->address,
-				    list[i]->address) == 0)
-			dir_gal_entry_free(&list[i]);
-		else
-			list[k++] = list[i];
+	n = gal_sort_cut(list, n, limit);
+	if (dir_ext_gal(dir->ext)) {
+		struct dir_gal_entry **more = NULL;
+		size_t nmore = 0;
+
+		st = dir_ext_gal_search(dir->ext, text, limit, &more, &nmore,
+					error);
+		if (st != DIR_OK) {
+			dir_gal_array_free(&list, n);
+			return st;
+		}
+		dir_gal_merge(&list, &n, &more, nmore, limit);
 	}
-	for (size_t i = limit; i < k; i++)
-		dir_gal_entry_free(&list[i]);
 	*list_r = list;
-	*count_r = k < limit ? k : limit;
+	*count_r = n;
 	return DIR_OK;
+}
+
+void dir_gal_merge(struct dir_gal_entry ***list, size_t *count,
+		   struct dir_gal_entry ***more, size_t nmore, size_t limit)
+{
+	struct dir_seen seen = { NULL, 0, 0 };
+	size_t k = 0;
+
+	if (limit == 0)
+		limit = DIR_GAL_LIMIT_DEFAULT;
+	if (limit > DIR_GAL_LIMIT_MAX)
+		limit = DIR_GAL_LIMIT_MAX;
+	for (size_t i = 0; i < nmore; i++)
+		(void)dir_seen_add(&seen, (*more)[i]->address);
+	for (size_t i = 0; i < *count; i++) {	/* more's entries win */
+		if (dir_seen_add(&seen, (*list)[i]->address))
+			(*list)[k++] = (*list)[i];
+		else
+			dir_gal_entry_free(&(*list)[i]);
+	}
+	dir_seen_free(&seen);
+	*list = xrealloc(*list, (k + nmore + 1) * sizeof(**list));
+	for (size_t i = 0; i < nmore; i++)
+		(*list)[k++] = (*more)[i];
+	free(*more);
+	*more = NULL;
+	*count = gal_sort_cut(*list, k, limit);
 }
 
 /* ---- login (every backend) ---- */
@@ -1296,7 +1354,18 @@ enum dir_status dir_authenticate(struct dir *dir, const char *address,
 	st = dir_account_get(dir, address, &acct, error);
 	if (st == DIR_TEMPFAIL)
 		return st;
-	if (st == DIR_OK && dir_auth_by_bind(dir)) {
+	if (st == DIR_OK && dir_ext_auth(dir->ext)) {
+		st = dir_ext_authenticate(dir->ext, acct->address, password,
+					  error);
+		if (st != DIR_OK) {
+			dir_account_free(&acct);
+			if (st == DIR_TEMPFAIL)
+				return st;
+			str_setf(error, "authentication failed");
+			return DIR_AUTHFAIL;
+		}
+		ok = true;
+	} else if (st == DIR_OK && dir_auth_by_bind(dir)) {
 		st = authenticate_bind(dir, acct, password, error);
 		if (st != DIR_OK) {
 			dir_account_free(&acct);

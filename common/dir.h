@@ -163,6 +163,13 @@ char *dir_config_describe(const struct cfg *cfg);
 void dir_close(struct dir **dir);
 /* "sqlite" or "ldap". */
 const char *dir_backend_name(const struct dir *dir);
+/* Gives dir an external directory (dir_ext.h; NULL = none), closed with
+ * it: dir_gal_search() then merges its entries (ext_ldap_gal) and
+ * dir_authenticate() checks passwords with it (ext_ldap_auth).
+ * dir_open_config() does this for handles that may write (ternctl's);
+ * tern-authd keeps its own, to call it outside its directory lock. */
+struct dir_ext;
+void dir_set_ext(struct dir *dir, struct dir_ext *ext);
 
 /* A number that changes whenever anything in the directory changes, from
  * any process: caches compare it (tern-authd polls it) to invalidate. */
@@ -339,6 +346,12 @@ struct dir_gal_entry {
 enum dir_status dir_gal_search(struct dir *dir, const char *text,
 			       size_t limit, struct dir_gal_entry ***list_r,
 			       size_t *count_r, struct str *error) TERN_WUR;
+/* Adds the entries of more (an external directory's, dir_ext.h) to a list
+ * from dir_gal_search(): they take over *more and win where both have an
+ * address; the result is sorted by address, each address once, cut at
+ * limit (0 = DIR_GAL_LIMIT_DEFAULT, at most DIR_GAL_LIMIT_MAX). */
+void dir_gal_merge(struct dir_gal_entry ***list, size_t *count,
+		   struct dir_gal_entry ***more, size_t nmore, size_t limit);
 void dir_gal_entry_free(struct dir_gal_entry **e);
 /* Frees an array from dir_gal_search() with its records. */
 void dir_gal_array_free(struct dir_gal_entry ***list, size_t count);
@@ -369,7 +382,9 @@ enum dir_status dir_password_bind(struct dir *dir, const char *dn,
 /* DIR_OK with the account when the password is right and the account may
  * log in (active); DIR_AUTHFAIL otherwise (the same answer for a wrong
  * password and an unknown account); DIR_REFUSED for a locked or closed
- * account with the right password. */
+ * account with the right password.  With an external directory for
+ * passwords (dir_set_ext()), the account comes from dir and the password
+ * is checked by the external one. */
 enum dir_status dir_authenticate(struct dir *dir, const char *address,
 				 const char *password,
 				 struct dir_account **acct_r,

@@ -139,6 +139,7 @@ struct dir_ops {
 struct dir {
 	const struct dir_ops *ops;
 	bool auth_bind;		/* dir_auth_by_bind() */
+	struct dir_ext *ext;	/* owned, dir_set_ext(); NULL: none */
 };
 
 /* ---- shared checks (dir.c) ---- */

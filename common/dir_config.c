@@ -11,6 +11,10 @@
  * with the path percent-encoded as RFC 4516 URLs want it.  Opened for
  * writing (ternctl), the LDAP backend goes to ldap_write_uri when it is
  * set: the provider of a replica, whose own slapd refuses writes.
+ *
+ * The external directory (ext_ldap_*, dir_ext.h) is opened here too when
+ * ext_ldap_auth or ext_ldap_gal is on: by dir_ext_open_config() for
+ * tern-authd, and given to the handles that may write (ternctl's).
  */
 #include "config.h"
 
@@ -20,6 +24,7 @@
 
 #include "cfg.h"
 #include "dir.h"
+#include "dir_ext.h"
 #include "xalloc.h"
 
 #define DIR_URI_MAX 4096
@@ -72,8 +77,9 @@ char *dir_config_describe(const struct cfg *cfg)
 	return xstrdup(cfg_str(cfg, OPT_DIRECTORY_FILE));
 }
 
-enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
-				struct dir **dir_r, struct str *error)
+/* The backend alone. */
+static enum dir_status open_backend(const struct cfg *cfg, bool readonly,
+				    struct dir **dir_r, struct str *error)
 {
 	struct dir_ldap_settings set;
 	enum dir_status st;
@@ -98,4 +104,49 @@ enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
 	st = dir_open_ldap(&set, readonly, dir_r, error);
 	free(uri);
 	return st;
+}
+
+enum dir_status dir_open_config(const struct cfg *cfg, bool readonly,
+				struct dir **dir_r, struct str *error)
+{
+	struct dir_ext *ext = NULL;
+	enum dir_status st;
+
+	st = open_backend(cfg, readonly, dir_r, error);
+	if (st != DIR_OK || readonly)
+		return st;
+	st = dir_ext_open_config(cfg, &ext, error);
+	if (st != DIR_OK) {
+		dir_close(dir_r);
+		return st;
+	}
+	dir_set_ext(*dir_r, ext);
+	return DIR_OK;
+}
+
+enum dir_status dir_ext_open_config(const struct cfg *cfg,
+				    struct dir_ext **ext_r, struct str *error)
+{
+	struct dir_ext_settings set = {
+		.uri = cfg_str(cfg, OPT_EXT_LDAP_URI),
+		.base_dn = cfg_str(cfg, OPT_EXT_LDAP_BASE_DN),
+		.bind_dn = cfg_str(cfg, OPT_EXT_LDAP_BIND_DN),
+		.bind_password_file =
+			cfg_str(cfg, OPT_EXT_LDAP_BIND_PASSWORD_FILE),
+		.timeout_ms = (unsigned)cfg_duration(cfg, OPT_EXT_LDAP_TIMEOUT),
+		.user_filter = cfg_str(cfg, OPT_EXT_LDAP_USER_FILTER),
+		.gal_filter = cfg_str(cfg, OPT_EXT_LDAP_GAL_FILTER),
+		.attr_mail = cfg_str(cfg, OPT_EXT_LDAP_ATTR_MAIL),
+		.attr_display_name =
+			cfg_str(cfg, OPT_EXT_LDAP_ATTR_DISPLAY_NAME),
+		.attr_given_name = cfg_str(cfg, OPT_EXT_LDAP_ATTR_GIVEN_NAME),
+		.attr_surname = cfg_str(cfg, OPT_EXT_LDAP_ATTR_SURNAME),
+		.auth = cfg_bool(cfg, OPT_EXT_LDAP_AUTH),
+		.gal = cfg_bool(cfg, OPT_EXT_LDAP_GAL),
+	};
+
+	*ext_r = NULL;
+	if (!set.auth && !set.gal)
+		return DIR_OK;
+	return dir_ext_open(&set, ext_r, error);
 }

@@ -30,6 +30,11 @@
  * failed connect or a timeout, no new connection is tried before a backoff
  * of 100 ms doubling to 2 s, and calls answer DIR_TEMPFAIL meanwhile.  Any failure to reach or use the
  * server is DIR_TEMPFAIL, never a permanent answer.
+ *
+ * Searches that may return many entries (the lists, the count of a
+ * domain's accounts, the address book) go through ld_search_paged(): pages
+ * of DIR_LDAP_PAGE_SIZE (RFC 2696), so that a server's size limit for one
+ * answer does not cut them.
  */
 #include "config.h"
 
@@ -356,6 +361,7 @@ struct req {
 	char **attrs;
 	LDAPMod **mods;
 	int sizelimit;		/* OP_SEARCH: entries at most, 0 = any */
+	LDAPControl **ctrls;	/* OP_SEARCH: server controls, or NULL */
 	LDAPMessage *res;	/* OP_SEARCH, freed by the caller */
 };
 
@@ -366,7 +372,7 @@ static int req_run_once(struct ldir *l, struct req *r)
 	switch (r->op) {
 	case OP_SEARCH:
 		return ldap_search_ext_s(l->ld, r->dn, r->scope, r->filter,
-					 r->attrs, 0, NULL, NULL, &tv,
+					 r->attrs, 0, r->ctrls, NULL, &tv,
 					 r->sizelimit, &r->res);
 	case OP_ADD:
 		return ldap_add_ext_s(l->ld, r->dn, r->mods, NULL, NULL);
@@ -434,15 +440,19 @@ static bool notfound_is_answer(struct ldir *l, const char *base,
 
 /* A search: DIR_OK with the result in *res_r (free with ldap_msgfree),
  * DIR_NOTFOUND when base does not exist but its container does.  With a
- * sizelimit, the first sizelimit entries are a success. */
-static enum dir_status ld_search_n(struct ldir *l, const char *base,
-				   int scope, const char *filter,
-				   const char *const *attrs, int sizelimit,
-				   LDAPMessage **res_r, struct str *error)
+ * sizelimit, the first sizelimit entries are a success; -1 asks for no
+ * limit but takes the server's size limit as an answer too.  ctrls:
+ * server controls to send (the paged results control), or NULL. */
+static enum dir_status ld_search_ctl(struct ldir *l, const char *base,
+				     int scope, const char *filter,
+				     const char *const *attrs, int sizelimit,
+				     LDAPControl **ctrls, LDAPMessage **res_r,
+				     struct str *error)
 {
 	struct req r = { .op = OP_SEARCH, .dn = base, .scope = scope,
 			 .filter = filter, .attrs = (char **)attrs,
-			 .sizelimit = sizelimit };
+			 .sizelimit = sizelimit > 0 ? sizelimit : 0,
+			 .ctrls = ctrls };
 	enum dir_status st;
 	int rc;
 
@@ -450,7 +460,7 @@ static enum dir_status ld_search_n(struct ldir *l, const char *base,
 	rc = req_run(l, &r, error);
 	if (rc == LDIR_NO_CONNECTION)
 		return DIR_TEMPFAIL;
-	if (rc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0 && r.res != NULL)
+	if (rc == LDAP_SIZELIMIT_EXCEEDED && sizelimit != 0 && r.res != NULL)
 		rc = LDAP_SUCCESS;
 	if (rc == LDAP_NO_SUCH_OBJECT && !notfound_is_answer(l, base, r.res)) {
 		str_setf(error, "directory server %s: %s is missing (wrong "
@@ -476,7 +486,128 @@ static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
 				 const char *filter, const char *const *attrs,
 				 LDAPMessage **res_r, struct str *error)
 {
-	return ld_search_n(l, base, scope, filter, attrs, 0, res_r, error);
+	return ld_search_ctl(l, base, scope, filter, attrs, 0, NULL, res_r,
+			     error);
+}
+
+/* ---- paged searches (RFC 2696) ---- */
+
+/* One entry of a paged search; anything but DIR_OK stops it. */
+typedef enum dir_status (*entry_fn)(struct ldir *l, LDAPMessage *e,
+				    void *ctx, struct str *error);
+
+/* The cookie of the paged results control of a result (malloc'd in
+ * *cookie; bv_len 0 when the search is complete or the server does not
+ * page).  -1 when the control does not decode. */
+static int page_cookie(LDAP *ld, LDAPMessage *res, struct berval *cookie)
+{
+	LDAPControl **ctrls = NULL, *c;
+	ber_int_t estimate = 0;
+	int r = 0;
+
+	cookie->bv_len = 0;
+	cookie->bv_val = NULL;
+	if (ldap_parse_result(ld, res, NULL, NULL, NULL, NULL, &ctrls, 0) !=
+	    LDAP_SUCCESS)
+		return 0;
+	c = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls, NULL);
+	if (c != NULL &&
+	    ldap_parse_pageresponse_control(ld, c, &estimate, cookie) !=
+		    LDAP_SUCCESS)
+		r = -1;
+	ldap_controls_free(ctrls);
+	return r;
+}
+
+/* Tells the server that a paged search ends here (RFC 2696: page size 0
+ * with the last cookie); its answer does not matter. */
+static void ld_page_abandon(struct ldir *l, const char *base, int scope,
+			    const char *filter, struct berval *cookie)
+{
+	static const char *const no_attrs[] = { LDAP_NO_ATTRS, NULL };
+	struct timeval tv = tv_of(l->timeout_ms);
+	LDAPControl *ctl = NULL, *ctrls[2] = { NULL, NULL };
+	LDAPMessage *res = NULL;
+
+	if (l->ld == NULL ||
+	    ldap_create_page_control(l->ld, 0, cookie, 0, &ctl) !=
+		    LDAP_SUCCESS)
+		return;
+	ctrls[0] = ctl;
+	(void)ldap_search_ext_s(l->ld, base, scope, filter, (char **)no_attrs,
+				0, ctrls, NULL, &tv, 0, &res);
+	if (res != NULL)
+		ldap_msgfree(res);
+	ldap_control_free(ctl);
+}
+
+/* A search in pages of DIR_LDAP_PAGE_SIZE entries (fewer when limit is
+ * nearer), so that a server's size limit for one answer does not cut it:
+ * fn is called for each entry, until limit entries (0 = all) or the last
+ * page.  A search cut short lets the server drop its state (page size 0).
+ * With a limit, a size limit of the server is an answer, not an error. */
+static enum dir_status ld_search_paged(struct ldir *l, const char *base,
+				       int scope, const char *filter,
+				       const char *const *attrs, size_t limit,
+				       entry_fn fn, void *ctx,
+				       struct str *error)
+{
+	struct berval cookie = { 0, NULL };
+	enum dir_status st = DIR_OK;
+	size_t got = 0;
+	bool more = true, cut = false;
+
+	for (unsigned page = 0; st == DIR_OK && more; page++) {
+		LDAPControl *ctl = NULL, *ctrls[2] = { NULL, NULL };
+		LDAPMessage *res = NULL;
+		size_t want = DIR_LDAP_PAGE_SIZE;
+
+		if (limit > 0 && limit - got < want)
+			want = limit - got;
+		st = ld_connect(l, error);
+		if (st == DIR_OK &&
+		    ldap_create_page_control(l->ld, (ber_int_t)want, &cookie,
+					     0, &ctl) != LDAP_SUCCESS)
+			st = ld_status(l, LDAP_NO_MEMORY, "paged search",
+				       error);
+		ctrls[0] = ctl;
+		ber_memfree(cookie.bv_val);
+		cookie.bv_val = NULL;
+		cookie.bv_len = 0;
+		if (st == DIR_OK)
+			st = ld_search_ctl(l, base, scope, filter, attrs,
+					   limit > 0 ? -1 : 0, ctrls, &res,
+					   error);
+		if (ctl != NULL)
+			ldap_control_free(ctl);
+		for (LDAPMessage *e = st == DIR_OK && res != NULL ?
+				      ldap_first_entry(l->ld, res) : NULL;
+		     st == DIR_OK && e != NULL && (limit == 0 || got < limit);
+		     e = ldap_next_entry(l->ld, e), got++)
+			st = fn(l, e, ctx, error);
+		if (st == DIR_OK && res != NULL &&
+		    page_cookie(l->ld, res, &cookie) < 0)
+			st = ld_status(l, LDAP_DECODING_ERROR, "paged search",
+				       error);
+		if (res != NULL)
+			ldap_msgfree(res);
+		more = cookie.bv_len > 0;
+		if (st == DIR_OK && more && limit > 0 && got >= limit) {
+			ld_page_abandon(l, base, scope, filter, &cookie);
+			more = false;
+		} else if (more && page + 1 >= DIR_LDAP_PAGES_MAX) {
+			cut = true;
+			more = false;
+		}
+	}
+	ber_memfree(cookie.bv_val);
+	if (st == DIR_OK && cut) {
+		str_setf(error, "directory server %s: search under %s returns "
+			 "more than %d pages", l->uri, base,
+			 DIR_LDAP_PAGES_MAX);
+		st = DIR_TEMPFAIL;
+	}
+	return st;
 }
 
 static enum dir_status ld_write(struct ldir *l, enum op op, const char *dn,
@@ -652,6 +783,12 @@ static void free_strv(char **v, size_t n)
 		free(v[i]);
 	free(v);
 }
+
+/* The records of a paged search, as they come. */
+struct collect {
+	void **list;
+	size_t n;
+};
 
 /* ---- the serial and the id counter ---- */
 
@@ -890,22 +1027,26 @@ static enum dir_status target_check(struct ldir *l, const char *target,
 	return st;
 }
 
+static enum dir_status count_one(struct ldir *l, LDAPMessage *e, void *ctx,
+				 struct str *error)
+{
+	(void)l;
+	(void)e;
+	(void)error;
+	++*(int64_t *)ctx;
+	return DIR_OK;
+}
+
 /* Counts entries matching filter under base (one level). */
 static enum dir_status count_entries(struct ldir *l, const char *base,
 				     int scope, const char *filter,
 				     int64_t *n_r, struct str *error)
 {
 	static const char *const no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	LDAPMessage *res = NULL;
-	enum dir_status st;
 
 	*n_r = 0;
-	st = ld_search(l, base, scope, filter, no_attrs, &res, error);
-	if (st == DIR_OK)
-		*n_r = ldap_count_entries(l->ld, res);
-	if (res != NULL)
-		ldap_msgfree(res);
-	return st;
+	return ld_search_paged(l, base, scope, filter, no_attrs, 0,
+			       count_one, n_r, error);
 }
 
 /* ---- classes of service ---- */
@@ -1211,12 +1352,27 @@ static enum dir_status ld_domain_del(struct dir *base, const char *name,
 	return st;
 }
 
+/* The count of a domain's accounts, below its entry dn. */
+static enum dir_status domain_count(struct ldir *l, struct dir_domain *d,
+				    const char *dn, struct str *error)
+{
+	int64_t n = 0;
+	enum dir_status st;
+
+	if (dn == NULL)
+		return ld_status(l, LDAP_DECODING_ERROR, "entry DN", error);
+	st = count_entries(l, dn, LDAP_SCOPE_ONELEVEL,
+			   "(objectClass=ternAccount)", &n, error);
+	d->accounts = (uint32_t)n;
+	return st;
+}
+
+/* A domain record without its count of accounts, and its entry's DN in
+ * *dn_r (malloc'd, NULL when it does not decode). */
 static struct dir_domain *domain_entry(struct ldir *l, LDAPMessage *e,
-				       enum dir_status *st_r,
-				       struct str *error)
+				       char **dn_r)
 {
 	struct dir_domain *d = xcalloc(1, sizeof(*d));
-	int64_t n = 0;
 	char *dn;
 
 	d->name = val_str(l->ld, e, "ternDomainName");
@@ -1228,11 +1384,8 @@ static struct dir_domain *domain_entry(struct ldir *l, LDAPMessage *e,
 	d->catchall = val_str(l->ld, e, "ternCatchAll");
 	d->default_quota = (uint64_t)val_i64(l->ld, e, "ternDefaultQuota");
 	dn = ldap_get_dn(l->ld, e);
-	*st_r = dn == NULL ? DIR_TEMPFAIL :
-		count_entries(l, dn, LDAP_SCOPE_ONELEVEL,
-			      "(objectClass=ternAccount)", &n, error);
+	*dn_r = dn != NULL ? xstrdup(dn) : NULL;
 	ldap_memfree(dn);
-	d->accounts = (uint32_t)n;
 	return d;
 }
 
@@ -1243,14 +1396,17 @@ static enum dir_status ld_domain_get(struct dir *base, const char *name,
 	struct ldir *l = (struct ldir *)base;
 	LDAPMessage *res = NULL, *e;
 	enum dir_status st;
-	char *norm = NULL;
+	char *norm = NULL, *dn = NULL;
 
 	*dom_r = NULL;
 	st = dir_norm_domain(name, &norm, error);
 	if (st == DIR_OK)
 		st = domain_read(l, norm, &res, &e, error);
-	if (st == DIR_OK)
-		*dom_r = domain_entry(l, e, &st, error);
+	if (st == DIR_OK) {
+		*dom_r = domain_entry(l, e, &dn);
+		st = domain_count(l, *dom_r, dn, error);
+		free(dn);
+	}
 	if (st == DIR_NOTFOUND)
 		str_setf(error, "domain %s does not exist", norm);
 	if (st != DIR_OK)
@@ -1259,6 +1415,26 @@ static enum dir_status ld_domain_get(struct dir *base, const char *name,
 		ldap_msgfree(res);
 	free(norm);
 	return st;
+}
+
+/* The domains and their DNs; counted once the paged search is over (a
+ * server keeps one paged search per connection). */
+struct domains {
+	struct collect c;
+	char **dns;
+	size_t ndns;
+};
+
+static enum dir_status collect_domain(struct ldir *l, LDAPMessage *e,
+				      void *ctx, struct str *error)
+{
+	struct domains *d = ctx;
+	char *dn = NULL;
+
+	(void)error;
+	dir_array_push(&d->c.list, &d->c.n, domain_entry(l, e, &dn));
+	dir_array_push((void ***)&d->dns, &d->ndns, dn);
+	return DIR_OK;
 }
 
 static int cmp_domain(const void *a, const void *b)
@@ -1272,32 +1448,29 @@ static enum dir_status ld_domain_list(struct dir *base,
 				      size_t *count_r, struct str *error)
 {
 	struct ldir *l = (struct ldir *)base;
-	struct dir_domain **list = NULL;
-	LDAPMessage *res = NULL;
+	struct domains d = { { NULL, 0 }, NULL, 0 };
+	struct collect c;
 	enum dir_status st;
-	size_t n = 0;
 
 	*list_r = NULL;
 	*count_r = 0;
-	st = ld_search(l, l->domains_dn, LDAP_SCOPE_ONELEVEL,
-		       "(objectClass=ternDomain)", domain_attrs, &res, error);
+	st = ld_search_paged(l, l->domains_dn, LDAP_SCOPE_ONELEVEL,
+			     "(objectClass=ternDomain)", domain_attrs, 0,
+			     collect_domain, &d, error);
 	if (st == DIR_NOTFOUND)
 		st = DIR_OK;
-	for (LDAPMessage *e = res != NULL ? ldap_first_entry(l->ld, res) :
-			      NULL; st == DIR_OK && e != NULL;
-	     e = ldap_next_entry(l->ld, e))
-		dir_array_push((void ***)&list, &n,
-			       domain_entry(l, e, &st, error));
-	if (res != NULL)
-		ldap_msgfree(res);
+	c = d.c;
+	for (size_t i = 0; st == DIR_OK && i < c.n; i++)
+		st = domain_count(l, c.list[i], d.dns[i], error);
+	free_strv(d.dns, d.ndns);
 	if (st != DIR_OK) {
-		dir_domain_array_free(&list, n);
+		dir_domain_array_free((struct dir_domain ***)&c.list, c.n);
 		return st;
 	}
-	if (n > 1)
-		qsort(list, n, sizeof(*list), cmp_domain);
-	*list_r = list;
-	*count_r = n;
+	if (c.n > 1)
+		qsort(c.list, c.n, sizeof(*c.list), cmp_domain);
+	*list_r = (struct dir_domain **)c.list;
+	*count_r = c.n;
 	return DIR_OK;
 }
 
@@ -1738,33 +1911,40 @@ static int cmp_account(const void *a, const void *b)
 		      (*(struct dir_account *const *)b)->address);
 }
 
+static enum dir_status collect_account(struct ldir *l, LDAPMessage *e,
+				       void *ctx, struct str *error)
+{
+	struct collect *c = ctx;
+
+	(void)error;
+	dir_array_push(&c->list, &c->n, account_entry(l->ld, e));
+	return DIR_OK;
+}
+
 static enum dir_status ld_account_list(struct dir *base, const char *domain,
 				       struct dir_account ***list_r,
 				       size_t *count_r, struct str *error)
 {
 	struct ldir *l = (struct ldir *)base;
-	struct dir_account **list = NULL;
+	struct collect c = { NULL, 0 };
+	struct dir_account **list;
 	struct quota_ctx q = { 0 };
-	LDAPMessage *res = NULL;
 	enum dir_status st;
 	char *sbase = NULL;
-	size_t n = 0;
+	size_t n;
 
 	*list_r = NULL;
 	*count_r = 0;
 	st = list_base(l, domain, &sbase, error);
 	if (st == DIR_OK)
-		st = ld_search(l, sbase, LDAP_SCOPE_SUBTREE,
-			       "(objectClass=ternAccount)", account_attrs,
-			       &res, error);
+		st = ld_search_paged(l, sbase, LDAP_SCOPE_SUBTREE,
+				     "(objectClass=ternAccount)",
+				     account_attrs, 0, collect_account, &c,
+				     error);
 	if (st == DIR_NOTFOUND && domain == NULL)
 		st = DIR_OK;
-	for (LDAPMessage *e = st == DIR_OK && res != NULL ?
-			      ldap_first_entry(l->ld, res) : NULL;
-	     e != NULL; e = ldap_next_entry(l->ld, e))
-		dir_array_push((void ***)&list, &n, account_entry(l->ld, e));
-	if (res != NULL)
-		ldap_msgfree(res);
+	list = (struct dir_account **)c.list;
+	n = c.n;
 	if (n > 1)
 		qsort(list, n, sizeof(*list), cmp_account);
 	for (size_t i = 0; st == DIR_OK && i < n; i++)
@@ -1832,41 +2012,46 @@ static int cmp_alias(const void *a, const void *b)
 		      (*(struct dir_alias *const *)b)->address);
 }
 
+static enum dir_status collect_alias(struct ldir *l, LDAPMessage *e,
+				     void *ctx, struct str *error)
+{
+	struct dir_alias *a = xcalloc(1, sizeof(*a));
+	struct collect *c = ctx;
+
+	(void)error;
+	a->address = val_str(l->ld, e, "mail");
+	a->target = val_str(l->ld, e, "ternAliasTarget");
+	if (a->address == NULL)
+		a->address = xstrdup("");
+	if (a->target == NULL)
+		a->target = xstrdup("");
+	dir_array_push(&c->list, &c->n, a);
+	return DIR_OK;
+}
+
 static enum dir_status ld_alias_list(struct dir *base, const char *domain,
 				     struct dir_alias ***list_r,
 				     size_t *count_r, struct str *error)
 {
 	static const char *const attrs[] = { "mail", "ternAliasTarget", NULL };
 	struct ldir *l = (struct ldir *)base;
-	struct dir_alias **list = NULL;
-	LDAPMessage *res = NULL;
+	struct collect c = { NULL, 0 };
+	struct dir_alias **list;
 	enum dir_status st;
 	char *sbase = NULL;
-	size_t n = 0;
+	size_t n;
 
 	*list_r = NULL;
 	*count_r = 0;
 	st = list_base(l, domain, &sbase, error);
 	if (st == DIR_OK)
-		st = ld_search(l, sbase, LDAP_SCOPE_SUBTREE,
-			       "(objectClass=ternAlias)", attrs, &res, error);
+		st = ld_search_paged(l, sbase, LDAP_SCOPE_SUBTREE,
+				     "(objectClass=ternAlias)", attrs, 0,
+				     collect_alias, &c, error);
 	if (st == DIR_NOTFOUND && domain == NULL)
 		st = DIR_OK;
-	for (LDAPMessage *e = st == DIR_OK && res != NULL ?
-			      ldap_first_entry(l->ld, res) : NULL;
-	     e != NULL; e = ldap_next_entry(l->ld, e)) {
-		struct dir_alias *a = xcalloc(1, sizeof(*a));
-
-		a->address = val_str(l->ld, e, "mail");
-		a->target = val_str(l->ld, e, "ternAliasTarget");
-		if (a->address == NULL)
-			a->address = xstrdup("");
-		if (a->target == NULL)
-			a->target = xstrdup("");
-		dir_array_push((void ***)&list, &n, a);
-	}
-	if (res != NULL)
-		ldap_msgfree(res);
+	list = (struct dir_alias **)c.list;
+	n = c.n;
 	free(sbase);
 	if (st != DIR_OK) {
 		dir_alias_array_free(&list, n);
@@ -2024,33 +2209,39 @@ static int cmp_list(const void *a, const void *b)
 		      (*(struct dir_list_info *const *)b)->address);
 }
 
+static enum dir_status collect_list(struct ldir *l, LDAPMessage *e,
+				    void *ctx, struct str *error)
+{
+	struct collect *c = ctx;
+
+	(void)error;
+	dir_array_push(&c->list, &c->n, list_entry(l->ld, e));
+	return DIR_OK;
+}
+
 static enum dir_status ld_list_list(struct dir *base, const char *domain,
 				    struct dir_list_info ***list_r,
 				    size_t *count_r, struct str *error)
 {
 	static const char *const attrs[] = { "mail", "ternListMember", NULL };
 	struct ldir *l = (struct ldir *)base;
-	struct dir_list_info **list = NULL;
-	LDAPMessage *res = NULL;
+	struct collect c = { NULL, 0 };
+	struct dir_list_info **list;
 	enum dir_status st;
 	char *sbase = NULL;
-	size_t n = 0;
+	size_t n;
 
 	*list_r = NULL;
 	*count_r = 0;
 	st = list_base(l, domain, &sbase, error);
 	if (st == DIR_OK)
-		st = ld_search(l, sbase, LDAP_SCOPE_SUBTREE,
-			       "(objectClass=ternDistributionList)", attrs,
-			       &res, error);
+		st = ld_search_paged(l, sbase, LDAP_SCOPE_SUBTREE,
+				     "(objectClass=ternDistributionList)",
+				     attrs, 0, collect_list, &c, error);
 	if (st == DIR_NOTFOUND && domain == NULL)
 		st = DIR_OK;
-	for (LDAPMessage *e = st == DIR_OK && res != NULL ?
-			      ldap_first_entry(l->ld, res) : NULL;
-	     e != NULL; e = ldap_next_entry(l->ld, e))
-		dir_array_push((void ***)&list, &n, list_entry(l->ld, e));
-	if (res != NULL)
-		ldap_msgfree(res);
+	list = (struct dir_list_info **)c.list;
+	n = c.n;
 	free(sbase);
 	if (st != DIR_OK) {
 		dir_list_info_array_free(&list, n);
@@ -2208,10 +2399,46 @@ static enum dir_status gal_alias(struct ldir *l, const char *target,
 	return st;
 }
 
+struct gal_ctx {
+	struct dir_gal_entry ***list;
+	size_t *n;
+	char ***targets;
+	size_t *nt;
+};
+
+static enum dir_status gal_entry(struct ldir *l, LDAPMessage *e, void *ctx,
+				 struct str *error)
+{
+	struct gal_ctx *g = ctx;
+	char *mail = val_str(l->ld, e, "mail"), *target;
+
+	(void)error;
+	switch (mail != NULL ? kind_of(l->ld, e) : KIND_NONE) {
+	case KIND_ACCOUNT:
+		gal_push(g->list, g->n, DIR_GAL_ACCOUNT, mail,
+			 val_str(l->ld, e, "displayName"));
+		mail = NULL;
+		break;
+	case KIND_LIST:
+		gal_push(g->list, g->n, DIR_GAL_LIST, mail, NULL);
+		mail = NULL;
+		break;
+	case KIND_ALIAS:	/* looked up once the search is done */
+		target = val_str(l->ld, e, "ternAliasTarget");
+		if (target != NULL)
+			dir_array_push((void ***)g->targets, g->nt, target);
+		break;
+	case KIND_NONE:
+		break;
+	}
+	free(mail);
+	return DIR_OK;
+}
+
 /* Accounts (not closed) and lists, and the targets of the aliases, that
- * match text; at most limit of each (sizelimit), so that aliases never
- * crowd out entries found directly. */
-static enum dir_status gal_find(struct ldir *l, const char *text, int limit,
+ * match text; at most limit of each, so that aliases never crowd out
+ * entries found directly. */
+static enum dir_status gal_find(struct ldir *l, const char *text, size_t limit,
 				bool aliases, struct dir_gal_entry ***list,
 				size_t *n, char ***targets, size_t *nt,
 				struct str *error)
@@ -2223,45 +2450,18 @@ static enum dir_status gal_find(struct ldir *l, const char *text, int limit,
 				  "(|(objectClass=ternAccount)"
 				  "(objectClass=ternDistributionList))"
 				  "(!(ternAccountStatus=closed))", text);
-	LDAPMessage *res = NULL;
+	struct gal_ctx g = { list, n, targets, nt };
 	enum dir_status st;
 
 	if (filter == NULL) {
 		str_setf(error, "the search text is too long");
 		return DIR_INVALID;
 	}
-	st = ld_search_n(l, l->domains_dn, LDAP_SCOPE_SUBTREE, filter, attrs,
-			 limit, &res, error);
+	st = ld_search_paged(l, l->domains_dn, LDAP_SCOPE_SUBTREE, filter,
+			     attrs, limit, gal_entry, &g, error);
 	free(filter);
 	if (st == DIR_NOTFOUND)
 		st = DIR_OK;	/* nothing provisioned yet */
-	for (LDAPMessage *e = st == DIR_OK && res != NULL ?
-			      ldap_first_entry(l->ld, res) : NULL;
-	     e != NULL; e = ldap_next_entry(l->ld, e)) {
-		char *mail = val_str(l->ld, e, "mail"), *target;
-
-		switch (mail != NULL ? kind_of(l->ld, e) : KIND_NONE) {
-		case KIND_ACCOUNT:
-			gal_push(list, n, DIR_GAL_ACCOUNT, mail,
-				 val_str(l->ld, e, "displayName"));
-			mail = NULL;
-			break;
-		case KIND_LIST:
-			gal_push(list, n, DIR_GAL_LIST, mail, NULL);
-			mail = NULL;
-			break;
-		case KIND_ALIAS:	/* looked up once res is done with */
-			target = val_str(l->ld, e, "ternAliasTarget");
-			if (target != NULL)
-				dir_array_push((void ***)targets, nt, target);
-			break;
-		case KIND_NONE:
-			break;
-		}
-		free(mail);
-	}
-	if (res != NULL)
-		ldap_msgfree(res);
 	return st;
 }
 
@@ -2278,11 +2478,10 @@ static enum dir_status ld_gal_search(struct dir *base, const char *text,
 
 	*list_r = NULL;
 	*count_r = 0;
-	st = gal_find(l, text, (int)limit, false, &list, &n, &targets, &nt,
-		      error);
+	st = gal_find(l, text, limit, false, &list, &n, &targets, &nt, error);
 	if (st == DIR_OK)
-		st = gal_find(l, text, (int)limit, true, &list, &n, &targets,
-			      &nt, error);
+		st = gal_find(l, text, limit, true, &list, &n, &targets, &nt,
+			      error);
 	for (size_t i = 0; st == DIR_OK && i < nt; i++)
 		st = gal_alias(l, targets[i], &list, &n, error);
 	free_strv(targets, nt);

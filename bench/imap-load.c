@@ -11,7 +11,9 @@
  *         UNSEEN, SEARCH SUBJECT "word"; then LOGOUT.  Messages and words
  *         come from a generator seeded with --seed and the client number,
  *         so two servers receive the same commands.  Prints operations/s
- *         and p50/p99 per command kind.
+ *         and p50/p99 per command kind.  With --connect-only a session is
+ *         connect and greeting, LOGIN and LOGOUT alone (sessions/s is then
+ *         the connection setup rate).
  *   big   one connection, logged in once (not timed), then --repeat times:
  *         SELECT --folder and UID FETCH 1:* (FLAGS), each timed, the FETCH
  *         answers counted against EXISTS; UNSELECT in between.  The
@@ -84,7 +86,7 @@ struct conn {
 struct opts {
 	const char *mode, *user, *password, *folder, *host;
 	int port, clients, iterations, repeat, range, connections, threads;
-	int tls;
+	int tls, connect_only;
 	unsigned seed;
 	double time_limit;
 };
@@ -494,6 +496,8 @@ static void ops_session(struct client *cl, struct conn *c)
 
 	TIMED(cl, OP_CONNECT, conn_open(c, 256 * 1024));
 	TIMED(cl, OP_LOGIN, login(c));
+	if (o.connect_only)
+		goto logout;
 	TIMED(cl, OP_SELECT, command(c, "SELECT", on_select, &si,
 				     "SELECT INBOX"));
 	n = si.exists;
@@ -536,6 +540,7 @@ static void ops_session(struct client *cl, struct conn *c)
 		      command(c, "SEARCH SUBJECT", on_search,
 			      &cl->search_hits, "SEARCH SUBJECT \"%s\"", w));
 	}
+logout:
 	TIMED(cl, OP_LOGOUT, command(c, "LOGOUT", NULL, NULL, "LOGOUT"));
 	conn_close(c);
 	cl->sessions++;
@@ -798,7 +803,7 @@ static void usage(void)
 		"usage: imap-load ops|big|idle --user U --password P "
 		"[--clients N] [--iterations N] [--repeat N] [--range N] "
 		"[--seed N] [--folder F] [--connections N] [--threads N] "
-		"[--tls] [--time-limit S] HOST:PORT\n");
+		"[--tls] [--connect-only] [--time-limit S] HOST:PORT\n");
 	exit(2);
 }
 
@@ -826,6 +831,10 @@ int main(int argc, char **argv)
 
 		if (strcmp(a, "--tls") == 0) {
 			o.tls = 1;
+			continue;
+		}
+		if (strcmp(a, "--connect-only") == 0) {
+			o.connect_only = 1;
 			continue;
 		}
 		if (a[0] != '-') {

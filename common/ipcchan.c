@@ -4,7 +4,9 @@
 #include "compat.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -27,6 +29,8 @@ struct ipc_chan {
 	struct ipc_decoder *dec;
 	struct str *pending;	/* frames not yet handed to libuv */
 	struct str *inflight;	/* frames of the write in progress */
+	uint64_t written;	/* bytes whose write completed (to the
+				 * kernel) */
 	char *rbuf;
 	struct str *error;
 	unsigned int connected:1;
@@ -147,6 +151,29 @@ void *ipc_chan_ctx(const struct ipc_chan *chan)
 	return chan->set.ctx;
 }
 
+uint64_t ipc_chan_output_read(const struct ipc_chan *chan)
+{
+	uint64_t n = chan->written;
+	uv_os_fd_t fd;
+	int queued = 0;
+
+	/* A large write goes out bit by bit: what libuv has handed to the
+	 * kernel of it counts too. */
+	if (chan->writing) {
+		size_t left = uv_stream_get_write_queue_size(
+			(const uv_stream_t *)&chan->pipe);
+
+		if (left < str_len(chan->inflight))
+			n += str_len(chan->inflight) - left;
+	}
+	/* Less what still sits in the socket's send queue, unread. */
+	if (uv_fileno((const uv_handle_t *)&chan->pipe, &fd) == 0 &&
+	    ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+	    (uint64_t)queued <= n)
+		n -= (uint64_t)queued;
+	return n;
+}
+
 size_t ipc_chan_output_pending(const struct ipc_chan *chan)
 {
 	return str_len(chan->pending) + str_len(chan->inflight);
@@ -241,6 +268,8 @@ static void ipc_chan_write_cb(uv_write_t *req, int status)
 	struct ipc_chan *chan = req->data;
 
 	chan->writing = 0;
+	if (status >= 0)
+		chan->written += str_len(chan->inflight);
 	str_clear(chan->inflight);
 	if (chan->closing)
 		return;

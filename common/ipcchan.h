@@ -86,6 +86,9 @@ void ipc_chan_close(struct ipc_chan **chan);
 
 /* Bytes queued or being written. */
 size_t ipc_chan_output_pending(const struct ipc_chan *chan);
+/* Bytes the peer has read since the channel opened: written to the
+ * socket and gone from its send queue (it reads, if slowly). */
+uint64_t ipc_chan_output_read(const struct ipc_chan *chan);
 /* 1 once connected and (client with proto) the hello was accepted. */
 int ipc_chan_ready(const struct ipc_chan *chan);
 void *ipc_chan_ctx(const struct ipc_chan *chan);

@@ -13,9 +13,10 @@
  * thread (they touch no store data).  When an op comes back committed, its
  * events go to every other session watching them, as frames with id 0.  A
  * session whose queued output passes store_notify_backlog_max when an
- * event is due is dropped: it gets no more events, an "overflow" error
- * frame (id 0) is queued, and the connection is closed once that has been
- * written or after NOTIFY_DRAIN_MS.
+ * event is due, and which has read nothing for NOTIFY_STALL_MS, is
+ * dropped: it gets no more events, an "overflow" error frame (id 0) is
+ * queued, and the connection is closed once that has been written or
+ * after NOTIFY_DRAIN_MS.
  */
 #include "config.h"
 
@@ -35,6 +36,7 @@
 
 #define STORED_OUTPUT_LIMIT ((size_t)128 << 20)	/* per client */
 #define NOTIFY_DRAIN_MS 10000	/* an overflowed client's last chance */
+#define NOTIFY_STALL_MS 5000	/* over the backlog, reading nothing */
 #define NOTIFY_DRAIN_TICK_MS 100
 
 struct store_session {
@@ -47,6 +49,9 @@ struct store_session {
 	uv_timer_t *drain;		/* after an overflow, until closed */
 	unsigned drain_ticks;
 	int overflowed;
+	uint64_t seen_read;		/* ipc_chan_output_read, sampled */
+	uint64_t progress_ms;		/* when the client last read, or was
+					 * under the backlog limit */
 	char id[16];
 };
 
@@ -133,14 +138,21 @@ static int session_notify(void *client, const struct notify_event *ev)
 	struct store_session *s = client;
 	struct ipc_msg *m;
 	size_t pending;
+	uint64_t nread, now;
 
 	if (s->chan == NULL || s->overflowed)
 		return -1;
 	pending = ipc_chan_output_pending(s->chan);
-	/* Only a client that asks nothing and reads nothing is dropped: the
-	 * output of one that has requests in flight is mostly its answers,
-	 * which it is waiting for (the channel's own limit bounds those). */
-	if (pending > s->d->notify_backlog_max && s->in_flight == 0) {
+	nread = ipc_chan_output_read(s->chan);
+	now = uv_now(svc_loop(s->d->svc));
+	/* Only a client that reads nothing is dropped: one that is busy
+	 * reading a large backlog of answers (and events) it asked for goes
+	 * on (the channel's own limit bounds its output). */
+	if (nread != s->seen_read || pending <= s->d->notify_backlog_max)
+		s->progress_ms = now;
+	s->seen_read = nread;
+	if (pending > s->d->notify_backlog_max &&
+	    now - s->progress_ms >= NOTIFY_STALL_MS) {
 		session_overflow(s, pending);
 		return -1;
 	}
@@ -325,6 +337,7 @@ void session_accept(struct stored *d, uv_stream_t *client)
 	uv_close((uv_handle_t *)client, (uv_close_cb)free);
 	s = xcalloc(1, sizeof(*s));
 	s->d = d;
+	s->progress_ms = uv_now(svc_loop(d->svc));
 	svc_new_id(s->id);
 	set.ctx = s;
 	s->chan = ipc_chan_open_fd(svc_loop(d->svc), dupfd, IPC_CHAN_SERVER,

@@ -644,12 +644,16 @@ def test_notifications_slow_reader_is_dropped(small_backlog_store):
     slow.ok("watch", [("account", 42)])
     append_n(actor, inst.root, 100, 42)
     mode = "+"
-    for _ in range(200):
+    # Dropped once its backlog is over the limit and it has read nothing
+    # for 5 s: events keep coming until then (bounded in time).
+    end = time.monotonic() + 40
+    while time.monotonic() < end:
         actor.ok("store", acct(42) + [("folder", "INBOX"), ("uids", "1:*"),
                                       ("mode", mode), ("flags", SEEN)])
         mode = "-" if mode == "+" else "+"
         if "does not read its notifications" in inst.log_text():
             break
+        time.sleep(0.05)
     assert "does not read its notifications" in inst.log_text()
     # the store keeps serving the others
     actor.ok("status", acct(42) + [("folder", "INBOX")])
@@ -665,6 +669,49 @@ def test_notifications_slow_reader_is_dropped(small_backlog_store):
     assert seen > 0
     assert last.type == "error" and last.id == 0
     assert last.get("code") == "overflow"
+    actor.close()
+    slow.close()
+
+
+def test_notifications_reader_that_keeps_reading_stays(small_backlog_store):
+    """A client whose backlog stays over store_notify_backlog_max but
+    which keeps reading (a busy tern-imapd working through answers and
+    events) is not dropped."""
+    inst = small_backlog_store
+    slow, actor = Store(inst.root), Store(inst.root)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.ok("watch", [("account", 42)])
+    append_n(actor, inst.root, 100, 42)
+    got = {"bytes": 0, "eof": False}
+    stop = threading.Event()
+
+    def reader():
+        # About 20 KB/s: much slower than the events come.
+        slow.sock.settimeout(1)
+        while not stop.is_set():
+            try:
+                chunk = slow.sock.recv(1024)
+            except socket.timeout:
+                continue
+            if not chunk:
+                got["eof"] = True
+                return
+            got["bytes"] += len(chunk)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    mode, end = "+", time.monotonic() + 8
+    while time.monotonic() < end:
+        actor.ok("store", acct(42) + [("folder", "INBOX"), ("uids", "1:*"),
+                                      ("mode", mode), ("flags", SEEN)])
+        mode = "-" if mode == "+" else "+"
+        time.sleep(0.03)
+    time.sleep(2)
+    stop.set()
+    t.join(timeout=10)
+    assert "does not read its notifications" not in inst.log_text()
+    assert not got["eof"] and got["bytes"] > 100000, got
     actor.close()
     slow.close()
 

@@ -7,8 +7,9 @@
  *            password checks, and the serial poll that drives the cache
  *
  * Threads: everything here runs on the loop thread, except the work
- * functions of job.c, which touch only their struct authd_job and the
- * directory handle (under dir_lock).  Internal to tern-authd.
+ * functions of job.c, which touch only their struct authd_job and one
+ * directory handle each, taken from the pool (dirs, under dir_lock).
+ * Internal to tern-authd.
  */
 #ifndef TERN_AUTHD_H
 #define TERN_AUTHD_H
@@ -35,6 +36,7 @@
 #define AUTHD_EVENTS_MAX 100000	/* events one "event" request may add */
 #define AUTHD_AUTH_WAIT_MAX 4096	/* password checks queued, at most */
 #define AUTHD_ERROR_MAX 1024
+#define AUTHD_DIRS_MAX 64		/* directory handles, at most */
 
 struct svc;
 struct authd_client;
@@ -46,8 +48,14 @@ struct authd {
 	struct cache *cache;
 	size_t max_frame;
 
-	pthread_mutex_t dir_lock;
-	struct dir *dir;		/* under dir_lock; NULL: not open */
+	/* The directory handles: one per pool thread, so that lookups run in
+	 * parallel (each LDAP handle is a connection of its own); a work
+	 * function takes one for its calls. */
+	pthread_mutex_t dir_lock;	/* dir_busy */
+	pthread_cond_t dir_free;
+	struct dir *dirs[AUTHD_DIRS_MAX];	/* NULL: SQLite not open yet */
+	bool dir_busy[AUTHD_DIRS_MAX];
+	unsigned ndirs;
 	char *dir_path;
 	uint64_t serial;		/* last seen dir_serial() */
 	uint64_t polls;			/* serial checks done */

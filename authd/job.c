@@ -2,16 +2,17 @@
  * job.c: tern-authd's directory work on the libuv thread pool.
  *
  * Every SQLite call and every password check runs in a work function here,
- * never on the loop thread.  The one directory handle is shared by the pool
- * threads under dir_lock; password verification (argon2, the slow part)
- * runs outside the lock, so checks proceed in parallel.  An unknown account
+ * never on the loop thread.  Each work function takes a directory handle
+ * of its own from the pool (as many as threads: an SQLite connection or an
+ * LDAP connection each), so lookups proceed in parallel; password
+ * verification (argon2, the slow part) runs after the handle is given back.  An unknown account
  * is checked against a dummy hash so that it costs the same time as a
  * wrong password.
  *
  * With an external directory (dir_ext.h), the account still comes from
  * Tern's directory (status, mail host, quota) but its password is checked
  * by the external one, and address book searches add its entries; it has
- * a lock of its own, so those calls run outside dir_lock.
+ * a lock of its own, so those calls run without a handle.
  */
 #include "config.h"
 
@@ -75,12 +76,42 @@ void authd_job_prepare(struct authd *ad)
 
 /* ---- work functions (pool threads) ---- */
 
-/* Opens the directory when it is not open; call with dir_lock held. */
-static enum dir_status dir_open_locked(struct authd *ad, struct str *error)
+/* A free directory handle (waiting for one when every handle is taken),
+ * opened when it is not (SQLite); NULL with error when it cannot be. */
+static struct dir *dir_take(struct authd *ad, unsigned *slot_r,
+			    struct str *error)
 {
-	if (ad->dir != NULL)
-		return DIR_OK;
-	return dir_open_sqlite(ad->dir_path, true, &ad->dir, error);
+	unsigned i;
+
+	pthread_mutex_lock(&ad->dir_lock);
+	for (;;) {
+		for (i = 0; i < ad->ndirs && ad->dir_busy[i]; i++)
+			;
+		if (i < ad->ndirs)
+			break;
+		pthread_cond_wait(&ad->dir_free, &ad->dir_lock);
+	}
+	ad->dir_busy[i] = true;
+	pthread_mutex_unlock(&ad->dir_lock);
+	*slot_r = i;
+	if (ad->dirs[i] == NULL &&
+	    dir_open_sqlite(ad->dir_path, true, &ad->dirs[i], error) !=
+		    DIR_OK) {
+		pthread_mutex_lock(&ad->dir_lock);
+		ad->dir_busy[i] = false;
+		pthread_cond_signal(&ad->dir_free);
+		pthread_mutex_unlock(&ad->dir_lock);
+		return NULL;
+	}
+	return ad->dirs[i];
+}
+
+static void dir_give(struct authd *ad, unsigned slot)
+{
+	pthread_mutex_lock(&ad->dir_lock);
+	ad->dir_busy[slot] = false;
+	pthread_cond_signal(&ad->dir_free);
+	pthread_mutex_unlock(&ad->dir_lock);
 }
 
 
@@ -103,18 +134,19 @@ static void work_gal_ext(struct authd_job *job)
 static void work_lookup(struct authd_job *job)
 {
 	struct authd *ad = job->ad;
+	unsigned slot;
+	struct dir *d = dir_take(ad, &slot, job->error);
 
-	pthread_mutex_lock(&ad->dir_lock);
-	if (dir_open_locked(ad, job->error) != DIR_OK) {
+	if (d == NULL) {
 		job->status = DIR_TEMPFAIL;
 	} else if (job->kind == JOB_LOOKUP) {
-		job->status = dir_account_get(ad->dir, job->key,
+		job->status = dir_account_get(d, job->key,
 					      &job->value.account, job->error);
 	} else if (job->kind == JOB_RESOLVE) {
-		job->status = dir_resolve(ad->dir, job->key,
+		job->status = dir_resolve(d, job->key,
 					  &job->value.resolution, job->error);
 	} else if (job->kind == JOB_GAL) {
-		job->status = dir_gal_search(ad->dir, job->key, job->limit,
+		job->status = dir_gal_search(d, job->key, job->limit,
 					     &job->gal, &job->ngal,
 					     job->error);
 		if (job->status == DIR_OK && dir_ext_gal(ad->ext) &&
@@ -123,11 +155,11 @@ static void work_lookup(struct authd_job *job)
 	} else {
 		struct dir_domain *dom = NULL;
 
-		job->status = dir_domain_get(ad->dir, job->key, &dom,
-					     job->error);
+		job->status = dir_domain_get(d, job->key, &dom, job->error);
 		dir_domain_free(&dom);
 	}
-	pthread_mutex_unlock(&ad->dir_lock);
+	if (d != NULL)
+		dir_give(ad, slot);
 	if (job->kind == JOB_GAL && job->status == DIR_OK &&
 	    dir_ext_gal(ad->ext))
 		work_gal_ext(job);
@@ -143,15 +175,16 @@ static void work_lookup(struct authd_job *job)
 	}
 }
 
-/* The password check by a bind as the account's DN (ldap_auth = bind),
- * outside the directory lock: on a connection of its own. */
-static enum dir_status auth_bind(struct authd_job *job, const char *dn)
+/* The password check by a bind as the account's DN (ldap_auth = bind):
+ * on a connection of its own, made with d's settings. */
+static enum dir_status auth_bind(struct authd_job *job, struct dir *d,
+				 const char *dn)
 {
 	enum dir_status st;
 
 	if (dn == NULL)
 		return DIR_AUTHFAIL;
-	st = dir_password_bind(job->ad->dir, dn, job->password, job->error);
+	st = dir_password_bind(d, dn, job->password, job->error);
 	return st == DIR_OK || st == DIR_TEMPFAIL ? st : DIR_AUTHFAIL;
 }
 
@@ -163,25 +196,29 @@ static void work_auth(struct authd_job *job)
 	enum dir_status st = DIR_INVALID, bst = DIR_AUTHFAIL;
 	bool ok, by_bind = false, ext = dir_ext_auth(ad->ext);
 	char *dn = NULL;
+	struct dir *d = NULL;
+	unsigned slot;
 
 	pthread_once(&dummy_once, dummy_make);
 	if (job->key != NULL) {
-		pthread_mutex_lock(&ad->dir_lock);
-		if (dir_open_locked(ad, job->error) != DIR_OK) {
+		d = dir_take(ad, &slot, job->error);
+		if (d == NULL) {
 			st = DIR_TEMPFAIL;
 		} else {
-			st = dir_account_get(ad->dir, job->key, &acct,
-					     job->error);
-			by_bind = !ext && dir_auth_by_bind(ad->dir);
+			st = dir_account_get(d, job->key, &acct, job->error);
+			by_bind = !ext && dir_auth_by_bind(d);
 			if (st == DIR_OK && by_bind &&
-			    dir_account_dn(ad->dir, job->key, &dn,
-					   job->error) == DIR_TEMPFAIL)
+			    dir_account_dn(d, job->key, &dn, job->error) ==
+				    DIR_TEMPFAIL)
 				st = DIR_TEMPFAIL;
 		}
-		pthread_mutex_unlock(&ad->dir_lock);
 	}
+	/* The bind has a connection of its own: the handle only lends its
+	 * settings (handles are closed only when authd stops). */
+	if (d != NULL)
+		dir_give(ad, slot);
 	if (st == DIR_OK && by_bind)
-		bst = auth_bind(job, dn);
+		bst = auth_bind(job, d, dn);
 	else if (st == DIR_OK && ext)
 		bst = dir_ext_authenticate(ad->ext, job->key, job->password,
 					   job->error);
@@ -262,26 +299,29 @@ void authd_job_start(struct authd_job *job)
 void authd_dir_open(struct authd *ad)
 {
 	struct str *error = str_new(128, AUTHD_ERROR_MAX);
+	unsigned slot;
+	struct dir *d = dir_take(ad, &slot, error);
 
-	pthread_mutex_lock(&ad->dir_lock);
-	if (dir_open_locked(ad, error) != DIR_OK ||
-	    dir_serial(ad->dir, &ad->serial, error) != DIR_OK) {
+	if (d == NULL || dir_serial(d, &ad->serial, error) != DIR_OK) {
 		log_warn(NULL, "directory %s not available (retrying): %s",
 			 ad->dir_path, str_c(error));
 		ad->dir_down = true;
 	} else {
 		ad->have_serial = true;
-		log_info(NULL, "directory %s open (serial %llu)",
-			 ad->dir_path, (unsigned long long)ad->serial);
+		log_info(NULL, "directory %s open (serial %llu, %u "
+			 "connections)", ad->dir_path,
+			 (unsigned long long)ad->serial, ad->ndirs);
 	}
-	pthread_mutex_unlock(&ad->dir_lock);
+	if (d != NULL)
+		dir_give(ad, slot);
 	str_free(&error);
 }
 
 void authd_dir_close(struct authd *ad)
 {
 	pthread_mutex_lock(&ad->dir_lock);
-	dir_close(&ad->dir);
+	for (unsigned i = 0; i < ad->ndirs; i++)
+		dir_close(&ad->dirs[i]);
 	pthread_mutex_unlock(&ad->dir_lock);
 }
 
@@ -299,12 +339,13 @@ static void poll_work(uv_work_t *w)
 {
 	struct poll_job *p = w->data;
 	struct authd *ad = p->ad;
+	unsigned slot;
+	struct dir *d = dir_take(ad, &slot, p->error);
 
-	pthread_mutex_lock(&ad->dir_lock);
-	p->status = dir_open_locked(ad, p->error);
-	if (p->status == DIR_OK)
-		p->status = dir_serial(ad->dir, &p->serial, p->error);
-	pthread_mutex_unlock(&ad->dir_lock);
+	p->status = d != NULL ? dir_serial(d, &p->serial, p->error) :
+				DIR_TEMPFAIL;
+	if (d != NULL)
+		dir_give(ad, slot);
 }
 
 static void poll_after(uv_work_t *w, int status)

@@ -67,10 +67,14 @@ static int open_ldap(struct authd *ad, const struct cfg *cfg,
 	struct str *error = str_new(128, AUTHD_ERROR_MAX);
 	int r = 0;
 
-	if (dir_open_config(cfg, true, &ad->dir, error) != DIR_OK) {
-		snprintf(msg, sizeof(msg), "directory: %s", str_c(error));
-		*error_r = msg;
-		r = -1;
+	for (unsigned i = 0; i < ad->ndirs && r == 0; i++) {
+		if (dir_open_config(cfg, true, &ad->dirs[i], error) !=
+		    DIR_OK) {
+			snprintf(msg, sizeof(msg), "directory: %s",
+				 str_c(error));
+			*error_r = msg;
+			r = -1;
+		}
 	}
 	str_free(&error);
 	return r;
@@ -118,13 +122,15 @@ static int authd_init(struct svc *svc, const char **error_r)
 	ad->cache = cache_new((size_t)cfg_int(cfg, OPT_AUTHD_CACHE_SIZE),
 			      cfg_duration(cfg, OPT_AUTHD_CACHE_TTL));
 	ad->client_ttl_ms = cfg_duration(cfg, OPT_AUTHCLIENT_CACHE_TTL);
-	if (pthread_mutex_init(&ad->dir_lock, NULL) != 0) {
+	if (pthread_mutex_init(&ad->dir_lock, NULL) != 0 ||
+	    pthread_cond_init(&ad->dir_free, NULL) != 0) {
 		*error_r = "pthread_mutex_init failed";
 		return -1;
 	}
+	ad->ndirs = threads < AUTHD_DIRS_MAX ? threads : AUTHD_DIRS_MAX;
 	ad->dir_path = dir_config_describe(cfg);
-	/* The LDAP backend is opened here (it connects at its first call);
-	 * job.c opens the SQLite one itself when ad->dir is NULL. */
+	/* The LDAP handles are opened here (each connects at its first
+	 * call); job.c opens SQLite handles itself when first taken. */
 	if (cfg_enum(cfg, OPT_DIRECTORY_BACKEND) == DIR_BACKEND_LDAP &&
 	    open_ldap(ad, cfg, error_r) < 0)
 		return -1;
@@ -187,6 +193,7 @@ static void authd_deinit(struct svc *svc)
 		return;		/* init did not run */
 	authd_dir_close(ad);
 	dir_ext_close(&ad->ext);
+	pthread_cond_destroy(&ad->dir_free);
 	pthread_mutex_destroy(&ad->dir_lock);
 	anvil_free(&ad->anvil);
 	cache_free(&ad->cache);

@@ -55,6 +55,8 @@ struct authd {
 	pthread_cond_t dir_free;
 	struct dir *dirs[AUTHD_DIRS_MAX];	/* NULL: SQLite not open yet */
 	bool dir_busy[AUTHD_DIRS_MAX];
+	uint64_t dir_gen[AUTHD_DIRS_MAX];	/* gen when last taken */
+	uint64_t gen;			/* moves with the serial (dir_lock) */
 	unsigned ndirs;
 	char *dir_path;
 	uint64_t serial;		/* last seen dir_serial() */

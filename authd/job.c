@@ -82,6 +82,7 @@ static struct dir *dir_take(struct authd *ad, unsigned *slot_r,
 			    struct str *error)
 {
 	unsigned i;
+	bool forget;
 
 	pthread_mutex_lock(&ad->dir_lock);
 	for (;;) {
@@ -92,8 +93,14 @@ static struct dir *dir_take(struct authd *ad, unsigned *slot_r,
 		pthread_cond_wait(&ad->dir_free, &ad->dir_lock);
 	}
 	ad->dir_busy[i] = true;
+	forget = ad->dir_gen[i] != ad->gen;
+	ad->dir_gen[i] = ad->gen;
 	pthread_mutex_unlock(&ad->dir_lock);
 	*slot_r = i;
+	/* The directory changed since this handle was last used: what it
+	 * remembers may be out of date. */
+	if (forget && ad->dirs[i] != NULL)
+		dir_forget(ad->dirs[i]);
 	if (ad->dirs[i] == NULL &&
 	    dir_open_sqlite(ad->dir_path, true, &ad->dirs[i], error) !=
 		    DIR_OK) {
@@ -370,6 +377,9 @@ static void poll_after(uv_work_t *w, int status)
 				  (unsigned long long)p->serial,
 				  cache_entries(ad->cache));
 			cache_clear(ad->cache);
+			pthread_mutex_lock(&ad->dir_lock);
+			ad->gen++;
+			pthread_mutex_unlock(&ad->dir_lock);
 			if (ad->have_serial)
 				authd_server_invalidate(ad);
 			ad->serial = p->serial;

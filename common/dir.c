@@ -734,6 +734,12 @@ enum dir_status dir_account_add(struct dir *dir, struct dir_account *acct,
 	return dir->ops->account_add(dir, acct, error);
 }
 
+void dir_forget(struct dir *dir)
+{
+	if (dir->ops->forget != NULL)
+		dir->ops->forget(dir);
+}
+
 enum dir_status dir_account_import(struct dir *dir,
 				   const struct dir_account *acct,
 				   struct str *error)

@@ -161,6 +161,11 @@ char *dir_ldap_bundled_uri(const char *root);
  * (malloc'd). */
 char *dir_config_describe(const struct cfg *cfg);
 void dir_close(struct dir **dir);
+/* A read-only LDAP handle remembers the domains and classes of service it
+ * read (their catch-all and quotas: every lookup needs them) until this
+ * is called: tern-authd calls it when the directory serial moves, as it
+ * clears its own cache.  Writes through a handle forget too. */
+void dir_forget(struct dir *dir);
 /* "sqlite" or "ldap". */
 const char *dir_backend_name(const struct dir *dir);
 /* Gives dir an external directory (dir_ext.h; NULL = none), closed with

@@ -37,6 +37,8 @@ void dir_node_clear(struct dir_node *node);
 struct dir_ops {
 	const char *name;	/* "sqlite", "ldap" */
 	void (*close)(struct dir *dir);
+	/* Drops what the handle remembers between calls; NULL: nothing. */
+	void (*forget)(struct dir *dir);
 	enum dir_status (*serial)(struct dir *dir, uint64_t *serial_r,
 				  struct str *error);
 	enum dir_status (*cos_add)(struct dir *dir, const struct dir_cos *cos,

@@ -61,6 +61,7 @@
 #define LDIR_BACKOFF_MIN_MS 100
 #define LDIR_BACKOFF_MAX_MS 2000
 #define LDIR_CAS_TRIES 16
+#define LDIR_MEMO_MAX 64	/* domains, classes of service remembered */
 #define LDIR_MODS_MAX 20
 #define LDIR_NO_CONNECTION (-1000)	/* req_run: ld_connect said why */
 
@@ -69,6 +70,16 @@ enum kind { KIND_NONE, KIND_ACCOUNT, KIND_ALIAS, KIND_LIST };
 static const char *const kind_names[] = {
 	[KIND_NONE] = "address", [KIND_ACCOUNT] = "account",
 	[KIND_ALIAS] = "alias", [KIND_LIST] = "list",
+};
+
+/* What a read-only handle remembers of a domain or a class of service
+ * between calls, until dir_forget(): the facts every recipient lookup of
+ * the domain needs (one search each less per lookup). */
+struct memo {
+	char *name;
+	bool found;
+	char *catchall;		/* domains */
+	uint64_t quota;		/* the domain's default quota, the cos's */
 };
 
 struct ldir {
@@ -80,6 +91,8 @@ struct ldir {
 	bool readonly;
 	uint64_t retry_at_ms;	/* no connect attempt before */
 	unsigned backoff_ms;
+	struct memo domains[LDIR_MEMO_MAX], coses[LDIR_MEMO_MAX];
+	size_t ndomains, ncoses;
 };
 
 /* A formatted string of less than LDIR_DN_MAX bytes (malloc'd), or NULL
@@ -845,6 +858,49 @@ static enum dir_status ld_serial(struct dir *base, uint64_t *serial_r,
 	return st;
 }
 
+static void memo_clear(struct memo *m, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++) {
+		free(m[i].name);
+		free(m[i].catchall);
+	}
+	*n = 0;
+}
+
+static void ld_forget(struct dir *base)
+{
+	struct ldir *l = (struct ldir *)base;
+
+	memo_clear(l->domains, &l->ndomains);
+	memo_clear(l->coses, &l->ncoses);
+}
+
+static const struct memo *memo_find(const struct memo *m, size_t n,
+				    const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(m[i].name, name) == 0)
+			return &m[i];
+	}
+	return NULL;
+}
+
+/* Keeps a fact (read-only handles only; a full table starts again). */
+static void memo_add(struct ldir *l, struct memo *m, size_t *n,
+		     const char *name, bool found, const char *catchall,
+		     uint64_t quota)
+{
+	if (!l->readonly)
+		return;
+	if (*n == LDIR_MEMO_MAX)
+		memo_clear(m, n);
+	m[*n].name = xstrdup(name);
+	m[*n].found = found;
+	m[*n].catchall = catchall != NULL ? xstrdup(catchall) : NULL;
+	m[*n].quota = quota;
+	(*n)++;
+}
+
 /* After a successful write; a failure only delays cache invalidation
  * until the contextCSN changes or the caches expire. */
 static void serial_bump(struct ldir *l)
@@ -852,10 +908,82 @@ static void serial_bump(struct ldir *l)
 	struct str *err = str_new(64, 1024);
 	struct mods m = { .n = 0 };
 
+	ld_forget(&l->base);
 	mods_add(&m, LDAP_MOD_INCREMENT, "ternSerial", "1");
 	(void)ld_write(l, OP_MODIFY, l->state_dn, m.list, err);
 	mods_free(&m);
 	str_free(&err);
+}
+
+static enum dir_status domain_read(struct ldir *l, const char *name,
+				   LDAPMessage **res_r, LDAPMessage **e_r,
+				   struct str *error);
+static enum dir_status ld_cos_get(struct dir *base, const char *name,
+				  struct dir_cos **cos_r, struct str *error);
+
+/* A domain's catch-all (malloc'd, or NULL) and default quota, from the
+ * memo or a read: DIR_OK, DIR_NOTFOUND or an error. */
+static enum dir_status domain_facts(struct ldir *l, const char *name,
+				    char **catchall_r, uint64_t *quota_r,
+				    struct str *error)
+{
+	const struct memo *f = memo_find(l->domains, l->ndomains, name);
+	LDAPMessage *res = NULL, *e;
+	enum dir_status st;
+	char *catchall = NULL;
+	uint64_t quota = 0;
+
+	if (f == NULL) {
+		st = domain_read(l, name, &res, &e, error);
+		if (st == DIR_OK) {
+			catchall = val_str(l->ld, e, "ternCatchAll");
+			quota = (uint64_t)val_i64(l->ld, e,
+						  "ternDefaultQuota");
+		}
+		if (res != NULL)
+			ldap_msgfree(res);
+		if (st != DIR_OK && st != DIR_NOTFOUND) {
+			free(catchall);
+			return st;
+		}
+		memo_add(l, l->domains, &l->ndomains, name, st == DIR_OK,
+			 catchall, quota);
+	} else {
+		st = f->found ? DIR_OK : DIR_NOTFOUND;
+		catchall = f->catchall != NULL ? xstrdup(f->catchall) : NULL;
+		quota = f->quota;
+	}
+	if (catchall_r != NULL)
+		*catchall_r = catchall;
+	else
+		free(catchall);
+	if (quota_r != NULL)
+		*quota_r = quota;
+	return st;
+}
+
+/* A class of service's quota (0 when it does not exist), from the memo
+ * or a read. */
+static enum dir_status cos_quota(struct ldir *l, const char *name,
+				 uint64_t *quota_r, struct str *error)
+{
+	const struct memo *f = memo_find(l->coses, l->ncoses, name);
+	struct dir_cos *cos = NULL;
+	enum dir_status st;
+
+	if (f != NULL) {
+		*quota_r = f->quota;
+		return DIR_OK;
+	}
+	st = ld_cos_get(&l->base, name, &cos, error);
+	*quota_r = cos != NULL ? cos->quota : 0;
+	dir_cos_free(&cos);
+	if (st == DIR_NOTFOUND || st == DIR_INVALID)
+		st = DIR_OK;
+	if (st == DIR_OK)
+		memo_add(l, l->coses, &l->ncoses, name, *quota_r != 0, NULL,
+			 *quota_r);
+	return st;
 }
 
 /*
@@ -1791,29 +1919,18 @@ static enum dir_status quota_effective(struct ldir *l, struct quota_ctx *q,
 	}
 	if (q->domain == NULL ||
 	    strcmp(q->domain, domain_of(a->address)) != 0) {
-		LDAPMessage *res = NULL, *e;
-
 		free(q->domain);
 		q->domain = xstrdup(domain_of(a->address));
-		st = domain_read(l, q->domain, &res, &e, error);
-		q->default_quota = st == DIR_OK ?
-			(uint64_t)val_i64(l->ld, e, "ternDefaultQuota") : 0;
-		if (res != NULL)
-			ldap_msgfree(res);
+		st = domain_facts(l, q->domain, NULL, &q->default_quota,
+				  error);
 		if (st == DIR_NOTFOUND)
 			st = DIR_OK;
 	}
 	if (st == DIR_OK && q->default_quota == 0 &&
 	    (q->cos == NULL || strcmp(q->cos, a->cos) != 0)) {
-		struct dir_cos *cos = NULL;
-
 		free(q->cos);
 		q->cos = xstrdup(a->cos);
-		st = ld_cos_get(&l->base, a->cos, &cos, error);
-		q->cos_quota = cos != NULL ? cos->quota : 0;
-		dir_cos_free(&cos);
-		if (st == DIR_NOTFOUND || st == DIR_INVALID)
-			st = DIR_OK;
+		st = cos_quota(l, a->cos, &q->cos_quota, error);
 	}
 	a->quota_effective = q->default_quota != 0 ? q->default_quota :
 			     q->cos_quota;
@@ -2547,15 +2664,10 @@ static int ld_domain_catchall(struct dir *base, const char *domain,
 			      struct str *error)
 {
 	struct ldir *l = (struct ldir *)base;
-	LDAPMessage *res = NULL, *e;
 	enum dir_status st;
 
 	*catchall_r = NULL;
-	st = domain_read(l, domain, &res, &e, error);
-	if (st == DIR_OK)
-		*catchall_r = val_str(l->ld, e, "ternCatchAll");
-	if (res != NULL)
-		ldap_msgfree(res);
+	st = domain_facts(l, domain, catchall_r, NULL, error);
 	if (st == DIR_NOTFOUND)
 		return 0;
 	*st_r = st;
@@ -2609,6 +2721,7 @@ static void ld_close(struct dir *base)
 	struct ldir *l = (struct ldir *)base;
 
 	ld_drop(l);
+	ld_forget(base);
 	if (l->password != NULL) {
 		explicit_bzero(l->password, strlen(l->password));
 		free(l->password);
@@ -2703,6 +2816,7 @@ enum dir_status dir_open_ldap(const struct dir_ldap_settings *set,
 static const struct dir_ops ldap_ops = {
 	.name = "ldap",
 	.close = ld_close,
+	.forget = ld_forget,
 	.serial = ld_serial,
 	.cos_add = ld_cos_add,
 	.cos_set = ld_cos_set,

@@ -492,6 +492,59 @@ def lookup_type(inst, address):
         c.close()
 
 
+def resolve_all(c, address):
+    """A resolve request's frames: (targets, the final type)."""
+    mid = c.send("resolve", address=address)
+    targets = []
+    while True:
+        t, rid, f = c.recv()
+        assert rid == mid
+        if t != "target":
+            return targets, t
+        targets.append(f["address"][0])
+
+
+def test_domain_and_cos_changes_reach_lookups(ldap_instance):
+    """tern-authd's LDAP connections remember domains and classes of
+    service between lookups; a catch-all or a quota changed with ternctl
+    is still seen within CHANGE_SEEN_WITHIN, whichever connection answers."""
+    inst = ldap_instance
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "bob@example.com", input=PASSWORD + "\n")
+    c = Authd(inst)
+    try:
+        # Warm every connection with the domain and the class of service.
+        for _ in range(20):
+            assert resolve_all(c, "ghost@example.com") == ([], "notfound")
+            mtype, f = c.call("lookup", address="bob@example.com")
+            assert mtype == "account", f
+        before = f["quota_effective"][0]
+        inst.ctl("domain", "set", "example.com", "--catchall",
+                 "bob@example.com")
+        t0 = time.monotonic()
+        while resolve_all(c, "ghost@example.com") != \
+                (["bob@example.com"], "resolved"):
+            assert time.monotonic() - t0 < CHANGE_SEEN_WITHIN, \
+                "catch-all not seen"
+            time.sleep(0.05)
+        inst.ctl("cos", "set", "default", "--quota", "7M")
+        t0 = time.monotonic()
+        while c.call("lookup", address="bob@example.com")[1][
+                "quota_effective"][0] != 7 * 1024 * 1024:
+            assert time.monotonic() - t0 < CHANGE_SEEN_WITHIN, \
+                "class of service quota not seen"
+            time.sleep(0.05)
+        assert before != 7 * 1024 * 1024
+        # Once seen, seen by every connection.
+        for _ in range(20):
+            assert resolve_all(c, "ghost@example.com") == \
+                (["bob@example.com"], "resolved")
+            assert c.call("lookup", address="bob@example.com")[1][
+                "quota_effective"][0] == 7 * 1024 * 1024
+    finally:
+        c.close()
+
+
 def test_slapd_down_or_hung_is_tempfail(ldap_instance):
     inst = ldap_instance
     inst.ctl("domain", "add", "example.com")

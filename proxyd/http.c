@@ -81,6 +81,7 @@ struct hback {
 	uv_tcp_t *tcp;
 	bool resolving, connecting;	/* a libuv callback will come */
 	bool reusable;
+	unsigned requests;		/* sent on this connection */
 };
 
 struct hsession {
@@ -108,6 +109,8 @@ struct hsession {
 	/* the response */
 	bool resp_head_done;
 	bool resp_started;		/* bytes of it went to the client */
+	uint64_t resp_bytes;		/* bytes of it from the backend */
+	bool retried;			/* sent again once already */
 	enum http_body resp_body;
 	uint64_t resp_left;
 	struct http_chunked resp_ck;
@@ -769,6 +772,8 @@ static void send_request(struct hsession *s)
 
 	s->state = H_FORWARD;
 	s->resp_head_done = false;
+	s->resp_bytes = 0;
+	s->hb->requests++;
 	http_parser_reset(s->resp, s->head_req);
 	build_request(s, out);
 	s->up += str_len(out);
@@ -832,6 +837,7 @@ static void request_begin(struct hsession *s, const struct http_head *h)
 	s->t0 = uv_now(svc_loop(s->d->svc));
 	s->path = xstrndup(h->target, plen);
 	s->head_req = strcmp(h->method, "HEAD") == 0;
+	s->retried = false;
 	s->keep_alive = h->keep_alive && !s->stop;
 	s->req_body = h->body;
 	s->req_left = h->content_length;
@@ -977,6 +983,8 @@ static void backend_read(struct conn *c, const char *data, size_t len)
 	size_t n;
 	int r;
 
+	if (s != NULL && s->hb == hb)
+		s->resp_bytes += len;
 	if (s == NULL || s->hb != hb || s->state != H_FORWARD) {
 		hb->reusable = false;
 		if (s != NULL && s->hb == hb)
@@ -1062,6 +1070,26 @@ static void backend_drain(struct conn *c)
 		pump(hb->s);
 }
 
+/* Whether a request the backend dropped unanswered may be sent again on a
+ * new connection: an idempotent method (RFC 9110 9.2.2) without a body,
+ * sent on a kept connection (which the backend may close just as the
+ * request comes), once. */
+static bool may_retry(const struct hsession *s, const struct hback *hb)
+{
+	static const char *const methods[] = {
+		"GET", "HEAD", "OPTIONS", "DELETE", "TRACE",
+	};
+
+	if (s->retried || hb->requests < 2 || s->resp_bytes > 0 ||
+	    s->req_body != HTTP_BODY_NONE || s->rh == NULL)
+		return false;
+	for (size_t i = 0; i < TERN_NELEM(methods); i++) {
+		if (strcmp(s->rh->method, methods[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void backend_close(struct conn *c, const char *reason)
 {
 	struct hback *hb = conn_ctx(c);
@@ -1075,6 +1103,12 @@ static void backend_close(struct conn *c, const char *reason)
 		    s->resp_body == HTTP_BODY_CLOSE) {
 			s->keep_alive = false;
 			request_end(s);
+		} else if (s->state == H_FORWARD && may_retry(s, hb)) {
+			log_info(s->id, "backend %s closed a kept connection "
+				 "unanswered: sending %s again on a new one",
+				 s->backend_name, s->rh->method);
+			s->retried = true;
+			connect_to(s, hb->host, hb->port);
 		} else if (s->state == H_FORWARD) {
 			log_warn(s->id, "backend %s closed: %s",
 				 s->backend_name,

@@ -60,6 +60,14 @@ class H(BaseHTTPRequestHandler):
         return self.rfile.read(n)
 
     def answer(self):
+        if getattr(self, "drop_next", False):
+            # As a server closing a kept connection just as the next
+            # request comes: read nothing more, answer nothing.
+            with open(LOG, "a") as f:
+                f.write(f"DROPPED {self.command} {self.path}\n")
+            self.close_connection = True
+            return
+        self.drop_next = self.path == "/drop-next"
         data = self.body()
         with open(LOG, "a") as f:
             f.write(f"{self.command} {self.path}\n")
@@ -412,6 +420,31 @@ def test_backend_down(site):
             break
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_kept_backend_connection_closed(site):
+    """The backend closes a kept connection as the next request comes:
+    a GET goes again on a new connection (the client sees nothing), a
+    POST does not (502: it may have been carried out)."""
+    conn = http.client.HTTPConnection("127.0.0.1", site.http, timeout=20)
+    try:
+        auth = basic("ann@example.com")
+        assert request(site, "GET", "/drop-next", auth, conn=conn)[0] == 200
+        st, _, d = request(site, "GET", "/after-drop", auth, conn=conn)
+        assert st == 200 and d["path"] == "/after-drop"
+        assert request(site, "GET", "/drop-next", auth, conn=conn)[0] == 200
+        st, _, _ = request(site, "POST", "/post-after-drop", auth,
+                           body=b"x" * 10, conn=conn)
+        assert st == 502
+    finally:
+        conn.close()
+    log = site.web_a.requests()
+    assert "DROPPED GET /after-drop" in log and "GET /after-drop" in log
+    assert "DROPPED POST /post-after-drop" in log
+    assert "POST /post-after-drop" not in log
+    site.a.wait_for(lambda: "closed a kept connection unanswered: "
+                    "sending GET again" in site.a.log_text(),
+                    what="the retry's log line")
 
 
 def test_https(site):

@@ -109,6 +109,18 @@ static pid_t master_pid(struct ctl *ctl)
 	return master_alive((pid_t)pid) ? (pid_t)pid : 0;
 }
 
+/* An error message of an ipc_client lives in the client: a copy of it
+ * (ternctl's own buffer) outlives ipc_client_free(). */
+static void error_keep(const char **error_r)
+{
+	static char buf[512];
+
+	if (*error_r != NULL && *error_r != buf) {
+		snprintf(buf, sizeof(buf), "%s", *error_r);
+		*error_r = buf;
+	}
+}
+
 static struct ipc_client *master_connect(struct ctl *ctl, const char **error_r)
 {
 	struct ipc_client *c = ipc_client_new(0);
@@ -116,8 +128,10 @@ static struct ipc_client *master_connect(struct ctl *ctl, const char **error_r)
 
 	if (ipc_client_connect(c, path, CTL_TIMEOUT_MS, error_r) < 0 ||
 	    ipc_client_hello(c, MASTER_PROTO, MASTER_PROTO_VERSION,
-			     CTL_TIMEOUT_MS, error_r) < 0)
+			     CTL_TIMEOUT_MS, error_r) < 0) {
+		error_keep(error_r);
 		ipc_client_free(&c);
+	}
 	free(path);
 	return c;
 }
@@ -138,6 +152,8 @@ static int master_call(struct ctl *ctl, const char *type,
 	if (r == 0)
 		r = ipc_client_recv(c, 60000, reply_r, error_r);
 	ipc_msg_free(&req);
+	if (r < 0)
+		error_keep(error_r);
 	ipc_client_free(&c);
 	return r;
 }
@@ -223,6 +239,8 @@ static int status_fetch(struct ctl *ctl, struct status *st,
 		}
 		st->msgs[st->n++] = m;
 	}
+	if (r < 0)
+		error_keep(error_r);
 	ipc_client_free(&c);
 	if (r < 0)
 		status_free(st);

@@ -134,6 +134,8 @@ enum dir_status dir_ext_open_config(const struct cfg *cfg,
 		.bind_password_file =
 			cfg_str(cfg, OPT_EXT_LDAP_BIND_PASSWORD_FILE),
 		.timeout_ms = (unsigned)cfg_duration(cfg, OPT_EXT_LDAP_TIMEOUT),
+		.starttls = cfg_bool(cfg, OPT_EXT_LDAP_STARTTLS),
+		.ca_file = cfg_str(cfg, OPT_EXT_LDAP_CA_FILE),
 		.user_filter = cfg_str(cfg, OPT_EXT_LDAP_USER_FILTER),
 		.gal_filter = cfg_str(cfg, OPT_EXT_LDAP_GAL_FILTER),
 		.attr_mail = cfg_str(cfg, OPT_EXT_LDAP_ATTR_MAIL),

@@ -43,6 +43,8 @@ struct dir_ext {
 	char *attr_mail, *attr_display_name, *attr_given_name, *attr_surname;
 	unsigned timeout_ms;
 	bool auth, gal;
+	bool starttls;
+	char *ca_file;		/* NULL: the system's CAs */
 
 	pthread_mutex_t lock;	/* the fields below */
 	LDAP *ld;		/* the service connection, or NULL */
@@ -153,7 +155,26 @@ static void ext_down(struct dir_ext *x)
 	x->retry_at_ms = now_ms() + x->backoff_ms;
 }
 
-/* A new connection with Tern's options (NULL with the code in *rc_r). */
+/* TLS settings of this connection: the certificate verified against
+ * ca_file (or the system's CAs), TLS 1.2 at least. */
+static int ext_tls(const struct dir_ext *x, LDAP *ld)
+{
+	int demand = LDAP_OPT_X_TLS_DEMAND, min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
+	int newctx = 0, rc;
+
+	rc = ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
+	if (rc == LDAP_OPT_SUCCESS)
+		rc = ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min);
+	if (rc == LDAP_OPT_SUCCESS && x->ca_file != NULL)
+		rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE,
+				     x->ca_file);
+	if (rc == LDAP_OPT_SUCCESS)
+		rc = ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &newctx);
+	return rc == LDAP_OPT_SUCCESS ? LDAP_SUCCESS : LDAP_CONNECT_ERROR;
+}
+
+/* A new connection with Tern's options, TLS set up (STARTTLS done) when
+ * configured; NULL with the code in *rc_r. */
 static LDAP *ext_init(const struct dir_ext *x, int *rc_r)
 {
 	struct timeval tv = tv_of(x->timeout_ms);
@@ -167,6 +188,13 @@ static LDAP *ext_init(const struct dir_ext *x, int *rc_r)
 	(void)ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
 	(void)ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
 	(void)ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+	*rc_r = ext_tls(x, ld);
+	if (*rc_r == LDAP_SUCCESS && x->starttls)
+		*rc_r = ldap_start_tls_s(ld, NULL, NULL);
+	if (*rc_r != LDAP_SUCCESS) {
+		ldap_unbind_ext_s(ld, NULL, NULL);
+		return NULL;
+	}
 	return ld;
 }
 
@@ -699,6 +727,9 @@ enum dir_status dir_ext_open(const struct dir_ext_settings *set,
 	x->attr_given_name = xstrdup(set->attr_given_name);
 	x->attr_surname = xstrdup(set->attr_surname);
 	x->timeout_ms = set->timeout_ms > 0 ? set->timeout_ms : 5000;
+	x->starttls = set->starttls;
+	x->ca_file = set->ca_file != NULL && set->ca_file[0] != '\0' ?
+			     xstrdup(set->ca_file) : NULL;
 	x->auth = set->auth;
 	x->gal = set->gal;
 	if (pthread_mutex_init(&x->lock, NULL) != 0)
@@ -730,6 +761,7 @@ void dir_ext_close(struct dir_ext **ext)
 		free(x->password);
 	}
 	free(x->uri);
+	free(x->ca_file);
 	free(x->base_dn);
 	free(x->bind_dn);
 	free(x->user_filter);

@@ -56,6 +56,8 @@ struct dir_ext_settings {
 	const char *bind_dn;		/* "" = anonymous */
 	const char *bind_password_file;	/* its first line */
 	unsigned timeout_ms;
+	bool starttls;			/* ldap:// then STARTTLS */
+	const char *ca_file;		/* "" or NULL: the system's CAs */
 	const char *user_filter, *gal_filter;
 	const char *attr_mail, *attr_display_name, *attr_given_name,
 		   *attr_surname;

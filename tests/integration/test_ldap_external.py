@@ -62,19 +62,48 @@ def display(i):
     return f"Ext Person {i:02d}"
 
 
+def make_certificates(folder):
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl);
+    returns the CA file."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True,
+                       timeout=60, cwd=folder)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=Test AD CA", "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(folder, "san.ext"), "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey",
+        "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext",
+        "-out", "server.crt")
+    return os.path.join(folder, "ca.crt")
+
+
 class ADSlapd:
     """A slapd from scratch playing Active Directory.  Its size limit is 5
     entries per answer for everyone but its rootdn; like AD's MaxPageSize
     it applies to each page of a paged search, not to the whole of it
     (size.prtotal=unlimited; slapd's default would cap the total too)."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="tern-adslapd-", dir="/tmp")
         self.port = free_port_block(1)
         self.sock = os.path.join(self.dir, "ldapi")
         self.uri = ldapi(self.sock)
         self.tcp = f"ldap://127.0.0.1:{self.port}/"
+        self.ldaps = None
         self.proc = None
+        tls_conf = ""
+        if tls:
+            self.ldaps = f"ldaps://127.0.0.1:{free_port_block(1)}/"
+            self.ca = make_certificates(self.dir)
+            # tern-authd (the daemon user) reads the CA file
+            os.chmod(self.dir, 0o755)
+            os.chmod(self.ca, 0o644)
+            tls_conf = (f"olcTLSCACertificateFile: {self.ca}\n"
+                        f"olcTLSCertificateFile: {self.dir}/server.crt\n"
+                        f"olcTLSCertificateKeyFile: {self.dir}/server.key\n")
         slapd_d = os.path.join(self.dir, "slapd.d")
         os.mkdir(slapd_d)
         os.mkdir(os.path.join(self.dir, "db"))
@@ -83,7 +112,7 @@ class ADSlapd:
         conf = f"""dn: cn=config
 objectClass: olcGlobal
 cn: config
-
+{tls_conf}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
@@ -123,8 +152,10 @@ olcAccess: {{1}}to * by users read by * none
                        check=True, capture_output=True, timeout=30)
 
     def start(self):
+        urls = f"{self.uri} {self.tcp}" + (f" {self.ldaps}" if self.ldaps
+                                           else "")
         self.proc = subprocess.Popen(
-            [SLAPD, "-d", "0", "-h", f"{self.uri} {self.tcp}", "-F",
+            [SLAPD, "-d", "0", "-h", urls, "-F",
              os.path.join(self.dir, "slapd.d")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         end = time.monotonic() + 10
@@ -448,3 +479,58 @@ def test_bundled_slapd_lists_past_its_size_limit(ldap_instance):
     assert len(gal(c, "page", limit=1000)[1]) == n
     assert len(gal(c, "page", limit=510)[1]) == 510
     c.close()
+
+
+@pytest.fixture
+def ad_tls():
+    s = ADSlapd(tls=True)
+    try:
+        s.start()
+        ldap_tool("ldapadd", s.uri, [], input=people_ldif())
+        yield s
+    finally:
+        s.stop()
+
+
+def test_external_directory_over_tls(ad_tls, make_instance, monkeypatch):
+    """ldaps:// and STARTTLS to the external directory, its certificate
+    verified against ext_ldap_ca_file: logins work.  With the system's CAs
+    (which do not know the test CA) they are 'try again later', never a
+    bind in plaintext or to an unverified server."""
+    monkeypatch.setattr(conftest, "LIBEXEC",
+                        conftest.LIBEXEC + ":" + TERN_LIBEXEC)
+    inst = make_instance(services=tern_services, start=False)
+    secret = inst.conf("ext-ldap.secret")
+    with open(secret, "w") as f:
+        f.write(READER_PASSWORD + "\n")
+    os.chmod(secret, 0o644)
+    base_conf = inst.conf("tern.conf")
+    with open(base_conf) as f:
+        kept = f.read()
+
+    def configure(uri, extra):
+        text = ext_conf(ad_tls, secret).replace(
+            f"ext_ldap_uri = {ad_tls.tcp}\n", f"ext_ldap_uri = {uri}\n")
+        with open(base_conf, "w") as f:
+            f.write(kept + text + extra)
+
+    inst.ctl("domain", "add", "example.com")
+    inst.ctl("account", "add", "user0@example.com",
+             input=TERN_PASSWORD + "\n")
+    inst.imap_port = inst.port_base + 1
+    ca = f"ext_ldap_ca_file = {ad_tls.ca}\n"
+    for uri, extra, want in (
+            (ad_tls.ldaps, ca, "OK"),
+            (ad_tls.tcp, ca + "ext_ldap_starttls = yes\n", "OK"),
+            (ad_tls.ldaps, "", "UNAVAILABLE"),
+            (ad_tls.tcp, "ext_ldap_starttls = yes\n", "UNAVAILABLE")):
+        configure(uri, extra)
+        inst.ctl("stop", check=False, timeout=90)
+        inst.ctl("start")
+        inst.wait_running(["authd", "imap"])
+        got = imap_login(inst, "user0@example.com", ext_password(0))
+        assert want in got, (uri, extra, got)
+        if want == "OK":
+            # and Tern's own password is not what counts
+            assert imap_login(inst, "user0@example.com",
+                              TERN_PASSWORD) != "OK"

@@ -219,15 +219,20 @@ userPassword: {READER_PASSWORD}
     return "\n".join(out)
 
 
-@pytest.fixture
-def ad_slapd():
-    s = ADSlapd()
+def running_ad(tls=False):
+    """An ADSlapd started and filled with people_ldif(), stopped after."""
+    s = ADSlapd(tls=tls)
     try:
         s.start()
         ldap_tool("ldapadd", s.uri, [], input=people_ldif())
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def ad_slapd():
+    yield from running_ad()
 
 
 def ext_conf(s, secret):
@@ -483,13 +488,7 @@ def test_bundled_slapd_lists_past_its_size_limit(ldap_instance):
 
 @pytest.fixture
 def ad_tls():
-    s = ADSlapd(tls=True)
-    try:
-        s.start()
-        ldap_tool("ldapadd", s.uri, [], input=people_ldif())
-        yield s
-    finally:
-        s.stop()
+    yield from running_ad(tls=True)
 
 
 def test_external_directory_over_tls(ad_tls, make_instance, monkeypatch):

@@ -16,24 +16,17 @@
 
 #include "compat.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <lber.h>
 #include <ldap.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "dir_backend.h"
 #include "dir_ext.h"
 #include "dir_ldap.h"
 #include "xalloc.h"
 
-#define EXT_SECRET_MAX 1024
 #define EXT_ATTR_MAX 128
-#define EXT_BACKOFF_MIN_MS 100
-#define EXT_BACKOFF_MAX_MS 2000
 #define EXT_PASSWORD_MAX 4096
 #define EXT_NO_CONNECTION (-1000)	/* ext_search: ext_connect said why */
 
@@ -48,8 +41,7 @@ struct dir_ext {
 
 	pthread_mutex_t lock;	/* the fields below */
 	LDAP *ld;		/* the service connection, or NULL */
-	uint64_t retry_at_ms;	/* no connect attempt before */
-	unsigned backoff_ms;
+	struct dir_ldap_backoff backoff;
 };
 
 /* ---- templates ---- */
@@ -122,21 +114,6 @@ enum dir_status dir_ext_template(const char *tmpl,
 
 /* ---- the connection ---- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static struct timeval tv_of(unsigned ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (long)(ms % 1000) * 1000 };
-	return tv;
-}
-
 static void ext_drop(struct dir_ext *x)
 {
 	if (x->ld != NULL)
@@ -148,11 +125,7 @@ static void ext_drop(struct dir_ext *x)
 static void ext_down(struct dir_ext *x)
 {
 	ext_drop(x);
-	x->backoff_ms = x->backoff_ms == 0 ? EXT_BACKOFF_MIN_MS :
-			x->backoff_ms * 2;
-	if (x->backoff_ms > EXT_BACKOFF_MAX_MS)
-		x->backoff_ms = EXT_BACKOFF_MAX_MS;
-	x->retry_at_ms = now_ms() + x->backoff_ms;
+	dir_ldap_backoff_failed(&x->backoff);
 }
 
 /* TLS settings of this connection: the certificate verified against
@@ -177,17 +150,11 @@ static int ext_tls(const struct dir_ext *x, LDAP *ld)
  * configured; NULL with the code in *rc_r. */
 static LDAP *ext_init(const struct dir_ext *x, int *rc_r)
 {
-	struct timeval tv = tv_of(x->timeout_ms);
-	int v3 = LDAP_VERSION3;
 	LDAP *ld = NULL;
 
-	*rc_r = ldap_initialize(&ld, x->uri);
+	*rc_r = dir_ldap_init(x->uri, x->timeout_ms, &ld);
 	if (*rc_r != LDAP_SUCCESS)
 		return NULL;
-	(void)ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-	(void)ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
-	(void)ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-	(void)ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
 	*rc_r = ext_tls(x, ld);
 	if (*rc_r == LDAP_SUCCESS && x->starttls)
 		*rc_r = ldap_start_tls_s(ld, NULL, NULL);
@@ -210,15 +177,14 @@ static int simple_bind(LDAP *ld, const char *dn, const char *password)
 /* The service connection; call with the lock held. */
 static enum dir_status ext_connect(struct dir_ext *x, struct str *error)
 {
-	uint64_t now = now_ms();
+	uint64_t wait = dir_ldap_backoff_wait(&x->backoff);
 	int rc;
 
 	if (x->ld != NULL)
 		return DIR_OK;
-	if (now < x->retry_at_ms) {
+	if (wait > 0) {
 		str_setf(error, "external directory %s unreachable (next try "
-			 "in %llu ms)", x->uri,
-			 (unsigned long long)(x->retry_at_ms - now));
+			 "in %llu ms)", x->uri, (unsigned long long)wait);
 		return DIR_TEMPFAIL;
 	}
 	x->ld = ext_init(x, &rc);
@@ -231,8 +197,7 @@ static enum dir_status ext_connect(struct dir_ext *x, struct str *error)
 			 "anonymous", ldap_err2string(rc));
 		return DIR_TEMPFAIL;
 	}
-	x->backoff_ms = 0;
-	x->retry_at_ms = 0;
+	dir_ldap_backoff_reset(&x->backoff);
 	return DIR_OK;
 }
 
@@ -245,7 +210,7 @@ static int ext_search(struct dir_ext *x, const char *filter,
 		      LDAPControl **ctrls, LDAPMessage **res_r,
 		      struct str *error)
 {
-	struct timeval tv = tv_of(x->timeout_ms);
+	struct timeval tv = dir_ldap_tv(x->timeout_ms);
 	bool fresh = x->ld == NULL;
 	int rc = LDAP_OTHER;
 
@@ -462,29 +427,6 @@ static void gal_entry(struct gal_ctx *g, LDAPMessage *e)
 	str_free(&error);
 }
 
-/* The cookie of a result's paged results control (bv_len 0 when the
- * search is complete or the server does not page); -1 when it does not
- * decode. */
-static int page_cookie(LDAP *ld, LDAPMessage *res, struct berval *cookie)
-{
-	LDAPControl **ctrls = NULL, *c;
-	ber_int_t estimate = 0;
-	int r = 0;
-
-	cookie->bv_len = 0;
-	cookie->bv_val = NULL;
-	if (ldap_parse_result(ld, res, NULL, NULL, NULL, NULL, &ctrls, 0) !=
-	    LDAP_SUCCESS)
-		return 0;
-	c = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls, NULL);
-	if (c != NULL &&
-	    ldap_parse_pageresponse_control(ld, c, &estimate, cookie) !=
-		    LDAP_SUCCESS)
-		r = -1;
-	ldap_controls_free(ctrls);
-	return r;
-}
-
 /* One page of at most want entries after cookie (replaced by the next
  * one); call with the lock held. */
 static enum dir_status gal_page(struct gal_ctx *g, const char *filter,
@@ -518,7 +460,7 @@ static enum dir_status gal_page(struct gal_ctx *g, const char *filter,
 			      ldap_first_entry(x->ld, res) : NULL;
 	     e != NULL && got < want; e = ldap_next_entry(x->ld, e), got++)
 		gal_entry(g, e);
-	if (st == DIR_OK && res != NULL && page_cookie(x->ld, res, cookie) < 0) {
+	if (st == DIR_OK && res != NULL && dir_ldap_page_cookie(x->ld, res, cookie) < 0) {
 		str_setf(error, "external directory %s: bad paged results "
 			 "control", x->uri);
 		st = DIR_TEMPFAIL;
@@ -533,7 +475,7 @@ static void gal_abandon(struct dir_ext *x, const char *filter,
 			struct berval *cookie)
 {
 	static const char *const no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	struct timeval tv = tv_of(x->timeout_ms);
+	struct timeval tv = dir_ldap_tv(x->timeout_ms);
 	LDAPControl *ctl = NULL, *ctrls[2] = { NULL, NULL };
 	LDAPMessage *res = NULL;
 
@@ -612,39 +554,6 @@ bool dir_ext_gal(const struct dir_ext *x)
 const char *dir_ext_describe(const struct dir_ext *x)
 {
 	return x->uri;
-}
-
-/* The first line of path, without its line end. */
-static enum dir_status secret_read(const char *path, char **secret_r,
-				   struct str *error)
-{
-	char buf[EXT_SECRET_MAX + 1];
-	ssize_t n;
-	int fd;
-
-	*secret_r = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		str_setf(error, "cannot read ext_ldap_bind_password_file %s: "
-			 "%s", path, strerror(errno));
-		return DIR_INVALID;
-	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0) {
-		str_setf(error, "%s: %s", path, strerror(errno));
-		return DIR_INVALID;
-	}
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		str_setf(error, "ext_ldap_bind_password_file %s is empty",
-			 path);
-		return DIR_INVALID;
-	}
-	*secret_r = xstrdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return DIR_OK;
 }
 
 /* An attribute description: a letter, then letters, digits, hyphens
@@ -735,9 +644,10 @@ enum dir_status dir_ext_open(const struct dir_ext_settings *set,
 	if (pthread_mutex_init(&x->lock, NULL) != 0)
 		abort();
 	if (x->bind_dn[0] != '\0')
-		st = secret_read(set->bind_password_file != NULL ?
-				 set->bind_password_file : "", &x->password,
-				 error);
+		st = dir_ldap_secret_read(set->bind_password_file != NULL ?
+					  set->bind_password_file : "",
+					  "ext_ldap_bind_password_file",
+					  DIR_INVALID, &x->password, error);
 	else
 		x->password = xstrdup("");
 	if (st != DIR_OK) {

@@ -89,8 +89,7 @@ struct ldir {
 	char *domains_dn, *cos_dn, *state_dn;
 	unsigned timeout_ms;
 	bool readonly;
-	uint64_t retry_at_ms;	/* no connect attempt before */
-	unsigned backoff_ms;
+	struct dir_ldap_backoff backoff;
 	struct memo domains[LDIR_MEMO_MAX], coses[LDIR_MEMO_MAX];
 	size_t ndomains, ncoses;
 };
@@ -225,6 +224,51 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void dir_ldap_backoff_failed(struct dir_ldap_backoff *b)
+{
+	b->step_ms = b->step_ms == 0 ? LDIR_BACKOFF_MIN_MS : b->step_ms * 2;
+	if (b->step_ms > LDIR_BACKOFF_MAX_MS)
+		b->step_ms = LDIR_BACKOFF_MAX_MS;
+	b->retry_at_ms = now_ms() + b->step_ms;
+}
+
+void dir_ldap_backoff_reset(struct dir_ldap_backoff *b)
+{
+	b->step_ms = 0;
+	b->retry_at_ms = 0;
+}
+
+uint64_t dir_ldap_backoff_wait(const struct dir_ldap_backoff *b)
+{
+	uint64_t now = now_ms();
+
+	return now < b->retry_at_ms ? b->retry_at_ms - now : 0;
+}
+
+struct timeval dir_ldap_tv(unsigned ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (long)(ms % 1000) * 1000 };
+	return tv;
+}
+
+int dir_ldap_init(const char *uri, unsigned timeout_ms, LDAP **ld_r)
+{
+	struct timeval tv = dir_ldap_tv(timeout_ms);
+	int v3 = LDAP_VERSION3;
+	int rc = ldap_initialize(ld_r, uri);
+
+	if (rc != LDAP_SUCCESS) {
+		*ld_r = NULL;
+		return rc;
+	}
+	(void)ldap_set_option(*ld_r, LDAP_OPT_PROTOCOL_VERSION, &v3);
+	(void)ldap_set_option(*ld_r, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	(void)ldap_set_option(*ld_r, LDAP_OPT_NETWORK_TIMEOUT, &tv);
+	(void)ldap_set_option(*ld_r, LDAP_OPT_TIMEOUT, &tv);
+	return LDAP_SUCCESS;
+}
+
 static void ld_drop(struct ldir *l)
 {
 	if (l->ld != NULL)
@@ -232,24 +276,11 @@ static void ld_drop(struct ldir *l)
 	l->ld = NULL;
 }
 
-/* The server failed us: no new connection before the next backoff step
- * (100 ms, doubling up to 2 s), so that a hung or dead server costs one
- * timeout per step instead of one per call. */
+/* The server failed us: no new connection before the next backoff step. */
 static void ld_down(struct ldir *l)
 {
 	ld_drop(l);
-	l->backoff_ms = l->backoff_ms == 0 ? LDIR_BACKOFF_MIN_MS :
-			l->backoff_ms * 2;
-	if (l->backoff_ms > LDIR_BACKOFF_MAX_MS)
-		l->backoff_ms = LDIR_BACKOFF_MAX_MS;
-	l->retry_at_ms = now_ms() + l->backoff_ms;
-}
-
-static struct timeval tv_of(unsigned ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (long)(ms % 1000) * 1000 };
-	return tv;
+	dir_ldap_backoff_failed(&l->backoff);
 }
 
 /* Errors that mean the connection or the server is unusable. */
@@ -280,25 +311,19 @@ static int sasl_defaults(LDAP *ld, unsigned flags, void *defaults, void *in)
 
 static enum dir_status ld_connect(struct ldir *l, struct str *error)
 {
-	struct timeval tv = tv_of(l->timeout_ms);
 	struct berval cred = { 0, NULL };
-	int v3 = LDAP_VERSION3, rc;
-	uint64_t now = now_ms();
+	uint64_t wait = dir_ldap_backoff_wait(&l->backoff);
+	int rc;
 
 	if (l->ld != NULL)
 		return DIR_OK;
-	if (now < l->retry_at_ms) {
+	if (wait > 0) {
 		str_setf(error, "directory server %s unreachable (next try in "
-			  "%llu ms)", l->uri,
-			  (unsigned long long)(l->retry_at_ms - now));
+			  "%llu ms)", l->uri, (unsigned long long)wait);
 		return DIR_TEMPFAIL;
 	}
-	rc = ldap_initialize(&l->ld, l->uri);
+	rc = dir_ldap_init(l->uri, l->timeout_ms, &l->ld);
 	if (rc == LDAP_SUCCESS) {
-		(void)ldap_set_option(l->ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-		(void)ldap_set_option(l->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
-		(void)ldap_set_option(l->ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-		(void)ldap_set_option(l->ld, LDAP_OPT_TIMEOUT, &tv);
 		if (l->bind_dn[0] == '\0') {
 			rc = ldap_sasl_interactive_bind_s(l->ld, NULL,
 							  "EXTERNAL", NULL,
@@ -320,8 +345,7 @@ static enum dir_status ld_connect(struct ldir *l, struct str *error)
 			  "SASL EXTERNAL bind: ", ldap_err2string(rc));
 		return DIR_TEMPFAIL;
 	}
-	l->backoff_ms = 0;
-	l->retry_at_ms = 0;
+	dir_ldap_backoff_reset(&l->backoff);
 	return DIR_OK;
 }
 
@@ -380,7 +404,7 @@ struct req {
 
 static int req_run_once(struct ldir *l, struct req *r)
 {
-	struct timeval tv = tv_of(l->timeout_ms);
+	struct timeval tv = dir_ldap_tv(l->timeout_ms);
 
 	switch (r->op) {
 	case OP_SEARCH:
@@ -509,10 +533,7 @@ static enum dir_status ld_search(struct ldir *l, const char *base, int scope,
 typedef enum dir_status (*entry_fn)(struct ldir *l, LDAPMessage *e,
 				    void *ctx, struct str *error);
 
-/* The cookie of the paged results control of a result (malloc'd in
- * *cookie; bv_len 0 when the search is complete or the server does not
- * page).  -1 when the control does not decode. */
-static int page_cookie(LDAP *ld, LDAPMessage *res, struct berval *cookie)
+int dir_ldap_page_cookie(LDAP *ld, LDAPMessage *res, struct berval *cookie)
 {
 	LDAPControl **ctrls = NULL, *c;
 	ber_int_t estimate = 0;
@@ -538,7 +559,7 @@ static void ld_page_abandon(struct ldir *l, const char *base, int scope,
 			    const char *filter, struct berval *cookie)
 {
 	static const char *const no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	struct timeval tv = tv_of(l->timeout_ms);
+	struct timeval tv = dir_ldap_tv(l->timeout_ms);
 	LDAPControl *ctl = NULL, *ctrls[2] = { NULL, NULL };
 	LDAPMessage *res = NULL;
 
@@ -599,7 +620,7 @@ static enum dir_status ld_search_paged(struct ldir *l, const char *base,
 		     e = ldap_next_entry(l->ld, e), got++)
 			st = fn(l, e, ctx, error);
 		if (st == DIR_OK && res != NULL &&
-		    page_cookie(l->ld, res, &cookie) < 0)
+		    dir_ldap_page_cookie(l->ld, res, &cookie) < 0)
 			st = ld_status(l, LDAP_DECODING_ERROR, "paged search",
 				       error);
 		if (res != NULL)
@@ -2412,21 +2433,14 @@ static enum dir_status ld_password_bind(struct dir *base, const char *dn,
 					struct str *error)
 {
 	struct ldir *l = (struct ldir *)base;
-	struct timeval tv = tv_of(l->timeout_ms);
 	struct berval cred = { .bv_len = strlen(password),
 			       .bv_val = (char *)password };
-	int v3 = LDAP_VERSION3, rc;
 	LDAP *ld = NULL;
+	int rc = dir_ldap_init(l->uri, l->timeout_ms, &ld);
 
-	rc = ldap_initialize(&ld, l->uri);
-	if (rc == LDAP_SUCCESS) {
-		(void)ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-		(void)ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
-		(void)ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-		(void)ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+	if (rc == LDAP_SUCCESS)
 		rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL,
 				      NULL, NULL);
-	}
 	if (ld != NULL)
 		ldap_unbind_ext_s(ld, NULL, NULL);
 	switch (rc) {
@@ -2735,9 +2749,9 @@ static void ld_close(struct dir *base)
 	free(l);
 }
 
-/* The first line of path, without its line end. */
-static enum dir_status secret_read(const char *path, char **secret_r,
-				   struct str *error)
+enum dir_status dir_ldap_secret_read(const char *path, const char *what,
+				     enum dir_status unreadable,
+				     char **secret_r, struct str *error)
 {
 	char buf[LDIR_SECRET_MAX + 1];
 	ssize_t n;
@@ -2746,21 +2760,20 @@ static enum dir_status secret_read(const char *path, char **secret_r,
 	*secret_r = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		str_setf(error, "cannot read the LDAP bind password file %s: "
-			  "%s", path, strerror(errno));
-		return DIR_TEMPFAIL;
+		str_setf(error, "cannot read %s %s: %s", what, path,
+			  strerror(errno));
+		return unreadable;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
 		str_setf(error, "%s: %s", path, strerror(errno));
-		return DIR_TEMPFAIL;
+		return unreadable;
 	}
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (buf[0] == '\0') {
-		str_setf(error, "the LDAP bind password file %s is empty",
-			  path);
+		str_setf(error, "%s %s is empty", what, path);
 		return DIR_INVALID;
 	}
 	*secret_r = xstrdup(buf);
@@ -2800,9 +2813,10 @@ enum dir_status dir_open_ldap(const struct dir_ldap_settings *set,
 		st = DIR_INVALID;
 	}
 	if (st == DIR_OK && l->bind_dn[0] != '\0')
-		st = secret_read(set->bind_password_file != NULL ?
-				 set->bind_password_file : "", &l->password,
-				 error);
+		st = dir_ldap_secret_read(set->bind_password_file != NULL ?
+					  set->bind_password_file : "",
+					  "the LDAP bind password file",
+					  DIR_TEMPFAIL, &l->password, error);
 	if (st == DIR_OK && !readonly)
 		st = skeleton_ensure(l, error);
 	if (st != DIR_OK) {

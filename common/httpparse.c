@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "httpparse.h"
+#include "str.h"
 #include "xalloc.h"
 
 struct http_parser {
@@ -506,22 +507,11 @@ void http_chunked_init(struct http_chunked *c)
 	c->state = C_SIZE0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One byte of a size line: 0 or -1. */
 static int chunk_size_byte(struct http_chunked *c, char b,
 			   const char **error_r)
 {
-	int h = hexval(b);
+	int h = str_hex_value((unsigned char)b);
 
 	if (++c->line > HTTP_CHUNK_LINE_MAX) {
 		*error_r = "chunk size line too long";

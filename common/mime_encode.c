@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "mime_encode.h"
+#include "str.h"
 #include "xalloc.h"
 
 #define UTF8_REPLACEMENT "\xEF\xBF\xBD"
@@ -136,17 +137,6 @@ int mime_charset_to_utf8(const char *charset, const void *in, size_t len,
 
 /* ---- RFC 2047 ---- */
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Q: '_' is a space, "=XX" a byte; a broken '=' stays as it is. */
 static int decode_q(const char *in, size_t len, struct str *out)
 {
@@ -159,8 +149,8 @@ static int decode_q(const char *in, size_t len, struct str *out)
 		if (c == '_')
 			c = ' ';
 		else if (c == '=' && i + 2 < len &&
-			 (h = hexval((unsigned char)in[i + 1])) >= 0 &&
-			 (l = hexval((unsigned char)in[i + 2])) >= 0) {
+			 (h = str_hex_value((unsigned char)in[i + 1])) >= 0 &&
+			 (l = str_hex_value((unsigned char)in[i + 2])) >= 0) {
 			c = (unsigned char)(h << 4 | l);
 			i += 2;
 		}
@@ -324,8 +314,8 @@ static int pct_decode(const char *in, size_t len, struct str *out)
 		int h, l;
 
 		if (c == '%' && i + 2 < len &&
-		    (h = hexval((unsigned char)in[i + 1])) >= 0 &&
-		    (l = hexval((unsigned char)in[i + 2])) >= 0) {
+		    (h = str_hex_value((unsigned char)in[i + 1])) >= 0 &&
+		    (l = str_hex_value((unsigned char)in[i + 2])) >= 0) {
 			c = (unsigned char)(h << 4 | l);
 			i += 2;
 		}

@@ -232,3 +232,14 @@ size_t str_lcpy(char *dst, const char *src, size_t size)
 	}
 	return n;
 }
+
+int str_hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -59,4 +59,7 @@ struct str *str_dup_c(const char *cstr);
 /* Bounded helpers for fixed destination buffers (constants only). */
 size_t str_lcpy(char *dst, const char *src, size_t size);
 
+/* The value of a hexadecimal digit (either case), -1 for any other byte. */
+int str_hex_value(unsigned char c);
+
 #endif

@@ -330,17 +330,6 @@ static void decode_base64(const unsigned char *p, size_t len, struct sink *s)
 	}
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* One line of quoted-printable text, line end excluded. */
 static void decode_qp_text(const unsigned char *p, size_t len,
 			   struct sink *s)
@@ -349,8 +338,8 @@ static void decode_qp_text(const unsigned char *p, size_t len,
 		int hi, lo;
 
 		if (p[i] == '=') {
-			hi = i + 1 < len ? hex_value(p[i + 1]) : -1;
-			lo = i + 2 < len ? hex_value(p[i + 2]) : -1;
+			hi = i + 1 < len ? str_hex_value(p[i + 1]) : -1;
+			lo = i + 2 < len ? str_hex_value(p[i + 2]) : -1;
 			if (hi >= 0 && lo >= 0) {
 				sink_put(s, (unsigned char)(hi << 4 | lo));
 				i += 2;

@@ -82,6 +82,18 @@ static void test_lcpy(void **state)
 	str_free(&d);
 }
 
+static void test_hex_value(void **state)
+{
+	(void)state;
+	for (int c = 0; c < 256; c++) {
+		int want = c >= '0' && c <= '9' ? c - '0' :
+			   c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+			   c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+		assert_int_equal(str_hex_value((unsigned char)c), want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -90,6 +102,7 @@ int main(void)
 		cmocka_unit_test(test_consume_truncate_set),
 		cmocka_unit_test(test_byte_at_a_time_growth),
 		cmocka_unit_test(test_lcpy),
+		cmocka_unit_test(test_hex_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

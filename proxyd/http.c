@@ -637,19 +637,12 @@ static char *dav_user(const char *path)
 		int c = (unsigned char)*p;
 
 		if (c == '%') {
-			int v = -1;
+			int hi = str_hex_value((unsigned char)p[1]);
+			int lo = hi < 0 ? -1 : str_hex_value((unsigned char)p[2]);
 
-			if (p[1] != '\0' && p[2] != '\0') {
-				char hx[3] = { p[1], p[2], '\0' };
-				char *e;
-
-				v = (int)strtol(hx, &e, 16);
-				if (*e != '\0')
-					v = -1;
-			}
-			if (v <= 0)
-				goto out;
-			c = v;
+			if (lo < 0 || (hi | lo) == 0)
+				goto out;	/* not %XX, or %00 */
+			c = hi << 4 | lo;
 			p += 2;
 		}
 		if (str_append_byte(u, (unsigned char)c) < 0)

@@ -116,26 +116,21 @@ def test_schema_files_agree():
         "ternMailHost", "")
 
 
-class PrivateSlapd:
-    """A slapd from scratch in a temporary folder: cn=config with Tern's
-    schema from the source tree, one mdb database, rootdn by peer
-    credentials over ldapi."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tern-slapd-", dir="/tmp")
-        self.port = free_port_block(1)
-        self.sock = os.path.join(self.dir, "ldapi")
-        self.uri = ldapi(self.sock)
-        self.proc = None
-        os.mkdir(os.path.join(self.dir, "slapd.d"))
-        os.mkdir(os.path.join(self.dir, "db"))
-        uid, gid = os.getuid(), os.getgid()
-        peer = (f"gidNumber={gid}+uidNumber={uid},cn=peercred,cn=external,"
-                f"cn=auth")
-        conf = f"""dn: cn=config
+def slapd_configure(folder, suffix, schemas="", database="",
+                    global_lines=""):
+    """cn=config for a private slapd in folder (slapd.d/, db/): the core,
+    cosine and inetOrgPerson schemas plus schemas (LDIF), one mdb database
+    for suffix whose rootdn is this process's user by peer credentials
+    over ldapi, with the database lines given; global_lines go into
+    cn=config itself."""
+    os.mkdir(os.path.join(folder, "slapd.d"))
+    os.mkdir(os.path.join(folder, "db"))
+    peer = (f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
+            f"cn=peercred,cn=external,cn=auth")
+    conf = f"""dn: cn=config
 objectClass: olcGlobal
 cn: config
-
+{global_lines}
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
@@ -152,45 +147,67 @@ include: file:///etc/ldap/schema/cosine.ldif
 
 include: file:///etc/ldap/schema/inetorgperson.ldif
 
-include: file://{SCHEMA_DIR}/tern.ldif
-
+{schemas}
 dn: olcDatabase={{1}}mdb,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
 olcDatabase: {{1}}mdb
-olcDbDirectory: {self.dir}/db
-olcSuffix: dc=test
+olcDbDirectory: {folder}/db
+olcSuffix: {suffix}
 olcRootDN: {peer}
 olcDbNoSync: TRUE
-olcDbIndex: objectClass eq
-olcDbIndex: mail eq,sub
-olcDbIndex: cn,displayName eq,sub
-olcDbIndex: ternListMember,ternAliasTarget,ternDomainName eq
-"""
-        with open(os.path.join(self.dir, "config.ldif"), "w") as f:
-            f.write(conf)
-        subprocess.run([SLAPADD, "-n0", "-F", self.slapd_d, "-l",
-                        os.path.join(self.dir, "config.ldif")], check=True,
-                       capture_output=True, timeout=30)
+{database}"""
+    path = os.path.join(folder, "config.ldif")
+    with open(path, "w") as f:
+        f.write(conf)
+    subprocess.run([SLAPADD, "-n0", "-F", os.path.join(folder, "slapd.d"),
+                    "-l", path], check=True, capture_output=True, timeout=30)
+
+
+def slapd_run(folder, ldapi_uri, urls):
+    """slapd on the configuration in folder, listening on urls (ldapi_uri
+    among them); returns the process once it answers over ldapi."""
+    proc = subprocess.Popen(
+        [SLAPD, "-d", "0", "-h", urls, "-F", os.path.join(folder, "slapd.d")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        p = ldap_tool("ldapsearch", ldapi_uri,
+                      ["-b", "", "-s", "base", "-LLL"], check=False)
+        if p.returncode == 0:
+            return proc
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("private slapd did not start")
+
+
+class PrivateSlapd:
+    """A slapd from scratch in a temporary folder: cn=config with Tern's
+    schema from the source tree, one mdb database, rootdn by peer
+    credentials over ldapi."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tern-slapd-", dir="/tmp")
+        self.port = free_port_block(1)
+        self.sock = os.path.join(self.dir, "ldapi")
+        self.uri = ldapi(self.sock)
+        self.proc = None
+        slapd_configure(
+            self.dir, "dc=test",
+            schemas=f"include: file://{SCHEMA_DIR}/tern.ldif\n",
+            database="olcDbIndex: objectClass eq\n"
+                     "olcDbIndex: mail eq,sub\n"
+                     "olcDbIndex: cn,displayName eq,sub\n"
+                     "olcDbIndex: ternListMember,ternAliasTarget,"
+                     "ternDomainName eq\n")
 
     @property
     def slapd_d(self):
         return os.path.join(self.dir, "slapd.d")
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [SLAPD, "-d", "0", "-h",
-             f"{self.uri} ldap://127.0.0.1:{self.port}/", "-F", self.slapd_d],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            p = ldap_tool("ldapsearch", self.uri,
-                          ["-b", "", "-s", "base", "-LLL"], check=False)
-            if p.returncode == 0:
-                return
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            time.sleep(0.05)
-        raise AssertionError("private slapd did not start")
+        self.proc = slapd_run(self.dir, self.uri,
+                              f"{self.uri} ldap://127.0.0.1:{self.port}/")
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

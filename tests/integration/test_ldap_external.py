@@ -20,7 +20,8 @@ from conftest import free_port_block
 from imapenv import TERN_LIBEXEC, tern_services
 from test_authd import Authd
 from test_gal import gal
-from test_ldap import (PASSWORD, SLAPADD, SLAPD, ldap_instance,  # noqa: F401
+from test_ldap import (PASSWORD, SLAPD, ldap_instance,  # noqa: F401
+                       slapd_configure, slapd_run,
                        ldap_tool, ldapi, parse_ldif, search)
 
 SUFFIX = "dc=ad,dc=test"
@@ -104,69 +105,21 @@ class ADSlapd:
             tls_conf = (f"olcTLSCACertificateFile: {self.ca}\n"
                         f"olcTLSCertificateFile: {self.dir}/server.crt\n"
                         f"olcTLSCertificateKeyFile: {self.dir}/server.key\n")
-        slapd_d = os.path.join(self.dir, "slapd.d")
-        os.mkdir(slapd_d)
-        os.mkdir(os.path.join(self.dir, "db"))
-        peer = (f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
-                f"cn=peercred,cn=external,cn=auth")
-        conf = f"""dn: cn=config
-objectClass: olcGlobal
-cn: config
-{tls_conf}
-dn: cn=module{{0}},cn=config
-objectClass: olcModuleList
-cn: module{{0}}
-olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
-
-dn: cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-
-include: file:///etc/ldap/schema/cosine.ldif
-
-include: file:///etc/ldap/schema/inetorgperson.ldif
-
-{AD_SCHEMA}
-dn: olcDatabase={{1}}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {{1}}mdb
-olcDbDirectory: {self.dir}/db
-olcSuffix: {SUFFIX}
-olcRootDN: {peer}
-olcDbNoSync: TRUE
-olcSizeLimit: size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} size.prtotal=unlimited
-olcDbIndex: objectClass eq
-olcDbIndex: userPrincipalName,sAMAccountName eq
-olcDbIndex: mail eq,sub
-olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none
-olcAccess: {{1}}to * by users read by * none
-"""
-        path = os.path.join(self.dir, "config.ldif")
-        with open(path, "w") as f:
-            f.write(conf)
-        subprocess.run([SLAPADD, "-n0", "-F", slapd_d, "-l", path],
-                       check=True, capture_output=True, timeout=30)
+        slapd_configure(
+            self.dir, SUFFIX, schemas=AD_SCHEMA, global_lines=tls_conf,
+            database=f"olcSizeLimit: size.soft={SIZE_LIMIT} "
+                     f"size.hard={SIZE_LIMIT} size.prtotal=unlimited\n"
+                     "olcDbIndex: objectClass eq\n"
+                     "olcDbIndex: userPrincipalName,sAMAccountName eq\n"
+                     "olcDbIndex: mail eq,sub\n"
+                     "olcAccess: {0}to attrs=userPassword by anonymous "
+                     "auth by * none\n"
+                     "olcAccess: {1}to * by users read by * none\n")
 
     def start(self):
         urls = f"{self.uri} {self.tcp}" + (f" {self.ldaps}" if self.ldaps
                                            else "")
-        self.proc = subprocess.Popen(
-            [SLAPD, "-d", "0", "-h", urls, "-F",
-             os.path.join(self.dir, "slapd.d")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            p = ldap_tool("ldapsearch", self.uri,
-                          ["-b", "", "-s", "base", "-LLL"], check=False)
-            if p.returncode == 0:
-                return
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            time.sleep(0.05)
-        raise AssertionError("private slapd did not start")
+        self.proc = slapd_run(self.dir, self.uri, urls)
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -143,18 +143,22 @@ static int session_notify(void *client, const struct notify_event *ev)
 	if (s->chan == NULL || s->overflowed)
 		return -1;
 	pending = ipc_chan_output_pending(s->chan);
-	nread = ipc_chan_output_read(s->chan);
 	now = uv_now(svc_loop(s->d->svc));
 	/* Only a client that reads nothing is dropped: one that is busy
 	 * reading a large backlog of answers (and events) it asked for goes
-	 * on (the channel's own limit bounds its output). */
-	if (nread != s->seen_read || pending <= s->d->notify_backlog_max)
+	 * on (the channel's own limit bounds its output).  How much it has
+	 * read (a system call) matters only over the limit. */
+	if (pending <= s->d->notify_backlog_max) {
 		s->progress_ms = now;
-	s->seen_read = nread;
-	if (pending > s->d->notify_backlog_max &&
-	    now - s->progress_ms >= NOTIFY_STALL_MS) {
-		session_overflow(s, pending);
-		return -1;
+	} else {
+		nread = ipc_chan_output_read(s->chan);
+		if (nread != s->seen_read)
+			s->progress_ms = now;
+		s->seen_read = nread;
+		if (now - s->progress_ms >= NOTIFY_STALL_MS) {
+			session_overflow(s, pending);
+			return -1;
+		}
 	}
 	m = ipc_msg_new(event_types[ev->kind]);
 	ipc_msg_add_int(m, "account", ev->account);
